@@ -1,0 +1,135 @@
+"""Command line: argv -> config -> Agent. Exit codes: 0 ok, 1 failed run, 2 bad usage or config,
+3 cannot start (e.g. cannot bind)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent import __version__, collectors, logs
+from agent.config import Config, ConfigError, load
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
+COMMANDS = ("run", "check-config", "collect")
+
+
+def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file")
+    parser.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT")
+    parser.add_argument("--web.max-requests", dest="max_requests", type=int, metavar="N",
+                        help="concurrent /metrics requests before 503 (0: no limit)")
+    parser.add_argument("--log.level", dest="log_level",
+                        choices=["debug", "info", "warning", "error"])
+    for name in ("procfs", "sysfs", "rootfs"):
+        parser.add_argument(f"--path.{name}", dest=f"path_{name}", metavar="DIR")
+    parser.add_argument("--collector.disable-defaults", dest="disable_defaults",
+                        action="store_true", help="disable every collector not enabled by a flag")
+    for name in collectors.FACTORIES:
+        parser.add_argument(f"--collector.{name}", dest=f"collector_{name}", action="store_const",
+                            const=True, help=argparse.SUPPRESS)
+        parser.add_argument(f"--no-collector.{name}", dest=f"collector_{name}",
+                            action="store_const", const=False, help=argparse.SUPPRESS)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="hostagent", description="Host metrics agent for Prometheus.",
+        epilog="Collectors (--collector.NAME / --no-collector.NAME): "
+               + ", ".join(collectors.FACTORIES))
+    top.add_argument("--version", action="version", version=f"hostagent {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_runtime_flags(sub.add_parser("run", help="run the agent (the default command)"))
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("file", type=Path, metavar="FILE")
+    collect = sub.add_parser("collect", help="print one exposition to stdout and exit")
+    collect.add_argument("--once", action="store_true", required=True,
+                         help="run every enabled collector once")
+    _add_runtime_flags(collect)
+    return top
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags that were given, as a nested dict that is merged over the file's content."""
+    out: dict[str, Any] = {}
+
+    def put(path: str, value: Any) -> None:
+        *parents, leaf = path.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+
+    for flag, path in (("listen_address", "web.listen_address"),
+                       ("max_requests", "web.max_requests"), ("log_level", "logging.level"),
+                       ("path_procfs", "paths.procfs"), ("path_sysfs", "paths.sysfs"),
+                       ("path_rootfs", "paths.rootfs")):
+        if getattr(args, flag) is not None:
+            put(path, getattr(args, flag))
+    for name in collectors.FACTORIES:
+        chosen = getattr(args, f"collector_{name}")
+        if chosen is not None:
+            put(f"collectors.{name}.enabled", chosen)
+        elif args.disable_defaults:
+            put(f"collectors.{name}.enabled", False)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0].startswith("-")
+                    and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "run")
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            load(args.file)
+            print(f"{args.file}: ok")
+            return EXIT_OK
+        config = load(args.config, overrides(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    logs.setup(config.logging.level)
+    if args.command == "collect":
+        return _run_loop(_collect_once(config))
+    return _serve(config)
+
+
+def _run_loop(coro: Any) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return int(asyncio.run(coro))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return int(runner.run(coro))
+
+
+def _serve(config: Config) -> int:
+    from agent.agent import Agent, StartupError
+
+    async def serve() -> int:
+        return await Agent(config).run()
+
+    try:
+        return _run_loop(serve())
+    except StartupError as exc:
+        print(f"hostagent: {exc}", file=sys.stderr)
+        return EXIT_START
+
+
+async def _collect_once(config: Config) -> int:
+    from agent.agent import Agent
+
+    agent = Agent(config)
+    await agent.scheduler.run_all_once()
+    failed = [s for s in agent.scheduler.statuses() if not s.success]
+    for status in failed:
+        print(f"collector {status.name} failed: {status.last_error}", file=sys.stderr)
+    sys.stdout.buffer.write(agent.renderer.render_now().text.plain)
+    sys.stdout.flush()
+    return EXIT_FAILED if failed else EXIT_OK

@@ -1,0 +1,148 @@
+"""The configuration model: one validated object, built from YAML plus flag overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PORT = 9110
+
+
+class ConfigError(Exception):
+    """A user-caused configuration problem; each line names a field path and what is wrong."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_listen_address(value: str) -> tuple[str | None, int]:
+    """'HOST:PORT', '[::1]:PORT' or ':PORT' (all interfaces) -> (host or None, port)."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"expected HOST:PORT with a port 0-65535, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"an IPv6 host needs brackets, as in [::1]:{port_text}, got {value!r}")
+    return (host or None), int(port_text)
+
+
+class WebConfig(Strict):
+    listen_address: str = f":{DEFAULT_PORT}"
+    max_requests: int = Field(40, ge=0, description="concurrent /metrics requests; 0 = no limit")
+    shutdown_timeout: float = Field(5.0, gt=0, description="grace period for in-flight requests")
+
+    @field_validator("listen_address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value
+
+
+class CollectorSettings(Strict):
+    enabled: bool = True
+    interval: float = Field(15.0, gt=0)
+    timeout: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> CollectorSettings:
+        if self.timeout is not None and self.timeout > self.interval:
+            raise ValueError(f"timeout ({self.timeout}) must not exceed interval ({self.interval})")
+        return self
+
+    @property
+    def effective_timeout(self) -> float:
+        """Unset timeouts stay below the interval so a run ends before the next tick."""
+        return self.timeout if self.timeout is not None else min(10.0, self.interval * 0.8)
+
+
+class CollectorsConfig(Strict):
+    cpu: CollectorSettings = CollectorSettings()
+    memory: CollectorSettings = CollectorSettings()
+
+
+class SchedulerConfig(Strict):
+    jitter: float = Field(0.1, ge=0, le=0.5, description="random delay per tick / interval")
+    workers: int = Field(4, ge=1, le=64, description="threads running blocking collector work")
+
+
+class PathsConfig(Strict):
+    procfs: Path = Path("/proc")
+    sysfs: Path = Path("/sys")
+    rootfs: Path = Path("/")
+
+
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(Strict):
+    web: WebConfig = WebConfig()
+    collectors: CollectorsConfig = CollectorsConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    paths: PathsConfig = PathsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+def _describe(error: dict[str, Any]) -> str:
+    path = ".".join(str(part) for part in error["loc"]) or "config"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        message = "unknown field"
+    elif kind == "missing":
+        message = "required field is missing"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+        if message.startswith("Input should"):
+            message = "must" + message.removeprefix("Input should")
+    return f"{path}: {message}"
+
+
+def build(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(dict(e)) for e in exc.errors()]) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping, got {type(data).__name__}"])
+    return data
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge overrides (from flags) into base (from the file)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    data = read_yaml(path) if path is not None else {}
+    return build(merge(data, overrides or {}))

@@ -1,0 +1,64 @@
+"""Liveness, readiness and per-collector health, derived from scheduler state only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from agent import __version__
+from agent.render import Exposition
+from agent.scheduler import CollectorStatus
+
+Phase = Literal["starting", "running", "stopping"]
+
+
+class Health:
+    def __init__(
+        self,
+        statuses: Callable[[], Sequence[CollectorStatus]],
+        exposition: Callable[[], Exposition],
+    ) -> None:
+        self._statuses = statuses
+        self._exposition = exposition
+        self.started = time.time()
+        self.stopping = False
+
+    def ready(self) -> bool:
+        """Ready once the served exposition holds every collector's first run, until stopping."""
+        return not self.stopping and self._exposition().complete
+
+    def phase(self) -> Phase:
+        if self.stopping:
+            return "stopping"
+        return "running" if self.ready() else "starting"
+
+    def report(self) -> tuple[int, dict[str, Any]]:
+        now = time.time()
+        collectors = {}
+        degraded = False
+        for status in self._statuses():
+            stale = status.stale(now)
+            degraded |= status.success is False or stale
+            age = status.success_age(now)
+            collectors[status.name] = {
+                "success": status.success,
+                "interval_seconds": status.interval,
+                "timeout_seconds": status.timeout,
+                "last_duration_seconds": status.last_duration,
+                "last_success_age_seconds": None if age is None else round(age, 3),
+                "last_error": status.last_error,
+                "stale": stale,
+                "runs": status.runs,
+                "timeouts": status.timeouts,
+                "skipped": status.skipped,
+            }
+        phase = self.phase()
+        overall = phase if phase != "running" else ("degraded" if degraded else "ok")
+        body = {
+            "status": overall,
+            "version": __version__,
+            "uptime_seconds": round(now - self.started, 3),
+            "collectors": collectors,
+        }
+        return (503 if phase != "running" else 200), body

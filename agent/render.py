@@ -1,0 +1,84 @@
+"""Snapshots out: the whole exposition, rendered once per registry generation.
+
+A scrape never renders anything; it picks cached bytes by format and encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from agent.registry import OPENMETRICS_EOF, Registry, Snapshot, encode
+from agent.scheduler import CollectorStatus
+from agent.selfmetrics import RuntimeFamilies, collector_families
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+GZIP_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class Body:
+    content_type: str
+    plain: bytes
+    gzipped: bytes
+
+
+@dataclass(frozen=True)
+class Exposition:
+    generation: int
+    text: Body
+    openmetrics: Body
+    # True once every scheduled collector had completed a run when this was rendered.
+    complete: bool
+
+
+def render(
+    generation: int,
+    snapshots: Mapping[str, Snapshot],
+    statuses: Sequence[CollectorStatus],
+    runtime: RuntimeFamilies,
+) -> Exposition:
+    own_text, own_om = encode([*collector_families(statuses), *runtime.collect()])
+    ordered = [snapshots[name] for name in sorted(snapshots)]
+    text = b"".join([*(s.text for s in ordered), own_text])
+    om = b"".join([*(s.openmetrics for s in ordered), own_om, OPENMETRICS_EOF])
+    return Exposition(
+        generation,
+        Body(TEXT_CONTENT_TYPE, text, gzip.compress(text, GZIP_LEVEL, mtime=0)),
+        Body(OPENMETRICS_CONTENT_TYPE, om, gzip.compress(om, GZIP_LEVEL, mtime=0)),
+        complete=all(status.completed_once for status in statuses),
+    )
+
+
+class Renderer:
+    """Re-renders in its own thread whenever the registry changes; bursts coalesce."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        statuses: Callable[[], Sequence[CollectorStatus]],
+        executor: Executor,
+    ) -> None:
+        self._registry = registry
+        self._statuses = statuses
+        self._executor = executor
+        self._runtime = RuntimeFamilies()
+        self.current = self.render_now()
+
+    def render_now(self) -> Exposition:
+        return render(self._registry.generation, self._registry.snapshots, self._statuses(),
+                      self._runtime)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._registry.changed.wait()
+            self._registry.changed.clear()
+            # Capture inputs on the loop so the render thread sees one consistent generation.
+            args = (self._registry.generation, self._registry.snapshots, self._statuses(),
+                    self._runtime)
+            self.current = await loop.run_in_executor(self._executor, render, *args)

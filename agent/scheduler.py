@@ -1,0 +1,182 @@
+"""Runs each collector on its own interval, in a bounded thread pool, with a timeout.
+
+Rules: at most one call in flight per collector. A call that outlives its timeout is
+abandoned (counted in timeouts) and the collector is not started again until that call
+returns (each tick meanwhile is counted in skipped), so a hung source costs one thread,
+never a pile of them. Failures are logged once per change of state, not every tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.base import Collector
+from agent.logs import kv
+from agent.registry import Registry, Snapshot
+
+log = logging.getLogger("hostagent.scheduler")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    collector: Collector
+    interval: float
+    timeout: float
+
+
+@dataclass(frozen=True)
+class CollectorStatus:
+    """A consistent copy of one collector's state, safe to hand to other threads."""
+
+    name: str
+    interval: float
+    timeout: float
+    runs: int
+    success: bool | None
+    last_duration: float | None
+    last_success_time: float | None
+    last_error: str | None
+    timeouts: int
+    skipped: int
+
+    @property
+    def completed_once(self) -> bool:
+        return self.success is not None
+
+    def success_age(self, now: float) -> float | None:
+        return None if self.last_success_time is None else max(0.0, now - self.last_success_time)
+
+    def stale(self, now: float) -> bool:
+        """No success within three intervals (or none yet, once the first run is over)."""
+        age = self.success_age(now)
+        if age is None:
+            return self.completed_once
+        return age > 3 * self.interval
+
+
+@dataclass
+class _State:
+    job: Job
+    runs: int = 0
+    success: bool | None = None
+    last_duration: float | None = None
+    last_success_time: float | None = None
+    last_error: str | None = None
+    timeouts: int = 0
+    skipped: int = 0
+    in_flight: Future[_Outcome] | None = field(default=None, repr=False)
+
+    def status(self) -> CollectorStatus:
+        return CollectorStatus(
+            self.job.name, self.job.interval, self.job.timeout, self.runs, self.success,
+            self.last_duration, self.last_success_time, self.last_error, self.timeouts,
+            self.skipped,
+        )
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    snapshot: Snapshot | None
+    error: str | None
+    duration: float
+
+
+def _run(name: str, collect: Callable[[], Iterable[Metric]]) -> _Outcome:
+    """Runs in a worker thread: collect and encode, never raise."""
+    start = time.perf_counter()
+    try:
+        snapshot = Snapshot.of(name, collect())
+    except Exception as exc:
+        return _Outcome(None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+    return _Outcome(snapshot, None, time.perf_counter() - start)
+
+
+class Scheduler:
+    def __init__(
+        self, jobs: Iterable[Job], registry: Registry, executor: Executor, jitter: float = 0.1
+    ) -> None:
+        self._registry = registry
+        self._executor = executor
+        self._jitter = jitter
+        self._states = {job.name: _State(job) for job in jobs}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.progress = 0  # bumped on every tick: proof of life for a watchdog
+
+    def start(self) -> None:
+        for name, state in self._states.items():
+            self._tasks[name] = asyncio.create_task(self._loop(state), name=f"collector:{name}")
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+
+    def statuses(self) -> list[CollectorStatus]:
+        return [state.status() for state in self._states.values()]
+
+    def all_completed_once(self) -> bool:
+        return all(state.success is not None for state in self._states.values())
+
+    async def run_all_once(self) -> None:
+        await asyncio.gather(*(self.run_once(state) for state in self._states.values()))
+
+    async def _loop(self, state: _State) -> None:
+        loop = asyncio.get_running_loop()
+        interval = state.job.interval
+        origin = loop.time()
+        tick = 0
+        while True:
+            await self.run_once(state)
+            # Fixed-rate schedule with per-tick jitter; after a stall, skip the missed ticks
+            # instead of firing them in a burst.
+            tick = max(tick + 1, int((loop.time() - origin) / interval) + 1)
+            due = origin + tick * interval + random.uniform(0, self._jitter * interval)
+            await asyncio.sleep(max(0.0, due - loop.time()))
+
+    async def run_once(self, state: _State) -> None:
+        name = state.job.name
+        self.progress += 1
+        if state.in_flight is not None and not state.in_flight.done():
+            state.skipped += 1
+            self._registry.touch()
+            return
+        call = self._executor.submit(_run, name, state.job.collector.collect)
+        state.in_flight = call
+        waiter = asyncio.wrap_future(call)
+        done, _ = await asyncio.wait({waiter}, timeout=state.job.timeout)
+        state.runs += 1
+        if not done:
+            state.timeouts += 1
+            state.last_duration = state.job.timeout
+            self._record(state, None, f"timed out after {state.job.timeout:g}s")
+            return
+        outcome = waiter.result()
+        state.in_flight = None
+        state.last_duration = outcome.duration
+        self._record(state, outcome.snapshot, outcome.error)
+
+    def _record(self, state: _State, snapshot: Snapshot | None, error: str | None) -> None:
+        name = state.job.name
+        ok = snapshot is not None
+        if ok and state.success is False:
+            log.info("collector recovered", extra=kv(collector=name))
+        elif not ok and state.success is not False:
+            log.warning("collector failed", extra=kv(collector=name, err=error))
+        state.success = ok
+        state.last_error = error
+        if snapshot is not None:
+            state.last_success_time = time.time()
+            self._registry.publish(snapshot)
+        else:
+            # Like node_exporter: a failed collector's series are absent, not stale copies.
+            self._registry.remove(name)

@@ -1,0 +1,68 @@
+"""The agent's own series: per-collector status, build info, process and GC figures."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
+
+from agent import __version__
+from agent.scheduler import CollectorStatus
+
+
+def collector_families(statuses: Iterable[CollectorStatus]) -> list[Metric]:
+    duration = GaugeMetricFamily(
+        "hostagent_collector_duration_seconds",
+        "Duration of the collector's last run.", labels=["collector"])
+    success = GaugeMetricFamily(
+        "hostagent_collector_success",
+        "Whether the collector's last run succeeded (1) or failed or timed out (0).",
+        labels=["collector"])
+    last_success = GaugeMetricFamily(
+        "hostagent_collector_last_success_timestamp_seconds",
+        "Unix time of the collector's last successful run.", labels=["collector"])
+    timeouts = CounterMetricFamily(
+        "hostagent_collector_timeouts",
+        "Runs abandoned because they exceeded the collector's timeout.", labels=["collector"])
+    skipped = CounterMetricFamily(
+        "hostagent_collector_skipped",
+        "Ticks skipped because the previous run had not returned yet.", labels=["collector"])
+    for status in statuses:
+        labels = [status.name]
+        if status.last_duration is not None:
+            duration.add_metric(labels, status.last_duration)
+        if status.success is not None:
+            success.add_metric(labels, 1.0 if status.success else 0.0)
+        if status.last_success_time is not None:
+            last_success.add_metric(labels, status.last_success_time)
+        timeouts.add_metric(labels, status.timeouts)
+        skipped.add_metric(labels, status.skipped)
+    return [duration, success, last_success, timeouts, skipped]
+
+
+def build_info() -> Metric:
+    info = GaugeMetricFamily(
+        "hostagent_build_info", "A metric with a constant 1 labelled by version.",
+        labels=["version", "python_version"])
+    info.add_metric([__version__, platform.python_version()], 1.0)
+    return info
+
+
+class RuntimeFamilies:
+    """prometheus_client's process, GC and platform collectors, in a private registry."""
+
+    def __init__(self) -> None:
+        self._registry = CollectorRegistry(auto_describe=False)
+        for source in (ProcessCollector, GCCollector, PlatformCollector):
+            source(registry=self._registry)
+        self._build_info = build_info()
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._build_info
+        yield from self._registry.collect()

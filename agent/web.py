@@ -1,0 +1,64 @@
+"""The HTTP surface. Handlers only read: cached exposition bytes and health state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from agent.health import Health
+from agent.negotiate import OPENMETRICS, accepts_gzip, choose_format
+from agent.render import Exposition
+
+
+class MetricsHandler:
+    """Serves the pre-rendered exposition; at most max_requests responses in flight (0: no cap)."""
+
+    def __init__(self, exposition: Callable[[], Exposition], max_requests: int) -> None:
+        self._exposition = exposition
+        self._max_requests = max_requests
+        self._in_flight = 0
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if self._max_requests and self._in_flight >= self._max_requests:
+            return web.Response(status=503, text="too many concurrent scrapes, try again later\n")
+        self._in_flight += 1
+        try:
+            expo = self._exposition()
+            fmt = choose_format(request.headers.get("Accept"))
+            body = expo.openmetrics if fmt == OPENMETRICS else expo.text
+            response = web.Response(headers={"Content-Type": body.content_type,
+                                             "Vary": "Accept, Accept-Encoding"})
+            if accepts_gzip(request.headers.get("Accept-Encoding")):
+                response.body = body.gzipped
+                response.headers["Content-Encoding"] = "gzip"
+            else:
+                response.body = body.plain
+            # Send inside the handler so the in-flight count covers slow readers too.
+            await response.prepare(request)
+            await response.write_eof()
+            return response
+        finally:
+            self._in_flight -= 1
+
+
+def build_app(health: Health, exposition: Callable[[], Exposition], max_requests: int
+              ) -> web.Application:
+    async def healthy(request: web.Request) -> web.Response:
+        return web.Response(text="Healthy\n")
+
+    async def ready(request: web.Request) -> web.Response:
+        if health.ready():
+            return web.Response(text="Ready\n")
+        return web.Response(status=503, text=f"Not ready: {health.phase()}\n")
+
+    async def health_json(request: web.Request) -> web.Response:
+        status, body = health.report()
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_get("/metrics", MetricsHandler(exposition, max_requests))
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/health", health_json)
+    return app
