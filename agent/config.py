@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,9 +65,61 @@ class CollectorSettings(Strict):
         return self.timeout if self.timeout is not None else min(10.0, self.interval * 0.8)
 
 
+def _regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+class DeviceFilterSettings(CollectorSettings):
+    """Include or exclude devices by regex (one of the two, as in node_exporter)."""
+
+    device_include: str | None = None
+    device_exclude: str | None = None
+
+    _check_regex = field_validator("device_include", "device_exclude")(_regex)
+
+    @model_validator(mode="after")
+    def _one_filter(self) -> DeviceFilterSettings:
+        if self.device_include is not None and self.device_exclude is not None:
+            raise ValueError("device_include and device_exclude are mutually exclusive")
+        return self
+
+
+class DiskstatsSettings(DeviceFilterSettings):
+    device_exclude: str | None = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
+
+
+class FilesystemSettings(CollectorSettings):
+    mount_points_exclude: str = (
+        r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+    )
+    fs_types_exclude: str = (
+        r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs"
+        r"|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs"
+        r"|squashfs|sysfs|tracefs)$"
+    )
+    mount_timeout: float = Field(5.0, gt=0, description="per-mount statvfs timeout")
+
+    _check_regex = field_validator("mount_points_exclude", "fs_types_exclude")(_regex)
+
+
+class TextfileSettings(CollectorSettings):
+    directory: Path | None = None
+
+
 class CollectorsConfig(Strict):
     cpu: CollectorSettings = CollectorSettings()
     memory: CollectorSettings = CollectorSettings()
+    diskstats: DiskstatsSettings = DiskstatsSettings()
+    filesystem: FilesystemSettings = FilesystemSettings()
+    netdev: DeviceFilterSettings = DeviceFilterSettings()
+    load: CollectorSettings = CollectorSettings()
+    system: CollectorSettings = CollectorSettings()
+    textfile: TextfileSettings = TextfileSettings()
 
 
 class SchedulerConfig(Strict):
