@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 from aiohttp import web
@@ -37,12 +38,13 @@ def enabled_jobs(config: Config) -> list[Job]:
 
 
 class Agent:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, jobs: list[Job] | None = None) -> None:
         self.config = config
         self.registry = Registry()
         self._pool = DaemonThreadPool(config.scheduler.workers, "collector")
         self._render_pool = DaemonThreadPool(1, "render")
-        self.scheduler = Scheduler(enabled_jobs(config), self.registry, self._pool,
+        jobs = enabled_jobs(config) if jobs is None else jobs
+        self.scheduler = Scheduler(jobs, self.registry, self._pool,
                                    config.scheduler.jitter)
         self.renderer = Renderer(self.registry, self.scheduler.statuses, self._render_pool)
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
@@ -55,7 +57,7 @@ class Agent:
 
     async def run(self) -> int:
         web_config = self.config.web
-        app = build_app(self.health, lambda: self.renderer.current, web_config.max_requests)
+        app = build_app(self.health, lambda: self.renderer.current, web_config)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=web_config.shutdown_timeout)
         await runner.setup()
         host, port = parse_listen_address(web_config.listen_address)
@@ -63,8 +65,8 @@ class Agent:
             await web.TCPSite(runner, host, port).start()
         except OSError as exc:
             await runner.cleanup()
-            raise StartupError(
-                f"cannot listen on {web_config.listen_address}: {exc.strerror or exc}") from None
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StartupError(f"cannot listen on {web_config.listen_address}: {reason}") from None
         self.addresses = [_format_address(a) for a in runner.addresses]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

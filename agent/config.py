@@ -40,6 +40,7 @@ class WebConfig(Strict):
     listen_address: str = f":{DEFAULT_PORT}"
     max_requests: int = Field(40, ge=0, description="concurrent /metrics requests; 0 = no limit")
     shutdown_timeout: float = Field(5.0, gt=0, description="grace period for in-flight requests")
+    write_timeout: float = Field(30.0, gt=0, description="cut off a client that reads too slowly")
 
     @field_validator("listen_address")
     @classmethod

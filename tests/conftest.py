@@ -16,3 +16,38 @@ def require_tool(name: str) -> str:
             pytest.skip(f"{name} not installed")
         pytest.fail(f"{name} not found: run the README's test set-up command")
     return path
+
+
+@pytest.fixture
+def node_exporter():
+    """Start the real node_exporter on a loopback port: node_exporter(*flags) -> metrics URL."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    binary = require_tool("prometheus-node-exporter")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*flags: str) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        proc = subprocess.Popen(
+            [binary, f"--web.listen-address=127.0.0.1:{port}", *flags],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}/metrics"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=1).read()
+                return url
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("node_exporter did not start")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent import collectors
+from agent.cli import main, overrides, parser
+from agent.config import CollectorsConfig, Config, ConfigError, load, parse_listen_address
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "hostagent.yml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, text))
+    return info.value.problems
+
+
+def test_defaults_need_no_file() -> None:
+    config = load(None)
+    assert config.web.listen_address == ":9110"
+    assert config.collectors.cpu.enabled and config.collectors.cpu.interval == 15
+    assert config.collectors.cpu.effective_timeout < config.collectors.cpu.interval
+
+
+def test_every_collector_has_settings_and_a_factory() -> None:
+    assert set(CollectorsConfig.model_fields) == set(collectors.FACTORIES)
+
+
+def test_valid_file(tmp_path: Path) -> None:
+    config = load(write(tmp_path, """
+web: {listen_address: "127.0.0.1:9999", max_requests: 3}
+collectors:
+  cpu: {interval: 5, timeout: 2}
+  memory: {enabled: false}
+scheduler: {jitter: 0}
+logging: {level: debug}
+"""))
+    assert config.web.max_requests == 3
+    assert config.collectors.cpu.effective_timeout == 2
+    assert not config.collectors.memory.enabled
+
+
+def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
+    assert load(write(tmp_path, "")) == Config()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("collectors: {cpu: {interval: 0}}", "collectors.cpu.interval: must be greater than 0"),
+    ("collectors: {cpu: {interval: -1}}", "collectors.cpu.interval: must be greater than 0"),
+    ("collectors: {cpu: {intervall: 5}}", "collectors.cpu.intervall: unknown field"),
+    ("collectors: {nosuch: {}}", "collectors.nosuch: unknown field"),
+    ("webb: {}", "webb: unknown field"),
+    ("collectors: {cpu: {interval: 5, timeout: 6}}",
+     "collectors.cpu: timeout (6.0) must not exceed interval (5.0)"),
+    ("web: {listen_address: nonsense}", "web.listen_address: expected HOST:PORT"),
+    ("web: {listen_address: '::1:80'}", "web.listen_address: an IPv6 host needs brackets"),
+    ("web: {max_requests: many}", "web.max_requests: must be a valid integer"),
+    ("logging: {level: loud}", "logging.level: must be 'debug', 'info', 'warning' or 'error'"),
+    ("collectors: {diskstats: {device_exclude: '('}}",
+     "collectors.diskstats.device_exclude: invalid regular expression"),
+    ("collectors: {netdev: {device_include: a, device_exclude: b}}",
+     "collectors.netdev: device_include and device_exclude are mutually exclusive"),
+])
+def test_invalid_values_name_the_field(tmp_path: Path, text: str, expected: str) -> None:
+    found = problems(tmp_path, text)
+    assert len(found) == 1
+    assert found[0].startswith(expected), found
+
+
+def test_every_problem_is_reported(tmp_path: Path) -> None:
+    found = problems(tmp_path, "collectors: {cpu: {interval: 0}, memory: {enabled: maybe}}\nx: 1")
+    assert len(found) == 3
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("web: [", "invalid YAML at line"),
+    ("- a\n- b", "the top level must be a mapping"),
+])
+def test_unreadable_files(tmp_path: Path, text: str, expected: str) -> None:
+    [found] = problems(tmp_path, text)
+    assert expected in found and "hostagent.yml" in found
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "absent.yml")
+    assert "absent.yml: cannot read" in info.value.problems[0]
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    (":9110", (None, 9110)), ("127.0.0.1:0", ("127.0.0.1", 0)), ("[::1]:80", ("::1", 80)),
+])
+def test_listen_address(address: str, expected: tuple[str | None, int]) -> None:
+    assert parse_listen_address(address) == expected
+
+
+def test_flags_override_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "web: {listen_address: '127.0.0.1:1', max_requests: 3}")
+    args = parser().parse_args(["run", "--config", str(path), "--web.listen-address",
+                                "127.0.0.1:2", "--no-collector.cpu"])
+    config = load(args.config, overrides(args))
+    assert config.web.listen_address == "127.0.0.1:2"
+    assert config.web.max_requests == 3
+    assert not config.collectors.cpu.enabled and config.collectors.memory.enabled
+
+
+def test_disable_defaults_keeps_only_named_collectors() -> None:
+    args = parser().parse_args(["run", "--collector.disable-defaults", "--collector.memory"])
+    config = load(None, overrides(args))
+    enabled = {name for name in collectors.FACTORIES if getattr(config.collectors, name).enabled}
+    assert enabled == {"memory"}
+
+
+def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write(tmp_path, "collectors: {cpu: {interval: 5}}")
+    assert main(["check-config", str(good)]) == 0
+    bad = tmp_path / "bad.yml"
+    bad.write_text("collectors: {cpu: {interval: 0}}\nfoo: 1\n")
+    assert main(["check-config", str(bad)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["collectors.cpu.interval: must be greater than 0", "foo: unknown field"]
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["run", "--web.max-requests", "x"],
+                                  ["--collector.nosuch"], ["check-config"], ["frobnicate"]])
+def test_bad_usage_exits_2_with_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "usage: hostagent" in capsys.readouterr().err

@@ -1,0 +1,119 @@
+"""Exposition: negotiation, gzip, parse-back with prometheus_client, and the real promtool."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import urllib.request
+
+import pytest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from agent.config import Config
+from agent.agent import enabled_jobs
+from agent.negotiate import OPENMETRICS, TEXT, accepts_gzip, choose_format
+from agent.pool import DaemonThreadPool
+from agent.registry import Registry, Snapshot
+from agent.render import RuntimeFamilies, render
+from agent.scheduler import Scheduler
+from tests.conftest import require_tool
+
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    (None, TEXT),
+    ("", TEXT),
+    (PROMETHEUS_ACCEPT, OPENMETRICS),
+    ("text/plain;version=0.0.4;q=0.5,*/*;q=0.1", TEXT),
+    ("application/openmetrics-text; version=1.0.0", OPENMETRICS),
+    ("application/openmetrics-text;version=1.0.0;q=0.2,text/plain;q=0.9", TEXT),
+    ("application/openmetrics-text;version=9.9.9", TEXT),
+    ("application/json", TEXT),
+    ("application/openmetrics-text;q=bogus", TEXT),
+])
+def test_choose_format(accept: str | None, expected: str) -> None:
+    assert choose_format(accept) == expected
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (None, False), ("gzip", True), ("gzip, deflate, br", True), ("deflate", False),
+    ("gzip;q=0", False), ("*", True), ("identity", False), ("GZIP;q=0.5", True),
+])
+def test_accepts_gzip(header: str | None, expected: bool) -> None:
+    assert accepts_gzip(header) is expected
+
+
+def sample_snapshots() -> dict[str, Snapshot]:
+    counter = CounterMetricFamily("demo_events", "Events seen.", labels=["kind"])
+    counter.add_metric(["a"], 3)
+    gauge = GaugeMetricFamily("demo_temperature_celsius", 'Help with "quotes" and \\.',
+                              labels=["room"])
+    gauge.add_metric(['kitchen "north"'], 21.5)
+    return {"b": Snapshot.of("b", [gauge]), "a": Snapshot.of("a", [counter])}
+
+
+def test_render_parses_back_in_both_formats() -> None:
+    expo = render(7, sample_snapshots(), [], RuntimeFamilies())
+    assert expo.generation == 7
+    text = {f.name: f for f in parse_text(expo.text.plain.decode())}
+    om = {f.name: f for f in parse_om(expo.openmetrics.plain.decode())}
+    for families in (text, om):
+        assert families["demo_events"].type == "counter"
+        assert families["demo_events"].samples[0].value == 3
+        assert families["demo_temperature_celsius"].samples[0].labels == {"room": 'kitchen "north"'}
+        assert "hostagent_build_info" in families and "process_cpu_seconds" in families
+    assert expo.openmetrics.plain.endswith(b"# EOF\n")
+    assert expo.openmetrics.plain.count(b"# EOF") == 1
+    # Snapshots appear in a stable order (by name), whatever the publish order.
+    assert expo.text.plain.index(b"demo_events") < expo.text.plain.index(b"demo_temperature")
+
+
+def test_gzip_bodies_match_plain() -> None:
+    expo = render(1, sample_snapshots(), [], RuntimeFamilies())
+    for body in (expo.text, expo.openmetrics):
+        assert gzip.decompress(body.gzipped) == body.plain
+        assert len(body.gzipped) < len(body.plain)
+    assert expo.text.content_type == "text/plain; version=0.0.4; charset=utf-8"
+    assert expo.openmetrics.content_type.startswith("application/openmetrics-text; version=1.0.0")
+
+
+def test_registry_replaces_atomically() -> None:
+    registry = Registry()
+    first = registry.snapshots
+    registry.publish(Snapshot.of("x", []))
+    assert "x" not in first and "x" in registry.snapshots
+    generation = registry.generation
+    registry.remove("x")
+    assert "x" not in registry.snapshots and registry.generation == generation + 1
+
+
+def promtool_problems(exposition: bytes) -> set[str]:
+    result = subprocess.run([require_tool("promtool"), "check", "metrics"], input=exposition,
+                            capture_output=True, timeout=60)
+    return {line.strip() for line in (result.stdout + result.stderr).decode().splitlines()
+            if line.strip()}
+
+
+async def full_exposition() -> bytes:
+    config = Config()
+    registry = Registry()
+    pool = DaemonThreadPool(4)
+    scheduler = Scheduler(enabled_jobs(config), registry, pool, jitter=0)
+    await scheduler.run_all_once()
+    pool.shutdown(wait=False)
+    assert all(s.success for s in scheduler.statuses()), scheduler.statuses()
+    return render(1, registry.snapshots, scheduler.statuses(), RuntimeFamilies()).text.plain
+
+
+async def test_promtool_finds_nothing_node_exporter_does_not_also_have(node_exporter) -> None:
+    ours = promtool_problems(await full_exposition())
+    url = node_exporter()  # default collectors: the whole set an operator runs today
+    theirs = promtool_problems(urllib.request.urlopen(url, timeout=10).read())
+    assert ours - theirs == set()
+    assert not any(p.startswith("hostagent_") for p in ours)

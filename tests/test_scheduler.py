@@ -1,0 +1,157 @@
+"""Scheduler behaviour with injected fake collectors: isolation, timeouts, skips, no pile-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from agent.pool import DaemonThreadPool
+from agent.registry import Registry
+from agent.scheduler import Job, Scheduler
+
+
+class Fake:
+    """A collector whose behaviour is a function; counts how often it was started."""
+
+    def __init__(self, behaviour: Callable[[], None] = lambda: None, metric: str = "fake") -> None:
+        self.behaviour = behaviour
+        self.metric = metric
+        self.calls = 0
+
+    def collect(self) -> list[Metric]:
+        self.calls += 1
+        self.behaviour()
+        return [GaugeMetricFamily(self.metric, "A fake value.", value=float(self.calls))]
+
+
+def fail() -> None:
+    raise OSError("disk on fire")
+
+
+@pytest.fixture
+def pool():
+    executor = DaemonThreadPool(4, "test")
+    yield executor
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def make(pool: DaemonThreadPool, *jobs: Job) -> tuple[Scheduler, Registry]:
+    registry = Registry()
+    return Scheduler(jobs, registry, pool, jitter=0), registry
+
+
+def status(scheduler: Scheduler, name: str):
+    return next(s for s in scheduler.statuses() if s.name == name)
+
+
+async def test_success_publishes_snapshot(pool: DaemonThreadPool) -> None:
+    scheduler, registry = make(pool, Job("ok", Fake(), 1, 1))
+    assert not scheduler.all_completed_once()
+    await scheduler.run_all_once()
+    assert scheduler.all_completed_once()
+    assert b"fake 1.0" in registry.snapshots["ok"].text
+    st = status(scheduler, "ok")
+    assert st.success and st.last_error is None and st.last_success_time is not None
+
+
+async def test_raising_collector_is_isolated_and_logged_once_per_change(
+    pool: DaemonThreadPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    flaky = Fake(fail, "flaky")
+    scheduler, registry = make(pool, Job("bad", flaky, 1, 1), Job("ok", Fake(), 1, 1))
+    caplog.set_level(logging.INFO, "hostagent.scheduler")
+    for _ in range(3):
+        await scheduler.run_all_once()
+    bad = status(scheduler, "bad")
+    assert bad.success is False and bad.last_error == "OSError: disk on fire"
+    assert "bad" not in registry.snapshots and "ok" in registry.snapshots
+    assert status(scheduler, "ok").success
+    failures = [r for r in caplog.records if r.getMessage() == "collector failed"]
+    assert len(failures) == 1
+    flaky.behaviour = lambda: None
+    await scheduler.run_all_once()
+    await scheduler.run_all_once()
+    assert "bad" in registry.snapshots
+    recovered = [r for r in caplog.records if r.getMessage() == "collector recovered"]
+    assert len(recovered) == 1
+
+
+async def test_hanging_collector_times_out_and_is_not_restarted(pool: DaemonThreadPool) -> None:
+    release = threading.Event()
+    hung = Fake(lambda: release.wait(30), "hung")
+    healthy = Fake()
+    scheduler, registry = make(pool, Job("hung", hung, 1, 0.1), Job("ok", healthy, 1, 1))
+    threads_before = threading.active_count()
+    for _ in range(20):
+        await scheduler.run_all_once()
+    st = status(scheduler, "hung")
+    assert hung.calls == 1, "a stuck collector must not be started again"
+    assert st.timeouts == 1 and st.skipped == 19 and st.success is False
+    assert "timed out after 0.1s" in (st.last_error or "")
+    assert healthy.calls == 20 and status(scheduler, "ok").success
+    assert threading.active_count() - threads_before <= pool.max_workers
+    assert "hung" not in registry.snapshots
+    release.set()
+    await asyncio.sleep(0.05)
+    await scheduler.run_all_once()
+    assert hung.calls == 2 and status(scheduler, "hung").success
+
+
+async def test_overrunning_collector_skips_ticks_under_the_real_loop(
+    pool: DaemonThreadPool,
+) -> None:
+    slow = Fake(lambda: time.sleep(0.25), "slow")
+    fast = Fake()
+    scheduler, _ = make(pool, Job("slow", slow, 0.05, 0.05), Job("fast", fast, 0.05, 0.05))
+    scheduler.start()
+    await asyncio.sleep(1.0)
+    await scheduler.stop()
+    st = status(scheduler, "slow")
+    assert st.timeouts >= 1 and st.skipped >= 1
+    assert slow.calls <= 1 + st.timeouts, "never more than one call in flight"
+    assert fast.calls >= 8 and status(scheduler, "fast").success
+
+
+async def test_failure_of_one_does_not_delay_another(pool: DaemonThreadPool) -> None:
+    release = threading.Event()
+    scheduler, registry = make(
+        pool,
+        Job("hung", Fake(lambda: release.wait(30), "hung"), 0.05, 0.05),
+        Job("bad", Fake(fail, "bad"), 0.05, 0.05),
+        Job("ok", Fake(), 0.05, 0.05),
+    )
+    scheduler.start()
+    await asyncio.sleep(0.6)
+    await scheduler.stop()
+    release.set()
+    ok = status(scheduler, "ok")
+    assert ok.runs >= 8 and ok.success and ok.timeouts == 0 and ok.skipped == 0
+    assert set(registry.snapshots) == {"ok"}
+
+
+async def test_stop_cancels_promptly_even_with_a_hung_call(pool: DaemonThreadPool) -> None:
+    release = threading.Event()
+    scheduler, _ = make(pool, Job("hung", Fake(lambda: release.wait(30)), 5, 4))
+    scheduler.start()
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await scheduler.stop()
+    assert time.monotonic() - started < 1
+    release.set()
+
+
+def test_pool_never_exceeds_its_bound() -> None:
+    executor = DaemonThreadPool(3, "bound")
+    release = threading.Event()
+    futures = [executor.submit(release.wait, 10) for _ in range(10)]
+    time.sleep(0.05)
+    assert executor.threads == 3 and executor.pending == 7
+    release.set()
+    assert all(f.result(timeout=5) for f in futures)
+    executor.shutdown()

@@ -1,0 +1,184 @@
+"""The real aiohttp app on port 0: every endpoint and status code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import socket
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.agent import Agent
+from agent.config import Config
+from agent.scheduler import Job
+from tests.test_render import PROMETHEUS_ACCEPT
+
+
+class Gated:
+    """Blocks its first collect until released: holds the agent in 'starting'."""
+
+    def __init__(self, series: int = 1, pad: int = 0) -> None:
+        self.release = threading.Event()
+        self.series = series
+        self.pad = "x" * pad
+
+    def collect(self) -> list[Metric]:
+        self.release.wait(10)
+        family = GaugeMetricFamily("gated_value", "A gated value.", labels=["n"])
+        for n in range(self.series):
+            family.add_metric([f"series-{n:06d}{self.pad}"], n)
+        return [family]
+
+
+def config(**web: Any) -> Config:
+    return Config.model_validate({"web": {"listen_address": "127.0.0.1:0", **web},
+                                  "scheduler": {"jitter": 0}})
+
+
+@contextlib.asynccontextmanager
+async def running(agent: Agent) -> AsyncIterator[str]:
+    task = asyncio.create_task(agent.run())
+    await asyncio.wait_for(agent.started.wait(), 10)
+    try:
+        yield f"http://{agent.addresses[0]}"
+    finally:
+        agent.request_stop()
+        assert await asyncio.wait_for(task, 15) == 0
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
+    for _ in range(200):
+        async with session.get(f"{base}/-/ready") as response:
+            if response.status == 200:
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError("agent never became ready")
+
+
+async def test_endpoints_with_real_collectors() -> None:
+    async with running(Agent(config())) as base, aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        async with session.get(f"{base}/metrics", headers={"Accept-Encoding": "identity"}) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+            assert "Accept-Encoding" in r.headers["Vary"]
+            names = {f.name for f in text_string_to_metric_families(await r.text())}
+        assert {"node_cpu_seconds", "node_memory_MemTotal_bytes",
+                "hostagent_collector_success", "process_cpu_seconds"} <= names
+        async with session.get(f"{base}/metrics", headers={"Accept": PROMETHEUS_ACCEPT}) as r:
+            assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+            assert (await r.read()).endswith(b"# EOF\n")
+        async with session.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"},
+                               auto_decompress=False) as r:
+            assert r.headers["Content-Encoding"] == "gzip"
+            assert b"node_cpu_seconds_total" in gzip.decompress(await r.read())
+        async with session.get(f"{base}/-/healthy") as r:
+            assert r.status == 200
+        async with session.head(f"{base}/-/healthy") as r:
+            assert r.status == 200 and await r.read() == b""
+        async with session.head(f"{base}/-/ready") as r:
+            assert r.status == 200
+        async with session.get(f"{base}/health") as r:
+            assert r.status == 200
+            body = await r.json()
+        assert body["status"] == "ok"
+        assert set(body["collectors"]) >= {"cpu", "memory"}
+        cpu = body["collectors"]["cpu"]
+        assert cpu["success"] is True and cpu["stale"] is False
+        assert cpu["last_success_age_seconds"] >= 0 and cpu["last_duration_seconds"] > 0
+        async with session.get(f"{base}/nope") as r:
+            assert r.status == 404
+        async with session.post(f"{base}/metrics") as r:
+            assert r.status == 405
+        async with session.delete(f"{base}/-/healthy") as r:
+            assert r.status == 405
+
+
+async def test_ready_only_after_every_collector_completed_once() -> None:
+    gated = Gated()
+    agent = Agent(config(), jobs=[Job("gated", gated, 60, 30)])
+    async with running(agent) as base, aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/-/ready") as r:
+            assert r.status == 503
+        async with session.get(f"{base}/health") as r:
+            assert r.status == 503 and (await r.json())["status"] == "starting"
+        async with session.get(f"{base}/-/healthy") as r:
+            assert r.status == 200, "liveness never depends on collectors"
+        async with session.get(f"{base}/metrics") as r:
+            assert r.status == 200 and "gated_value" not in await r.text()
+        gated.release.set()
+        await wait_ready(session, base)
+        async with session.get(f"{base}/metrics") as r:
+            assert "gated_value" in await r.text()
+
+
+async def test_failing_collector_degrades_health_but_not_readiness() -> None:
+    class Broken:
+        def collect(self) -> list[Metric]:
+            raise RuntimeError("no such file")
+
+    agent = Agent(config(), jobs=[Job("broken", Broken(), 60, 1)])
+    async with running(agent) as base, aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        async with session.get(f"{base}/health") as r:
+            body = await r.json()
+        assert r.status == 200 and body["status"] == "degraded"
+        assert body["collectors"]["broken"]["last_error"] == "RuntimeError: no such file"
+        async with session.get(f"{base}/metrics") as r:
+            text = await r.text()
+        assert 'hostagent_collector_success{collector="broken"} 0.0' in text
+
+
+async def test_max_requests_rejects_beyond_the_cap() -> None:
+    # ~8 MB: more than the kernel's largest send buffer (4 MB here), so a reader that
+    # stops reading keeps its response in flight.
+    gated = Gated(series=30_000, pad=250)
+    gated.release.set()
+    agent = Agent(config(max_requests=1), jobs=[Job("big", gated, 60, 30)])
+    async with running(agent) as base, aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        host, port = agent.addresses[0].rsplit(":", 1)
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect((host, int(port)))
+        stalled.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            status = 0
+            for _ in range(100):  # until the stalled response occupies the only slot
+                async with session.get(f"{base}/metrics") as r:
+                    status = r.status
+                    await r.read()
+                if status == 503:
+                    break
+                await asyncio.sleep(0.02)
+            assert status == 503
+            async with session.get(f"{base}/-/healthy") as r:
+                assert r.status == 200, "the cap applies to /metrics only"
+        finally:
+            stalled.close()
+        for _ in range(100):
+            async with session.get(f"{base}/metrics") as r:
+                await r.read()
+                if r.status == 200:
+                    break
+            await asyncio.sleep(0.02)
+        assert r.status == 200, "the slot is freed when the stalled client goes away"
+
+
+async def test_readiness_drops_when_stopping() -> None:
+    agent = Agent(config())
+    async with running(agent) as base, aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        agent.health.stopping = True
+        async with session.get(f"{base}/-/ready") as r:
+            assert r.status == 503
+        async with session.get(f"{base}/health") as r:
+            assert json.loads(await r.text())["status"] == "stopping"
