@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 OPENMETRICS = "openmetrics"
 TEXT = "text"
 _OPENMETRICS_VERSIONS = {None, "1.0.0", "0.0.1"}
@@ -26,6 +28,7 @@ def _parse(header: str) -> list[tuple[str, dict[str, str], float]]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def choose_format(accept: str | None) -> str:
     """Pick the most preferred format we serve; plain text when nothing else matches."""
     best, best_q = TEXT, 0.0
@@ -42,5 +45,6 @@ def choose_format(accept: str | None) -> str:
     return best
 
 
+@functools.lru_cache(maxsize=64)
 def accepts_gzip(accept_encoding: str | None) -> bool:
     return any(coding in ("gzip", "*") and q > 0 for coding, _, q in _parse(accept_encoding or ""))

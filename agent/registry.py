@@ -39,15 +39,16 @@ class Snapshot:
     families: tuple[Metric, ...]
     text: bytes
     openmetrics: bytes
+    family_names: frozenset[str]
 
     @classmethod
     def of(cls, name: str, families: Iterable[Metric]) -> Snapshot:
         frozen = tuple(families)
         text, openmetrics = encode(frozen)
-        return cls(name, frozen, text, openmetrics)
+        return cls(name, frozen, text, openmetrics, frozenset(f.name for f in frozen))
 
-    def family_names(self) -> set[str]:
-        return {family.name for family in self.families}
+    def without(self, names: frozenset[str]) -> Snapshot:
+        return Snapshot.of(self.name, (f for f in self.families if f.name not in names))
 
 
 class Registry:

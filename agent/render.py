@@ -36,14 +36,34 @@ class Exposition:
     complete: bool
 
 
+# User-supplied metrics yield to built-in collectors when names clash.
+YIELDING = frozenset({"textfile"})
+
+
+def without_clashes(snapshots: Mapping[str, Snapshot]) -> tuple[list[Snapshot], dict[str, int]]:
+    """Snapshots in exposition order, each family name exposed once: a family whose name an
+    earlier snapshot already has is dropped (and counted), since duplicates break the format."""
+    ordered, dropped = [], {}
+    seen: set[str] = set()
+    for name in sorted(snapshots, key=lambda n: (n in YIELDING, n)):
+        snapshot = snapshots[name]
+        clash = snapshot.family_names & seen
+        if clash:
+            snapshot = snapshot.without(frozenset(clash))
+            dropped[name] = len(clash)
+        seen |= snapshot.family_names
+        ordered.append(snapshot)
+    return ordered, dropped
+
+
 def render(
     generation: int,
     snapshots: Mapping[str, Snapshot],
     statuses: Sequence[CollectorStatus],
     runtime: RuntimeFamilies,
 ) -> Exposition:
-    own_text, own_om = encode([*collector_families(statuses), *runtime.collect()])
-    ordered = [snapshots[name] for name in sorted(snapshots)]
+    ordered, dropped = without_clashes(snapshots)
+    own_text, own_om = encode([*collector_families(statuses, dropped), *runtime.collect()])
     text = b"".join([*(s.text for s in ordered), own_text])
     om = b"".join([*(s.openmetrics for s in ordered), own_om, OPENMETRICS_EOF])
     return Exposition(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.metrics_core import (
@@ -16,7 +16,9 @@ from agent import __version__
 from agent.scheduler import CollectorStatus
 
 
-def collector_families(statuses: Iterable[CollectorStatus]) -> list[Metric]:
+def collector_families(
+    statuses: Iterable[CollectorStatus], dropped: Mapping[str, int]
+) -> list[Metric]:
     duration = GaugeMetricFamily(
         "hostagent_collector_duration_seconds",
         "Duration of the collector's last run.", labels=["collector"])
@@ -43,7 +45,13 @@ def collector_families(statuses: Iterable[CollectorStatus]) -> list[Metric]:
             last_success.add_metric(labels, status.last_success_time)
         timeouts.add_metric(labels, status.timeouts)
         skipped.add_metric(labels, status.skipped)
-    return [duration, success, last_success, timeouts, skipped]
+    clashes = GaugeMetricFamily(
+        "hostagent_collector_dropped_families",
+        "Metric families dropped from a collector's output because a built-in collector "
+        "already exposes that name.", labels=["collector"])
+    for name, count in sorted(dropped.items()):
+        clashes.add_metric([name], count)
+    return [duration, success, last_success, timeouts, skipped, clashes]
 
 
 def build_info() -> Metric:

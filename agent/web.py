@@ -36,10 +36,13 @@ class MetricsHandler:
             body = expo.openmetrics if fmt == OPENMETRICS else expo.text
             gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
             payload = body.gzipped if gzipped else body.plain
-            response = web.StreamResponse(headers={"Content-Type": body.content_type,
-                                                   "Vary": "Accept, Accept-Encoding"})
+            headers = {"Content-Type": body.content_type, "Vary": "Accept, Accept-Encoding"}
             if gzipped:
-                response.headers["Content-Encoding"] = "gzip"
+                headers["Content-Encoding"] = "gzip"
+            if len(payload) <= WRITE_CHUNK:
+                # Fits the socket buffers: nothing for a slow reader to hold up.
+                return web.Response(body=payload, headers=headers)
+            response = web.StreamResponse(headers=headers)
             response.content_length = len(payload)
             # Written inside the handler (awaiting drain), so the in-flight count covers
             # slow readers; a reader that stalls past the write timeout is cut off.

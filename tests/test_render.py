@@ -117,3 +117,18 @@ async def test_promtool_finds_nothing_node_exporter_does_not_also_have(node_expo
     theirs = promtool_problems(urllib.request.urlopen(url, timeout=10).read())
     assert ours - theirs == set()
     assert not any(p.startswith("hostagent_") for p in ours)
+
+
+def test_clashing_family_is_dropped_from_the_textfile_and_counted() -> None:
+    builtin = GaugeMetricFamily("node_load1", "1m load average.", value=0.5)
+    mine = GaugeMetricFamily("node_load1", "Fake load.", value=99)
+    extra = GaugeMetricFamily("my_batch_last_run_seconds", "Batch.", value=1)
+    snapshots = {"textfile": Snapshot.of("textfile", [mine, extra]),
+                 "load": Snapshot.of("load", [builtin])}
+    expo = render(1, snapshots, [], RuntimeFamilies())
+    families = {f.name: f for f in parse_text(expo.text.plain.decode())}
+    assert families["node_load1"].samples[0].value == 0.5
+    assert expo.text.plain.count(b"# TYPE node_load1 ") == 1
+    assert "my_batch_last_run_seconds" in families
+    dropped = families["hostagent_collector_dropped_families"].samples
+    assert [(s.labels, s.value) for s in dropped] == [({"collector": "textfile"}, 1.0)]

@@ -1,0 +1,111 @@
+"""Shared helpers for the benchmarks: loopback processes, readiness, scrapes, figures."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+              "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
+# hostagent collector -> the node_exporter collectors that produce the same series.
+NODE_EXPORTER_EQUIVALENT = {
+    "cpu": ["cpu"], "memory": ["meminfo"], "diskstats": ["diskstats"],
+    "filesystem": ["filesystem"], "netdev": ["netdev"], "load": ["loadavg"],
+    "system": ["stat", "time", "uname", "os", "filefd", "pressure"], "textfile": ["textfile"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_http(port: int, path: str, timeout: float = 20.0) -> float:
+    """Poll until path answers 200; returns the seconds it took."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return time.perf_counter() - start
+        except OSError:
+            pass
+        time.sleep(0.005)
+    raise RuntimeError(f"port {port} never answered {path}")
+
+
+def start(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def hostagent_command(port: int, collectors: list[str] | None) -> list[str]:
+    args = [sys.executable, "-m", "agent", "--web.listen-address", f"127.0.0.1:{port}"]
+    if collectors is not None:
+        args += ["--collector.disable-defaults", *(f"--collector.{c}" for c in collectors)]
+    return args
+
+
+def node_exporter_command(port: int, collectors: list[str] | None) -> list[str]:
+    args = ["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}"]
+    if collectors is not None:
+        args.append("--collector.disable-defaults")
+        args += [f"--collector.{n}" for c in collectors for n in NODE_EXPORTER_EQUIVALENT[c]]
+    return args
+
+
+def serial_latencies(port: int, count: int) -> list[float]:
+    """Per-request seconds over one keep-alive connection, body fully read."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    out = []
+    for _ in range(count):
+        begin = time.perf_counter()
+        conn.request("GET", "/metrics", headers=PROMETHEUS_HEADERS)
+        response = conn.getresponse()
+        response.read()
+        out.append(time.perf_counter() - begin)
+        if response.status != 200:
+            raise RuntimeError(f"status {response.status}")
+    conn.close()
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def wrk_throughput(port: int, seconds: int, connections: int = 10) -> float:
+    headers = [arg for k, v in PROMETHEUS_HEADERS.items() for arg in ("-H", f"{k}: {v}")]
+    result = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", *headers,
+         f"http://127.0.0.1:{port}/metrics"],
+        capture_output=True, text=True, timeout=seconds + 30, check=True)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    if match is None or "Non-2xx" in result.stdout:
+        raise RuntimeError(f"wrk failed: {result.stdout}")
+    return float(match.group(1))
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds of a process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    import os
+
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
