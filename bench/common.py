@@ -10,17 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from agent.collectors import NODE_EXPORTER_EQUIVALENT
+
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_HEADERS = {
     "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
               "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
     "Accept-Encoding": "gzip",
-}
-# hostagent collector -> the node_exporter collectors that produce the same series.
-NODE_EXPORTER_EQUIVALENT = {
-    "cpu": ["cpu"], "memory": ["meminfo"], "diskstats": ["diskstats"],
-    "filesystem": ["filesystem"], "netdev": ["netdev"], "load": ["loadavg"],
-    "system": ["stat", "time", "uname", "os", "filefd", "pressure"], "textfile": ["textfile"],
 }
 
 

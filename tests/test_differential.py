@@ -1,0 +1,114 @@
+"""Differential checks against the real node_exporter on this machine.
+
+For each hostagent collector, node_exporter runs with only the equivalent collectors. The
+series (name + full label set) both expose must be the same, and values must agree: every
+sample of ours lies between node_exporter's scrape before ours and its scrape after ours
+(so counters are bracketed and constant gauges must be equal), widened only for the gauges
+listed in VOLATILE, which the kernel changes from one read to the next.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent import collectors
+from agent.config import Config, FilesystemSettings
+from agent.registry import encode
+
+# Series node_exporter adds about itself, not about the host.
+NOT_HOST = ("node_scrape_", "node_exporter_", "go_", "process_", "promhttp_")
+
+# Gauges that legitimately move between two reads a few milliseconds apart: relative slack.
+VOLATILE = {
+    "node_memory_": 0.05,
+    "node_procs_running": 1.0,
+    "node_procs_blocked": 1.0,
+    "node_filefd_allocated": 0.1,
+    "node_filesystem_free_bytes": 0.001,
+    "node_filesystem_avail_bytes": 0.001,
+    "node_filesystem_files_free": 0.001,
+    "node_disk_io_now": 1.0,
+    "node_time_seconds": 0.0,
+}
+
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Series:
+    out: Series = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.startswith(NOT_HOST):
+                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def scrape(url: str) -> Series:
+    return parse(urllib.request.urlopen(url, timeout=10).read().decode())
+
+
+def ours(name: str, config: Config) -> Series:
+    return parse(encode(collectors.build(name, config).collect())[0].decode())
+
+
+def slack_for(metric: str) -> float | None:
+    for prefix, slack in VOLATILE.items():
+        if metric.startswith(prefix):
+            return slack
+    return None
+
+
+def compare(name: str, config: Config, url: str) -> None:
+    before = scrape(url)
+    mine = ours(name, config)
+    after = scrape(url)
+    assert mine, f"{name} produced nothing"
+    theirs_keys = before.keys() & after.keys()
+    only_theirs = sorted(k for k in theirs_keys if k not in mine)
+    only_mine = sorted(k for k in mine if k not in before and k not in after)
+    assert not only_theirs, f"node_exporter exposes series hostagent lacks: {only_theirs[:10]}"
+    assert not only_mine, f"hostagent exposes series node_exporter lacks: {only_mine[:10]}"
+    wrong = []
+    for key in sorted(theirs_keys):
+        lo, hi = sorted((before[key], after[key]))
+        slack = slack_for(key[0])
+        if slack is not None:
+            lo, hi = lo - abs(lo) * slack - slack, hi + abs(hi) * slack + slack
+        if key[0] == "node_time_seconds":
+            lo, hi = lo - 1, hi + 1
+        if not lo <= mine[key] <= hi:
+            wrong.append((key, before[key], mine[key], after[key]))
+    assert not wrong, f"values outside node_exporter's bracket: {wrong[:10]}"
+
+
+# node_exporter in Debian excludes more mount points by default; both use hostagent's here.
+FS_FLAGS = [
+    f"--collector.filesystem.mount-points-exclude={FilesystemSettings().mount_points_exclude}",
+    f"--collector.filesystem.fs-types-exclude={FilesystemSettings().fs_types_exclude}",
+]
+
+
+@pytest.mark.parametrize("name", [n for n in collectors.NODE_EXPORTER_EQUIVALENT
+                                  if n != "textfile"])
+def test_collector_matches_node_exporter(name: str, node_exporter) -> None:
+    flags = [f"--collector.{c}" for c in collectors.NODE_EXPORTER_EQUIVALENT[name]]
+    url = node_exporter("--collector.disable-defaults", *flags,
+                        *(FS_FLAGS if name == "filesystem" else []))
+    compare(name, Config(), url)
+
+
+def test_textfile_matches_node_exporter(node_exporter, tmp_path: Path) -> None:
+    (tmp_path / "batch.prom").write_text(
+        "# HELP batch_last_success_seconds Last success.\n"
+        "# TYPE batch_last_success_seconds gauge\n"
+        'batch_last_success_seconds{job="backup"} 1.7e9\n'
+        "# TYPE batch_runs_total counter\nbatch_runs_total 42\n")
+    (tmp_path / "broken.prom").write_text("this is { not valid\n")
+    url = node_exporter("--collector.disable-defaults", "--collector.textfile",
+                        f"--collector.textfile.directory={tmp_path}")
+    config = Config.model_validate({"collectors": {"textfile": {"directory": str(tmp_path)}}})
+    compare("textfile", config, url)
