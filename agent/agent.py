@@ -1,4 +1,4 @@
-"""The Agent owns the lifecycle: startup -> run -> shutdown, in reverse order, bounded."""
+"""The Agent owns the lifecycle: startup -> run -> reload -> shutdown, in reverse order, bounded."""
 
 from __future__ import annotations
 
@@ -7,96 +7,228 @@ import contextlib
 import logging
 import os
 import signal
+import time
 
 from aiohttp import web
+from prometheus_client.metrics_core import GaugeMetricFamily
 
 from agent import __version__, collectors
-from agent.config import Config, parse_listen_address
+from agent.config import Config, ConfigError, ConfigSource, parse_listen_address
 from agent.health import Health
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
-from agent.registry import Registry
+from agent.registry import Registry, Snapshot
 from agent.render import Renderer
 from agent.scheduler import Job, Scheduler
+from agent.systemd import Notifier
 from agent.web import build_app
 
 log = logging.getLogger("hostagent")
+
+# Settings that only take effect at start; a reload that changes them logs it and keeps the old.
+RESTART_ONLY = (("web", "listen_address"), ("scheduler", "workers"))
 
 
 class StartupError(Exception):
     """The agent could not start (e.g. cannot bind); exit code 3."""
 
 
-def enabled_jobs(config: Config) -> list[Job]:
+def build_jobs(config: Config, reuse: dict[str, Job] | None = None,
+               previous: Config | None = None) -> list[Job]:
+    """Jobs for the enabled collectors. With a previous config, a collector whose settings
+    and paths did not change keeps its Job (and its collector's state)."""
     jobs = []
     for name in collectors.FACTORIES:
         settings = getattr(config.collectors, name)
-        if settings.enabled:
+        if not settings.enabled:
+            continue
+        old = (reuse or {}).get(name)
+        if (old is not None and previous is not None and previous.paths == config.paths
+                and getattr(previous.collectors, name) == settings):
+            jobs.append(old)
+        else:
             jobs.append(Job(name, collectors.build(name, config), settings.interval,
                             settings.effective_timeout))
     return jobs
 
 
 class Agent:
-    def __init__(self, config: Config, jobs: list[Job] | None = None) -> None:
+    def __init__(self, config: Config, jobs: list[Job] | None = None,
+                 source: ConfigSource | None = None,
+                 notifier: Notifier | None = None) -> None:
         self.config = config
+        self.source = source or ConfigSource()
+        self.notifier = notifier or Notifier()
         self.registry = Registry()
         self._pool = DaemonThreadPool(config.scheduler.workers, "collector")
         self._render_pool = DaemonThreadPool(1, "render")
-        jobs = enabled_jobs(config) if jobs is None else jobs
-        self.scheduler = Scheduler(jobs, self.registry, self._pool,
+        self._jobs = {job.name: job for job in (build_jobs(config) if jobs is None else jobs)}
+        self.scheduler = Scheduler(self._jobs.values(), self.registry, self._pool,
                                    config.scheduler.jitter)
         self.renderer = Renderer(self.registry, self.scheduler.statuses, self._render_pool)
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
         self.addresses: list[str] = []
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()
+        self._last_reload_ok = True
+        self._last_reload_success = time.time()
+        self._publish_reload_state()
 
     def request_stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> int:
-        web_config = self.config.web
-        app = build_app(self.health, lambda: self.renderer.current, web_config)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=web_config.shutdown_timeout)
+        app = build_app(self.health, lambda: self.renderer.current, lambda: self.config.web,
+                        self.reload)
+        runner = web.AppRunner(app, access_log=None,
+                               shutdown_timeout=self.config.web.shutdown_timeout)
         await runner.setup()
-        host, port = parse_listen_address(web_config.listen_address)
+        host, port = parse_listen_address(self.config.web.listen_address)
         try:
             await web.TCPSite(runner, host, port).start()
         except OSError as exc:
             await runner.cleanup()
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise StartupError(f"cannot listen on {web_config.listen_address}: {reason}") from None
+            raise StartupError(
+                f"cannot listen on {self.config.web.listen_address}: {reason}") from None
         self.addresses = [_format_address(a) for a in runner.addresses]
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         self.scheduler.start()
-        render_task = asyncio.create_task(self.renderer.run(), name="renderer")
+        background = [
+            asyncio.create_task(self.renderer.run(), name="renderer"),
+            asyncio.create_task(self._announce(), name="systemd-status"),
+        ]
+        if self.notifier.watchdog_interval:
+            background.append(asyncio.create_task(
+                self._watchdog(self.notifier.watchdog_interval), name="systemd-watchdog"))
         log.info("listening", extra=kv(version=__version__, address=",".join(self.addresses),
-                                       collectors=len(self.scheduler.statuses())))
+                                       collectors=len(self._jobs)))
         self.started.set()
         try:
             await self._stop.wait()
         finally:
-            await self._shutdown(runner, render_task)
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            await self._shutdown(runner, background)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         return 0
 
-    async def _shutdown(self, runner: web.AppRunner, render_task: asyncio.Task[None]) -> None:
+    async def _shutdown(self, runner: web.AppRunner, background: list[asyncio.Task[None]]
+                        ) -> None:
         log.info("shutting down")
+        self.notifier.stopping()
         self.health.stopping = True
         # Stops accepting, lets in-flight requests finish within the grace period.
         await runner.cleanup()
         await self.scheduler.stop()
-        render_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await render_task
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         # Threads stuck in a hung call are daemons: abandoned, they cannot block exit.
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._render_pool.shutdown(wait=False, cancel_futures=True)
         log.info("stopped")
+
+    # Reload
+
+    def _reload_on_signal(self) -> None:
+        async def reload_logging_errors() -> None:
+            with contextlib.suppress(ConfigError):
+                await self.reload()
+
+        task = asyncio.create_task(reload_logging_errors(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> None:
+        """Re-read the config and apply it without closing the listener. Raises ConfigError
+        (after logging it) when the new config is invalid: the running one stays."""
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                new = await asyncio.to_thread(self.source.load)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    log.error("reload rejected, keeping the running config",
+                              extra=kv(problem=problem))
+                self._last_reload_ok = False
+                self._publish_reload_state()
+                self.notifier.ready(self._status_line())
+                raise
+            new = self._keep_restart_only(new)
+            jobs = build_jobs(new, self._jobs, self.config)
+            self.scheduler.apply(jobs)
+            self._jobs = {job.name: job for job in jobs}
+            logging.getLogger().setLevel(new.logging.level.upper())
+            self.scheduler.jitter = new.scheduler.jitter
+            self.config = new
+            self._last_reload_ok = True
+            self._last_reload_success = time.time()
+            self._publish_reload_state()
+            log.info("reloaded", extra=kv(collectors=len(jobs)))
+            self.notifier.ready(self._status_line())
+
+    def _keep_restart_only(self, new: Config) -> Config:
+        for section, name in RESTART_ONLY:
+            old_value = getattr(getattr(self.config, section), name)
+            new_section = getattr(new, section)
+            if getattr(new_section, name) != old_value:
+                log.warning("setting changed but needs a restart, keeping the running value",
+                            extra=kv(field=f"{section}.{name}", running=old_value,
+                                     configured=getattr(new_section, name)))
+                new = new.model_copy(update={
+                    section: new_section.model_copy(update={name: old_value})})
+        return new
+
+    def _publish_reload_state(self) -> None:
+        ok = GaugeMetricFamily("hostagent_config_last_reload_successful",
+                               "Whether the last configuration reload succeeded.",
+                               value=1.0 if self._last_reload_ok else 0.0)
+        when = GaugeMetricFamily("hostagent_config_last_reload_success_timestamp_seconds",
+                                 "Unix time of the last successful configuration load.",
+                                 value=self._last_reload_success)
+        self.registry.publish(Snapshot.of("config", [ok, when]))
+
+    # systemd
+
+    def _status_line(self) -> str:
+        statuses = self.scheduler.statuses()
+        failing = sum(1 for s in statuses if s.success is False)
+        line = f"collecting {len(statuses)} collectors"
+        if failing:
+            line += f", {failing} failing"
+        if not self._last_reload_ok:
+            line += ", last reload failed"
+        return line
+
+    async def _announce(self) -> None:
+        """READY=1 once the listener is bound and every collector has completed once;
+        then a STATUS= line whenever it changes."""
+        while not self.health.ready():
+            await asyncio.sleep(0.02)
+        last = self._status_line()
+        self.notifier.ready(last)
+        while True:
+            await asyncio.sleep(5)
+            if (line := self._status_line()) != last:
+                self.notifier.status(line)
+                last = line
+
+    async def _watchdog(self, interval: float) -> None:
+        """Ping only while the loop turns (this task runs) and the scheduler makes progress."""
+        withheld = False
+        while True:
+            await asyncio.sleep(interval)
+            if self.scheduler.alive():
+                self.notifier.watchdog()
+                withheld = False
+            elif not withheld:
+                log.error("scheduler stalled, withholding the watchdog ping")
+                withheld = True
 
 
 def _format_address(address: object) -> str:

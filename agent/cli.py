@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__, collectors, logs
-from agent.config import Config, ConfigError, load
+from agent.config import Config, ConfigError, ConfigSource, load
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
 COMMANDS = ("run", "check-config", "collect")
@@ -89,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             load(args.file)
             print(f"{args.file}: ok")
             return EXIT_OK
-        config = load(args.config, overrides(args))
+        source = ConfigSource(args.config, overrides(args))
+        config = source.load()
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(config.logging.level)
     if args.command == "collect":
         return _run_loop(_collect_once(config))
-    return _serve(config)
+    return _serve(config, source)
 
 
 def _run_loop(coro: Any) -> int:
@@ -109,11 +110,11 @@ def _run_loop(coro: Any) -> int:
         return int(runner.run(coro))
 
 
-def _serve(config: Config) -> int:
+def _serve(config: Config, source: ConfigSource) -> int:
     from agent.agent import Agent, StartupError
 
     async def serve() -> int:
-        return await Agent(config).run()
+        return await Agent(config, source=source).run()
 
     try:
         return _run_loop(serve())

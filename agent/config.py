@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +42,7 @@ class WebConfig(Strict):
     max_requests: int = Field(40, ge=0, description="concurrent /metrics requests; 0 = no limit")
     shutdown_timeout: float = Field(5.0, gt=0, description="grace period for in-flight requests")
     write_timeout: float = Field(30.0, gt=0, description="cut off a client that reads too slowly")
+    enable_lifecycle: bool = Field(False, description="allow POST /-/reload")
 
     @field_validator("listen_address")
     @classmethod
@@ -82,6 +84,13 @@ class DeviceFilterSettings(CollectorSettings):
     device_exclude: str | None = None
 
     _check_regex = field_validator("device_include", "device_exclude")(_regex)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _include_replaces_default_exclude(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("device_include") is not None:
+            data.setdefault("device_exclude", None)
+        return data
 
     @model_validator(mode="after")
     def _one_filter(self) -> DeviceFilterSettings:
@@ -200,3 +209,14 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
     data = read_yaml(path) if path is not None else {}
     return build(merge(data, overrides or {}))
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the running config came from, so a reload re-reads the file under the same flags."""
+
+    path: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> Config:
+        return load(self.path, self.overrides)

@@ -23,10 +23,14 @@ class Health:
         self._exposition = exposition
         self.started = time.time()
         self.stopping = False
+        self._was_ready = False
 
     def ready(self) -> bool:
-        """Ready once the served exposition holds every collector's first run, until stopping."""
-        return not self.stopping and self._exposition().complete
+        """Ready once the served exposition holds every collector's first run, until stopping.
+        Latched: a collector added by a reload does not take a serving agent out of rotation."""
+        if not self._was_ready:
+            self._was_ready = self._exposition().complete
+        return self._was_ready and not self.stopping
 
     def phase(self) -> Phase:
         if self.stopping:

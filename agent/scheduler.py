@@ -73,6 +73,7 @@ class _State:
     last_error: str | None = None
     timeouts: int = 0
     skipped: int = 0
+    last_tick: float | None = None  # loop time the latest tick started
     in_flight: Future[_Outcome] | None = field(default=None, repr=False)
 
     def status(self) -> CollectorStatus:
@@ -106,16 +107,63 @@ class Scheduler:
     ) -> None:
         self._registry = registry
         self._executor = executor
-        self._jitter = jitter
+        self.jitter = jitter
         self._states = {job.name: _State(job) for job in jobs}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.progress = 0  # bumped on every tick: proof of life for a watchdog
+        self._running = False
 
     def start(self) -> None:
+        self._running = True
+        for state in self._states.values():
+            self._spawn(state)
+
+    def _spawn(self, state: _State) -> None:
+        name = state.job.name
+        self._tasks[name] = asyncio.create_task(self._loop(state), name=f"collector:{name}")
+
+    def apply(self, jobs: Iterable[Job]) -> None:
+        """Switch to a new job set without a gap: a job passed again unchanged (the same
+        object) keeps running; a changed one restarts on its new schedule keeping its
+        counters, its last snapshot (until the next run replaces it) and any stuck call;
+        a removed one stops and its series go."""
+        new = {job.name: job for job in jobs}
+        for name in [n for n in self._states if n not in new]:
+            self._cancel(name)
+            del self._states[name]
+            self._registry.remove(name)
+        for name, job in new.items():
+            state = self._states.get(name)
+            if state is not None and state.job is job:
+                continue
+            if state is None:
+                state = self._states[name] = _State(job)
+            else:
+                self._cancel(name)
+                state.job = job
+            if self._running:
+                self._spawn(state)
+        self._registry.touch()
+
+    def _cancel(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+
+    def alive(self) -> bool:
+        """Every collector loop is running and ticked recently: proof for a watchdog."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         for name, state in self._states.items():
-            self._tasks[name] = asyncio.create_task(self._loop(state), name=f"collector:{name}")
+            task = self._tasks.get(name)
+            if task is None or task.done():
+                return False
+            late = state.job.interval * (1 + self.jitter) + state.job.timeout + 1.0
+            if state.last_tick is not None and now - state.last_tick > late:
+                return False
+        return True
 
     async def stop(self) -> None:
+        self._running = False
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -140,12 +188,12 @@ class Scheduler:
             # Fixed-rate schedule with per-tick jitter; after a stall, skip the missed ticks
             # instead of firing them in a burst.
             tick = max(tick + 1, int((loop.time() - origin) / interval) + 1)
-            due = origin + tick * interval + random.uniform(0, self._jitter * interval)
+            due = origin + tick * interval + random.uniform(0, self.jitter * interval)
             await asyncio.sleep(max(0.0, due - loop.time()))
 
     async def run_once(self, state: _State) -> None:
         name = state.job.name
-        self.progress += 1
+        state.last_tick = asyncio.get_running_loop().time()
         if state.in_flight is not None and not state.in_flight.done():
             state.skipped += 1
             self._registry.touch()

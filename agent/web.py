@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from agent.config import WebConfig
+from agent.config import ConfigError, WebConfig
 from agent.health import Health
 from agent.negotiate import OPENMETRICS, accepts_gzip, choose_format
 from agent.render import Exposition
@@ -19,15 +19,15 @@ WRITE_CHUNK = 256 * 1024
 class MetricsHandler:
     """Serves the pre-rendered exposition; at most max_requests responses in flight (0: no cap)."""
 
-    def __init__(self, exposition: Callable[[], Exposition], max_requests: int,
-                 write_timeout: float) -> None:
+    def __init__(self, exposition: Callable[[], Exposition], settings: Callable[[], WebConfig]
+                 ) -> None:
         self._exposition = exposition
-        self._max_requests = max_requests
-        self._write_timeout = write_timeout
+        self._settings = settings
         self._in_flight = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if self._max_requests and self._in_flight >= self._max_requests:
+        settings = self._settings()
+        if settings.max_requests and self._in_flight >= settings.max_requests:
             return web.Response(status=503, text="too many concurrent scrapes, try again later\n")
         self._in_flight += 1
         try:
@@ -46,7 +46,7 @@ class MetricsHandler:
             response.content_length = len(payload)
             # Written inside the handler (awaiting drain), so the in-flight count covers
             # slow readers; a reader that stalls past the write timeout is cut off.
-            async with asyncio.timeout(self._write_timeout):
+            async with asyncio.timeout(settings.write_timeout):
                 await response.prepare(request)
                 view = memoryview(payload)
                 for start in range(0, len(view), WRITE_CHUNK):
@@ -57,8 +57,14 @@ class MetricsHandler:
             self._in_flight -= 1
 
 
-def build_app(health: Health, exposition: Callable[[], Exposition], settings: WebConfig
-              ) -> web.Application:
+def build_app(
+    health: Health,
+    exposition: Callable[[], Exposition],
+    settings: Callable[[], WebConfig],
+    reload: Callable[[], Awaitable[None]],
+) -> web.Application:
+    """settings is read per request, so a reload applies limits without a restart."""
+
     async def healthy(request: web.Request) -> web.Response:
         return web.Response(text="Healthy\n")
 
@@ -72,8 +78,19 @@ def build_app(health: Health, exposition: Callable[[], Exposition], settings: We
         return web.json_response(body, status=status)
 
     app = web.Application()
-    metrics = MetricsHandler(exposition, settings.max_requests, settings.write_timeout)
+    async def reload_config(request: web.Request) -> web.Response:
+        if not settings().enable_lifecycle:
+            return web.Response(status=403, text="lifecycle API is not enabled "
+                                "(set web.enable_lifecycle: true)\n")
+        try:
+            await reload()
+        except ConfigError as exc:
+            return web.Response(status=400, text="\n".join(exc.problems) + "\n")
+        return web.Response(text="reloaded\n")
+
+    metrics = MetricsHandler(exposition, settings)
     app.router.add_get("/metrics", metrics.handle)
+    app.router.add_post("/-/reload", reload_config)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/health", health_json)

@@ -134,3 +134,9 @@ def test_bad_usage_exits_2_with_usage(argv: list[str], capsys: pytest.CaptureFix
         main(argv)
     assert info.value.code == 2
     assert "usage: hostagent" in capsys.readouterr().err
+
+
+def test_device_include_replaces_the_default_exclude(tmp_path: Path) -> None:
+    config = load(write(tmp_path, "collectors: {diskstats: {device_include: '^sd'}}"))
+    assert config.collectors.diskstats.device_exclude is None
+    assert load(None).collectors.diskstats.device_exclude is not None

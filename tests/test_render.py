@@ -11,8 +11,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from agent.agent import build_jobs
 from agent.config import Config
-from agent.agent import enabled_jobs
 from agent.negotiate import OPENMETRICS, TEXT, accepts_gzip, choose_format
 from agent.pool import DaemonThreadPool
 from agent.registry import Registry, Snapshot
@@ -104,7 +104,7 @@ async def full_exposition() -> bytes:
     config = Config()
     registry = Registry()
     pool = DaemonThreadPool(4)
-    scheduler = Scheduler(enabled_jobs(config), registry, pool, jitter=0)
+    scheduler = Scheduler(build_jobs(config), registry, pool, jitter=0)
     await scheduler.run_all_once()
     pool.shutdown(wait=False)
     assert all(s.success for s in scheduler.statuses()), scheduler.statuses()

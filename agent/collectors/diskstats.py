@@ -1,0 +1,164 @@
+"""diskstats: node_disk_* from /proc/diskstats and udev properties, as in node_exporter 1.5."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+# /proc/diskstats counts sectors of 512 bytes whatever the device's sector size, and times in ms.
+SECTOR_BYTES = 512.0
+# Multiplying (not dividing) gives the same floats as node_exporter, e.g. 12.370000000000001.
+SECONDS_PER_MS = 1.0 / 1000.0
+
+# The stat fields in kernel order: (metric name, help, scale). Older kernels print fewer
+# fields (11 before 4.18, 15 before 5.5); only the fields present are reported.
+STATS: tuple[tuple[str, str, float], ...] = (
+    ("reads_completed", "The total number of reads completed successfully.", 1.0),
+    ("reads_merged", "The total number of reads merged.", 1.0),
+    ("read_bytes", "The total number of bytes read successfully.", SECTOR_BYTES),
+    ("read_time_seconds", "The total number of seconds spent by all reads.", SECONDS_PER_MS),
+    ("writes_completed", "The total number of writes completed successfully.", 1.0),
+    ("writes_merged", "The number of writes merged.", 1.0),
+    ("written_bytes", "The total number of bytes written successfully.", SECTOR_BYTES),
+    ("write_time_seconds", "This is the total number of seconds spent by all writes.",
+     SECONDS_PER_MS),
+    ("io_now", "The number of I/Os currently in progress.", 1.0),
+    ("io_time_seconds", "Total seconds spent doing I/Os.", SECONDS_PER_MS),
+    ("io_time_weighted_seconds", "The weighted # of seconds spent doing I/Os.", SECONDS_PER_MS),
+    ("discards_completed", "The total number of discards completed successfully.", 1.0),
+    ("discards_merged", "The total number of discards merged.", 1.0),
+    ("discarded_sectors", "The total number of sectors discarded successfully.", 1.0),
+    ("discard_time_seconds", "This is the total number of seconds spent by all discards.",
+     SECONDS_PER_MS),
+    ("flush_requests", "The total number of flush requests completed successfully", 1.0),
+    ("flush_requests_time_seconds",
+     "This is the total number of seconds spent by all flush requests.", SECONDS_PER_MS),
+)
+GAUGES = {"io_now"}
+
+# udev property -> gauge name suffix, reported for ATA disks when the property parses as a number.
+ATA_PROPERTIES = {
+    "ID_ATA_WRITE_CACHE": ("ata_write_cache", "ATA disk has a write cache."),
+    "ID_ATA_WRITE_CACHE_ENABLED": ("ata_write_cache_enabled",
+                                   "ATA disk has its write cache enabled."),
+    "ID_ATA_ROTATION_RATE_RPM": ("ata_rotation_rate_rpm",
+                                 "ATA disk rotation rate in RPMs (0 for SSDs)."),
+}
+
+
+@dataclass(frozen=True)
+class Disk:
+    major: int
+    minor: int
+    device: str
+    stats: tuple[int, ...]  # the raw fields after the name, in kernel order
+
+
+def parse_diskstats(text: str) -> list[Disk]:
+    """Lines of 'MAJOR MINOR NAME FIELD...' -> Disk records; lines without any field are skipped."""
+    disks = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        major, minor, device, *stats = parts
+        disks.append(Disk(int(major), int(minor), device, tuple(int(v) for v in stats)))
+    return disks
+
+
+def parse_udev(text: str) -> dict[str, str]:
+    """The device properties ('E:KEY=VALUE' lines) of a udev database file."""
+    properties = {}
+    for line in text.splitlines():
+        key, sep, value = line.removeprefix("E:").partition("=")
+        if line.startswith("E:") and sep:
+            properties[key] = value
+    return properties
+
+
+class DiskstatsCollector:
+    """sysfs is accepted for a uniform factory signature: node_exporter 1.5's diskstats
+    reads only /proc/diskstats and the udev database (by default /run/udev/data)."""
+
+    def __init__(
+        self,
+        procfs: Path,
+        sysfs: Path,
+        device_include: str | None,
+        device_exclude: str | None,
+        udev_data: Path = Path("/run/udev/data"),
+    ) -> None:
+        self._diskstats = procfs / "diskstats"
+        self._udev_data = udev_data
+        self._include = re.compile(device_include) if device_include else None
+        self._exclude = re.compile(device_exclude) if device_exclude else None
+
+    def ignored(self, device: str) -> bool:
+        return bool(
+            (self._exclude is not None and self._exclude.search(device))
+            or (self._include is not None and not self._include.search(device))
+        )
+
+    def collect(self) -> list[Metric]:
+        disks = parse_diskstats(self._diskstats.read_text())
+        disks = [d for d in disks if not self.ignored(d.device)]
+        return diskstats_families(disks, {d.device: self._udev(d) for d in disks})
+
+    def _udev(self, disk: Disk) -> dict[str, str]:
+        try:
+            return parse_udev((self._udev_data / f"b{disk.major}:{disk.minor}").read_text())
+        except OSError:
+            return {}
+
+
+def diskstats_families(disks: list[Disk], udev: dict[str, dict[str, str]]) -> list[Metric]:
+    """Families in node_exporter's order; those without any sample are left out."""
+    info = GaugeMetricFamily(
+        "node_disk_info", "Info of /sys/block/<block_device>.",
+        labels=["device", "major", "minor", "path", "wwn", "model", "serial", "revision"])
+    stats: list[GaugeMetricFamily | CounterMetricFamily] = [
+        (GaugeMetricFamily if name in GAUGES else CounterMetricFamily)(
+            f"node_disk_{name}", help_text, labels=["device"])
+        for name, help_text, _ in STATS
+    ]
+    filesystem = GaugeMetricFamily(
+        "node_disk_filesystem_info", "Info about disk filesystem.",
+        labels=["device", "type", "usage", "uuid", "version"])
+    device_mapper = GaugeMetricFamily(
+        "node_disk_device_mapper_info", "Info about disk device mapper.",
+        labels=["device", "name", "uuid", "vg_name", "lv_name", "lv_layer"])
+    ata = {key: GaugeMetricFamily(f"node_disk_{name}", help_text, labels=["device"])
+           for key, (name, help_text) in ATA_PROPERTIES.items()}
+
+    for disk in disks:
+        dev, props = disk.device, udev.get(disk.device, {})
+        info.add_metric([dev, str(disk.major), str(disk.minor), props.get("ID_PATH", ""),
+                         props.get("ID_WWN", ""), props.get("ID_MODEL", ""),
+                         props.get("ID_SERIAL_SHORT", ""), props.get("ID_REVISION", "")], 1.0)
+        for family, (_, _, scale), raw in zip(stats, STATS, disk.stats, strict=False):
+            family.add_metric([dev], raw * scale)
+        if props.get("ID_FS_TYPE"):
+            filesystem.add_metric([dev] + [props.get(f"ID_FS_{key}", "") for key in
+                                           ("TYPE", "USAGE", "UUID", "VERSION")], 1.0)
+        if props.get("DM_NAME"):
+            device_mapper.add_metric([dev] + [props.get(f"DM_{key}", "") for key in
+                                              ("NAME", "UUID", "VG_NAME", "LV_NAME", "LV_LAYER")],
+                                     1.0)
+        if props.get("ID_ATA"):
+            for key, family in ata.items():
+                value = _number(props.get(key))
+                if value is not None:
+                    family.add_metric([dev], value)
+
+    families: list[Metric] = [info, *stats, filesystem, device_mapper, *ata.values()]
+    return [family for family in families if family.samples]
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
