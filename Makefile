@@ -7,7 +7,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real tools the tests run against (Debian packages).
 TEST_PACKAGES := prometheus prometheus-node-exporter wrk
 
-.PHONY: run test test-deps lint bench clean
+PREFIX ?= /usr/local/lib/hostagent
+UNIT_DIR ?= /etc/systemd/system
+
+.PHONY: run test test-deps lint bench install clean
 
 $(BIN)/hostagent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +34,19 @@ test: test-deps $(BIN)/hostagent lint
 
 bench: $(BIN)/hostagent
 	$(BIN)/python bench/scrape.py
+
+# Install as a systemd service: a venv under $(PREFIX), config and defaults under /etc (kept
+# if present), the unit with its paths pointed at $(PREFIX), then enable and start it.
+install:
+	$(PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install --quiet .
+	install -m 0644 README.md $(PREFIX)/README.md
+	install -d -m 0755 /etc/hostagent
+	[ -e /etc/hostagent/hostagent.yml ] || install -m 0644 systemd/hostagent.yml /etc/hostagent/
+	[ -e /etc/default/hostagent ] || install -m 0644 systemd/hostagent.default /etc/default/hostagent
+	sed 's|/usr/local/lib/hostagent|$(PREFIX)|g' systemd/hostagent.service > $(UNIT_DIR)/hostagent.service
+	systemctl daemon-reload
+	systemctl enable --now hostagent.service
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -21,8 +21,9 @@ COMMAND = [sys.executable, "-m", "agent"]
 
 
 class AgentProcess:
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([*COMMAND, *args], stderr=subprocess.PIPE, text=True)
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen([*COMMAND, *args], stderr=subprocess.PIPE, text=True,
+                                     env=env)
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()

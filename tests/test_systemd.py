@@ -1,0 +1,300 @@
+"""systemd integration: sd_notify protocol, watchdog, reload, and the unit file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.agent import Agent
+from agent.config import Config, ConfigSource
+from agent.systemd import Notifier
+from tests.conftest import require_tool
+from tests.test_process import AgentProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class NotifyListener:
+    """A test-owned NOTIFY_SOCKET: records every datagram with its arrival time."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = str(directory / "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.messages: list[tuple[float, str]] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._closed:
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def wait_for(self, field: str, timeout: float = 15, after: int = 0) -> int:
+        """Index of the first message at or after `after` that has the field."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for index, (_, text) in enumerate(self.messages[after:], after):
+                if field in text.split("\n"):
+                    return index
+            time.sleep(0.01)
+        raise AssertionError(f"no {field!r} in {self.messages}")
+
+    def close(self) -> None:
+        self._closed = True
+        self.sock.close()
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[NotifyListener]:
+    notify = NotifyListener(tmp_path)
+    yield notify
+    notify.close()
+
+
+def test_notifier_without_socket_is_silent() -> None:
+    notifier = Notifier({})
+    assert not notifier.enabled and notifier.watchdog_interval is None
+    notifier.ready("x")  # must not raise
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"WATCHDOG_USEC": "2000000"}, 1.0),
+    ({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": str(os.getpid())}, 1.0),
+    ({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "1"}, None),
+    ({"WATCHDOG_USEC": "0"}, None),
+    ({"WATCHDOG_USEC": "junk"}, None),
+])
+def test_watchdog_interval(env: dict[str, str], expected: float | None) -> None:
+    assert Notifier(env).watchdog_interval == expected
+
+
+def test_abstract_namespace_socket() -> None:
+    name = f"hostagent-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        Notifier({"NOTIFY_SOCKET": "@" + name}).notify("READY=1")
+        assert sock.recv(100) == b"READY=1"
+
+
+def test_protocol_sequence_of_a_real_process(listener: NotifyListener, tmp_path: Path) -> None:
+    config = tmp_path / "hostagent.yml"
+    config.write_text("collectors: {cpu: {interval: 1}}\n")
+    env = {**os.environ, "NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "400000"}
+    agent = AgentProcess("--config", str(config), "--web.listen-address", "127.0.0.1:0", env=env)
+    try:
+        ready = listener.wait_for("READY=1")
+        assert agent.get("/-/ready")[0] == 200, "READY=1 only after every collector ran once"
+        assert any(line.startswith("STATUS=collecting ")
+                   for line in listener.messages[ready][1].split("\n"))
+        time.sleep(2.0)
+        pings = [t for t, text in listener.messages if text == "WATCHDOG=1"]
+        # Half of WATCHDOG_USEC: one ping per 0.2 s.
+        assert 6 <= len(pings) <= 14, len(pings)
+        agent.proc.send_signal(signal.SIGHUP)
+        reloading = listener.wait_for("RELOADING=1", after=ready + 1)
+        assert re.search(r"^MONOTONIC_USEC=\d+$", listener.messages[reloading][1], re.M)
+        listener.wait_for("READY=1", after=reloading + 1)
+        agent.proc.send_signal(signal.SIGTERM)
+        listener.wait_for("STOPPING=1", after=reloading + 1)
+        assert agent.proc.wait(timeout=15) == 0
+    finally:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+
+
+async def start_agent(config: Config, listener: NotifyListener, tmp_path: Path,
+                      source: ConfigSource | None = None) -> tuple[Agent, asyncio.Task[int]]:
+    notifier = Notifier({"NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "200000"})
+    agent = Agent(config, source=source, notifier=notifier)
+    task = asyncio.create_task(agent.run())
+    await asyncio.wait_for(agent.started.wait(), 10)
+    return agent, task
+
+
+def local_config(**collectors: object) -> Config:
+    return Config.model_validate({"web": {"listen_address": "127.0.0.1:0"},
+                                  "collectors": collectors})
+
+
+async def test_blocked_loop_stops_the_pings(listener: NotifyListener, tmp_path: Path) -> None:
+    agent, task = await start_agent(local_config(), listener, tmp_path)
+    await asyncio.sleep(0.6)
+    time.sleep(1.0)  # block the event loop itself
+    blocked_at = time.monotonic()
+    await asyncio.sleep(0.5)
+    agent.request_stop()
+    await task
+    pings = [t for t, text in listener.messages if text == "WATCHDOG=1"]
+    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    assert max(gaps) >= 0.95, "no ping may be sent while the loop is blocked"
+    assert any(t > blocked_at for t in pings), "pings resume once the loop turns again"
+
+
+async def test_dead_scheduler_stops_the_pings(listener: NotifyListener, tmp_path: Path) -> None:
+    agent, task = await start_agent(local_config(), listener, tmp_path)
+    await asyncio.sleep(0.5)
+    assert agent.scheduler.alive()
+    for running in asyncio.all_tasks():
+        if running.get_name() == "collector:cpu":
+            running.cancel()
+    await asyncio.sleep(0.1)
+    killed_at = time.monotonic()
+    await asyncio.sleep(1.0)
+    assert not agent.scheduler.alive()
+    agent.request_stop()
+    await task
+    pings = [t for t, text in listener.messages if text == "WATCHDOG=1"]
+    assert pings and all(t < killed_at for t in pings), "no ping once a collector loop died"
+
+
+def http(base: str, path: str, method: str = "GET") -> tuple[int, str]:
+    request = urllib.request.Request(f"{base}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def test_reload_applies_valid_and_rejects_invalid_config(
+    listener: NotifyListener, tmp_path: Path
+) -> None:
+    path = tmp_path / "hostagent.yml"
+    path.write_text("web: {listen_address: '127.0.0.1:0', enable_lifecycle: true}\n")
+    source = ConfigSource(path)
+    agent, task = await start_agent(source.load(), listener, tmp_path, source)
+    base = f"http://{agent.addresses[0]}"
+    try:
+        await asyncio.sleep(0.3)
+        status, text = await asyncio.to_thread(http, base, "/metrics")
+        assert "node_memory_MemTotal_bytes" in text
+        assert "hostagent_config_last_reload_successful 1.0" in text
+
+        # A valid change over POST: memory off, cpu faster; the listener stays.
+        path.write_text("web: {listen_address: '127.0.0.1:0', enable_lifecycle: true}\n"
+                        "collectors: {memory: {enabled: false}, cpu: {interval: 2}}\n")
+        assert await asyncio.to_thread(http, base, "/-/reload", "POST") == (200, "reloaded\n")
+        await asyncio.sleep(0.2)
+        status, text = await asyncio.to_thread(http, base, "/metrics")
+        assert "node_memory_MemTotal_bytes" not in text and "node_cpu_seconds_total" in text
+        health = agent.health.report()[1]["collectors"]
+        assert "memory" not in health and health["cpu"]["interval_seconds"] == 2
+
+        # An invalid file over POST: 400 naming the field; the running config stays.
+        path.write_text("collectors: {cpu: {interval: -3}}\n")
+        status, text = await asyncio.to_thread(http, base, "/-/reload", "POST")
+        assert status == 400 and text == "collectors.cpu.interval: must be greater than 0\n"
+        await asyncio.sleep(0.1)
+        status, text = await asyncio.to_thread(http, base, "/metrics")
+        assert "hostagent_config_last_reload_successful 0.0" in text
+        assert agent.config.collectors.cpu.interval == 2
+
+        # The same through SIGHUP.
+        os.kill(os.getpid(), signal.SIGHUP)
+        await asyncio.sleep(0.3)
+        assert agent.config.collectors.cpu.interval == 2
+        path.write_text("web: {listen_address: '127.0.0.1:1', enable_lifecycle: true}\n")
+        os.kill(os.getpid(), signal.SIGHUP)
+        await asyncio.sleep(0.3)
+        status, text = await asyncio.to_thread(http, base, "/metrics")
+        assert "hostagent_config_last_reload_successful 1.0" in text
+        assert "node_memory_MemTotal_bytes" in text, "memory collector is back"
+        # The listen address needs a restart: kept, not half-applied.
+        assert agent.config.web.listen_address == "127.0.0.1:0"
+        assert (await asyncio.to_thread(http, base, "/-/reload"))[0] == 405
+    finally:
+        agent.request_stop()
+        await task
+
+
+async def test_lifecycle_endpoint_is_off_by_default(listener: NotifyListener,
+                                                    tmp_path: Path) -> None:
+    agent, task = await start_agent(local_config(), listener, tmp_path)
+    try:
+        status, text = await asyncio.to_thread(http, f"http://{agent.addresses[0]}",
+                                               "/-/reload", "POST")
+        assert status == 403 and "web.enable_lifecycle" in text
+    finally:
+        agent.request_stop()
+        await task
+
+
+def test_no_failed_or_empty_scrape_during_reloads(tmp_path: Path) -> None:
+    path = tmp_path / "hostagent.yml"
+    configs = [
+        "collectors: {cpu: {interval: 1}}\n",
+        "collectors: {cpu: {interval: 2}, memory: {enabled: false}}\n",
+        "collectors: {cpu: {interval: 1}, load: {enabled: false}}\n",
+    ]
+    path.write_text(configs[0])
+    agent = AgentProcess("--config", str(path), "--web.listen-address", "127.0.0.1:0")
+    try:
+        agent.wait_ready()
+        results: list[tuple[int, bool]] = []
+        stop = threading.Event()
+
+        def scrape() -> None:
+            deadline = time.monotonic() + 20
+            while not stop.is_set() and time.monotonic() < deadline and len(results) < 5000:
+                status, body = agent.get("/metrics")
+                results.append((status, b"node_cpu_seconds_total" in body))
+
+        client = threading.Thread(target=scrape)
+        client.start()
+        for round_ in range(6):
+            path.write_text(configs[round_ % len(configs)])
+            agent.proc.send_signal(signal.SIGHUP)
+            agent.wait_for(r'msg=(reloaded)')
+            time.sleep(0.2)
+        stop.set()
+        client.join()
+        assert len(results) > 50
+        assert all(status == 200 and complete for status, complete in results)
+    finally:
+        agent.proc.terminate()
+        assert agent.proc.wait(timeout=15) == 0
+
+
+def test_unit_file_verifies_and_is_hardened(tmp_path: Path) -> None:
+    analyze = require_tool("systemd-analyze")
+    # verify checks that ExecStart exists: point the install prefix at this checkout's venv.
+    hostagent = shutil.which("hostagent", path=str(Path(sys.executable).parent))
+    assert hostagent is not None
+    prefix = str(Path(hostagent).parent.parent)
+    unit = tmp_path / "hostagent.service"
+    unit.write_text((ROOT / "systemd" / "hostagent.service").read_text()
+                    .replace("/usr/local/lib/hostagent", prefix))
+    verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
+                            timeout=60)
+    assert verify.returncode == 0 and verify.stdout + verify.stderr == ""
+    security = subprocess.run([analyze, "security", "--offline=true", str(unit)],
+                              capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
+    assert match is not None, security.stdout + security.stderr
+    assert float(match.group(1)) <= 2.0
+    text = unit.read_text()
+    for directive in ("Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=on-failure",
+                      "RestartPreventExitStatus=2", "ExecReload=/bin/kill -HUP $MAINPID"):
+        assert directive in text
