@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import shutil
@@ -147,7 +148,7 @@ async def test_blocked_loop_stops_the_pings(listener: NotifyListener, tmp_path: 
     agent.request_stop()
     await task
     pings = [t for t, text in listener.messages if text == "WATCHDOG=1"]
-    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert max(gaps) >= 0.95, "no ping may be sent while the loop is blocked"
     assert any(t > blocked_at for t in pings), "pings resume once the loop turns again"
 
