@@ -85,11 +85,15 @@ def compare(name: str, config: Config, url: str) -> None:
     assert not wrong, f"values outside node_exporter's bracket: {wrong[:10]}"
 
 
-# node_exporter in Debian excludes more mount points by default; both use hostagent's here.
-FS_FLAGS = [
-    f"--collector.filesystem.mount-points-exclude={FilesystemSettings().mount_points_exclude}",
-    f"--collector.filesystem.fs-types-exclude={FilesystemSettings().fs_types_exclude}",
-]
+# Debian's node_exporter changes two upstream defaults (more mount points excluded, `lo`
+# excluded from netdev); hostagent keeps upstream's, so both run with hostagent's here.
+EXTRA_FLAGS = {
+    "filesystem": [
+        f"--collector.filesystem.mount-points-exclude={FilesystemSettings().mount_points_exclude}",
+        f"--collector.filesystem.fs-types-exclude={FilesystemSettings().fs_types_exclude}",
+    ],
+    "netdev": ["--collector.netdev.device-exclude="],
+}
 
 
 @pytest.mark.parametrize("name", [n for n in collectors.NODE_EXPORTER_EQUIVALENT
@@ -97,7 +101,7 @@ FS_FLAGS = [
 def test_collector_matches_node_exporter(name: str, node_exporter) -> None:
     flags = [f"--collector.{c}" for c in collectors.NODE_EXPORTER_EQUIVALENT[name]]
     url = node_exporter("--collector.disable-defaults", *flags,
-                        *(FS_FLAGS if name == "filesystem" else []))
+                        *EXTRA_FLAGS.get(name, []))
     compare(name, Config(), url)
 
 

@@ -26,9 +26,68 @@ def _memory(config: Config, settings: Any) -> Collector:
     return MemoryCollector(config.paths.procfs)
 
 
+def _diskstats(config: Config, settings: Any) -> Collector:
+    from agent.collectors.diskstats import DiskstatsCollector
+
+    return DiskstatsCollector(config.paths.procfs, config.paths.sysfs,
+                              settings.device_include, settings.device_exclude)
+
+
+def _filesystem(config: Config, settings: Any) -> Collector:
+    from agent.collectors.filesystem import FilesystemCollector
+
+    return FilesystemCollector(config.paths.procfs, config.paths.rootfs,
+                               settings.mount_points_exclude, settings.fs_types_exclude,
+                               settings.mount_timeout)
+
+
+def _netdev(config: Config, settings: Any) -> Collector:
+    from agent.collectors.netdev import NetdevCollector
+
+    return NetdevCollector(config.paths.procfs, settings.device_include, settings.device_exclude,
+                           sysfs=config.paths.sysfs)
+
+
+def _load(config: Config, settings: Any) -> Collector:
+    from agent.collectors.load import LoadCollector
+
+    return LoadCollector(config.paths.procfs)
+
+
+def _system(config: Config, settings: Any) -> Collector:
+    from agent.collectors.system import SystemCollector
+
+    return SystemCollector(config.paths.procfs, config.paths.sysfs, config.paths.rootfs)
+
+
+def _textfile(config: Config, settings: Any) -> Collector:
+    from agent.collectors.textfile import TextfileCollector
+
+    return TextfileCollector(settings.directory)
+
+
 FACTORIES: dict[str, Factory] = {
     "cpu": _cpu,
     "memory": _memory,
+    "diskstats": _diskstats,
+    "filesystem": _filesystem,
+    "netdev": _netdev,
+    "load": _load,
+    "system": _system,
+    "textfile": _textfile,
+}
+
+
+# The node_exporter collectors whose series each hostagent collector reproduces.
+NODE_EXPORTER_EQUIVALENT: dict[str, list[str]] = {
+    "cpu": ["cpu"],
+    "memory": ["meminfo"],
+    "diskstats": ["diskstats"],
+    "filesystem": ["filesystem"],
+    "netdev": ["netdev"],
+    "load": ["loadavg"],
+    "system": ["stat", "time", "uname", "os", "filefd", "pressure"],
+    "textfile": ["textfile"],
 }
 
 

@@ -1,0 +1,32 @@
+"""load: node_load1, node_load5 and node_load15 from /proc/loadavg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+PERIODS = ("1", "5", "15")
+
+
+def parse_loadavg(text: str) -> tuple[float, float, float]:
+    """'0.52 0.58 0.59 2/1234 56789' -> (0.52, 0.58, 0.59)."""
+    fields = text.split()
+    if len(fields) < 3:
+        raise ValueError(f"unexpected /proc/loadavg content: {text!r}")
+    return float(fields[0]), float(fields[1]), float(fields[2])
+
+
+class LoadCollector:
+    def __init__(self, procfs: Path) -> None:
+        self._loadavg = procfs / "loadavg"
+
+    def collect(self) -> list[Metric]:
+        return load_families(parse_loadavg(self._loadavg.read_text()))
+
+
+def load_families(loads: tuple[float, float, float]) -> list[Metric]:
+    return [
+        GaugeMetricFamily(f"node_load{period}", f"{period}m load average.", value=value)
+        for period, value in zip(PERIODS, loads, strict=True)
+    ]

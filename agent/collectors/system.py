@@ -1,0 +1,250 @@
+"""system: node_exporter's stat, time, uname, os, filefd and pressure collectors in one.
+
+/proc/stat is essential: a run without it fails. Every other source is optional and only
+leaves its own metrics out when it is missing or unreadable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+log = logging.getLogger("hostagent.system")
+T = TypeVar("T")
+
+# /proc/stat key -> (metric name, help, is a counter), as node_exporter's stat collector;
+# in the order of the metric names.
+STAT = {
+    "btime": ("node_boot_time_seconds", "Node boot time, in unixtime.", False),
+    "ctxt": ("node_context_switches", "Total number of context switches.", True),
+    "processes": ("node_forks", "Total number of forks.", True),
+    "intr": ("node_intr", "Total number of interrupts serviced.", True),
+    "procs_blocked": ("node_procs_blocked",
+                      "Number of processes blocked waiting for I/O to complete.", False),
+    "procs_running": ("node_procs_running", "Number of processes in runnable state.", False),
+}
+CLOCKSOURCE_DIR = "devices/system/clocksource"
+OS_RELEASE_LABELS = ("build_id", "id", "id_like", "image_id", "image_version", "name",
+                     "pretty_name", "variant", "variant_id", "version", "version_codename",
+                     "version_id")
+# (resource, line, metric name, help): node_exporter reads no "full" line for cpu.
+PRESSURE = (
+    ("cpu", "some", "node_pressure_cpu_waiting_seconds",
+     "Total time in seconds that processes have waited for CPU time"),
+    ("io", "some", "node_pressure_io_waiting_seconds",
+     "Total time in seconds that processes have waited due to IO congestion"),
+    ("io", "full", "node_pressure_io_stalled_seconds",
+     "Total time in seconds no process could make progress due to IO congestion"),
+    ("memory", "some", "node_pressure_memory_waiting_seconds",
+     "Total time in seconds that processes have waited for memory"),
+    ("memory", "full", "node_pressure_memory_stalled_seconds",
+     "Total time in seconds no process could make progress due to memory congestion"),
+)
+_VERSION = re.compile(r"[0-9]+\.?[0-9]*")
+
+
+def parse_stat(text: str) -> dict[str, float]:
+    """The system-wide lines of /proc/stat; for 'intr' only the first value (the total)."""
+    out = {}
+    for line in text.splitlines():
+        key, *values = line.split() or [""]
+        if key in STAT and values:
+            out[key] = float(values[0])
+    return out
+
+
+@dataclass(frozen=True)
+class Clocksource:
+    available: tuple[str, ...]
+    current: str
+
+
+def parse_clocksource(available: str, current: str) -> Clocksource:
+    return Clocksource(tuple(available.split()), current.strip())
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """os-release(5): KEY=value lines, values quoted and escaped as in a shell."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or key.startswith("#"):
+            continue
+        try:
+            out[key] = " ".join(shlex.split(value))
+        except ValueError:
+            log.debug("skipping malformed os-release line: %s", line)
+    return out
+
+
+def os_version(version_id: str) -> float:
+    """node_exporter's major.minor number from VERSION_ID ('22.04.3' -> 22.04); 0 if none."""
+    match = _VERSION.match(version_id)
+    return float(match.group()) if match else 0.0
+
+
+def parse_file_nr(text: str) -> tuple[float, float]:
+    """/proc/sys/fs/file-nr 'allocated unused maximum' -> (allocated, maximum)."""
+    allocated, _, maximum = text.split()
+    return float(allocated), float(maximum)
+
+
+def parse_pressure(text: str) -> dict[str, float]:
+    """'some avg10=0.00 avg60=0.00 avg300=0.00 total=1234' -> {'some': 0.001234}, in seconds."""
+    out = {}
+    for line in filter(str.strip, text.splitlines()):
+        kind, *pairs = line.split()
+        fields = dict(pair.split("=", 1) for pair in pairs)
+        out[kind] = int(fields["total"]) / 1000 / 1000  # microseconds, divided as node_exporter
+    return out
+
+
+@dataclass(frozen=True)
+class SystemReadings:
+    stat: dict[str, float]
+    now: float
+    zone: tuple[str, int]  # abbreviation, offset east of UTC in seconds
+    clocksources: list[Clocksource]
+    uname: dict[str, str]
+    os_release: dict[str, str] | None
+    filefd: tuple[float, float] | None
+    pressure: dict[str, dict[str, float]]
+
+
+def _optional(path: Path, parse: Callable[[str], T]) -> T | None:
+    try:
+        return parse(path.read_text())
+    except (OSError, ValueError, KeyError) as exc:
+        log.debug("optional source unavailable: %s: %s", path, exc)
+        return None
+
+
+class SystemCollector:
+    def __init__(self, procfs: Path, sysfs: Path, rootfs: Path) -> None:
+        self._procfs = procfs
+        self._sysfs = sysfs
+        self._rootfs = rootfs
+
+    def collect(self) -> list[Metric]:
+        return system_families(self.read())
+
+    def read(self) -> SystemReadings:
+        stat = parse_stat((self._procfs / "stat").read_text())
+        now = time.time()
+        local = time.localtime(now)
+        pressure = {resource: _optional(self._procfs / "pressure" / resource, parse_pressure)
+                    for resource in ("cpu", "io", "memory")}
+        return SystemReadings(
+            stat=stat,
+            now=now,
+            zone=(local.tm_zone, local.tm_gmtoff),
+            clocksources=self._clocksources(),
+            uname=self._uname(),
+            os_release=self._os_release(),
+            filefd=_optional(self._procfs / "sys" / "fs" / "file-nr", parse_file_nr),
+            pressure={resource: lines for resource, lines in pressure.items() if lines},
+        )
+
+    def _clocksources(self) -> list[Clocksource]:
+        found = []
+        for device in sorted((self._sysfs / CLOCKSOURCE_DIR).glob("clocksource*")):
+            try:
+                found.append(parse_clocksource((device / "available_clocksource").read_text(),
+                                               (device / "current_clocksource").read_text()))
+            except OSError as exc:
+                log.debug("clocksource unreadable: %s: %s", device, exc)
+        return found
+
+    def _uname(self) -> dict[str, str]:
+        uts = os.uname()
+        domain = _optional(self._procfs / "sys" / "kernel" / "domainname", str.strip)
+        return {"domainname": domain or "(none)", "machine": uts.machine,
+                "nodename": uts.nodename, "release": uts.release, "sysname": uts.sysname,
+                "version": uts.version}
+
+    def _os_release(self) -> dict[str, str] | None:
+        for candidate in ("etc/os-release", "usr/lib/os-release"):
+            try:
+                return parse_os_release((self._rootfs / candidate).read_text())
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as exc:
+                log.debug("os-release unreadable: %s", exc)
+                return None
+        return None
+
+
+def system_families(r: SystemReadings) -> list[Metric]:
+    families: list[Metric] = []
+    for key, (name, help_text, counter) in STAT.items():
+        if key in r.stat:
+            kind = CounterMetricFamily if counter else GaugeMetricFamily
+            families.append(kind(name, help_text, value=r.stat[key]))
+    families += _time_families(r)
+    families.append(_info("node_uname_info",
+                          "Labeled system information as provided by the uname system call.",
+                          r.uname))
+    if r.os_release is not None:
+        families += _os_families(r.os_release)
+    if r.filefd is not None:
+        for field, value in zip(("allocated", "maximum"), r.filefd, strict=True):
+            families.append(GaugeMetricFamily(
+                f"node_filefd_{field}", f"File descriptor statistics: {field}.", value=value))
+    for resource, line, name, help_text in PRESSURE:
+        seconds = r.pressure.get(resource, {}).get(line)
+        if seconds is not None:
+            families.append(CounterMetricFamily(name, help_text, value=seconds))
+    return families
+
+
+def _time_families(r: SystemReadings) -> list[Metric]:
+    source = "'/sys/devices/system/clocksource'"
+    available = GaugeMetricFamily("node_time_clocksource_available_info",
+                                  f"Available clocksources read from {source}.",
+                                  labels=["clocksource", "device"])
+    current = GaugeMetricFamily("node_time_clocksource_current_info",
+                                f"Current clocksource read from {source}.",
+                                labels=["clocksource", "device"])
+    for index, clocksource in enumerate(r.clocksources):
+        for name in clocksource.available:
+            available.add_metric([name, str(index)], 1)
+        current.add_metric([clocksource.current, str(index)], 1)
+    zone = GaugeMetricFamily("node_time_zone_offset_seconds",
+                             "System time zone offset in seconds.", labels=["time_zone"])
+    zone.add_metric([r.zone[0]], r.zone[1])
+    families: list[Metric] = [available, current] if r.clocksources else []
+    return [*families,
+            GaugeMetricFamily("node_time_seconds", "System time in seconds since epoch (1970).",
+                              value=r.now),
+            zone]
+
+
+def _os_families(release: dict[str, str]) -> list[Metric]:
+    families = [_info(
+        "node_os_info",
+        "A metric with a constant '1' value labeled by " + ", ".join(OS_RELEASE_LABELS) + ".",
+        {label: release.get(label.upper(), "") for label in OS_RELEASE_LABELS})]
+    version = os_version(release.get("VERSION_ID", ""))
+    if version > 0:
+        labels = {label: release.get(label.upper(), "") for label in ("id", "id_like", "name")}
+        family = GaugeMetricFamily("node_os_version",
+                                   "Metric containing the major.minor part of the OS version.",
+                                   labels=list(labels))
+        family.add_metric(list(labels.values()), version)
+        families.append(family)
+    return families
+
+
+def _info(name: str, help_text: str, labels: dict[str, str]) -> Metric:
+    family = GaugeMetricFamily(name, help_text, labels=list(labels))
+    family.add_metric(list(labels.values()), 1)
+    return family

@@ -1,0 +1,190 @@
+"""textfile: metrics from the *.prom files of one directory, with node_exporter's semantics.
+
+Every file is parsed on its own. A file that cannot be read or parsed, or that carries
+client-side timestamps, is skipped whole and sets node_textfile_scrape_error to 1; the other
+files are still exported, each with its node_textfile_mtime_seconds. Families of the same name
+from several files are merged. A family that conflicts with one read before (another type or
+HELP) and a series already read are dropped with a warning, as node_exporter drops them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from agent.logs import kv
+
+log = logging.getLogger("hostagent.textfile")
+
+TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
+# Sample names a family owns, by the parser's type name (counters as family + "_total").
+SUFFIXES = {"counter": ("_total",), "summary": ("", "_sum", "_count"),
+            "histogram": ("_bucket", "_sum", "_count")}
+OWN_NAMES = frozenset({"node_textfile_mtime_seconds", "node_textfile_scrape_error"})
+_COMMENT = re.compile(r"#\s+(HELP|TYPE)\s+(\S+)\s*(.*)$")
+
+
+class TextfileError(ValueError):
+    """A file node_exporter would refuse: the whole file is skipped."""
+
+
+def _scan_lines(text: str) -> dict[str, str]:
+    """Checks node_exporter's (stricter) parser makes and prometheus_client's does not;
+    returns the types the TYPE lines declare, by name."""
+    seen: set[tuple[str, str]] = set()
+    types: dict[str, str] = {}
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.lstrip().startswith("#"):
+            if line.strip() and line != line.rstrip():
+                raise TextfileError(f"line {number}: whitespace or carriage return after the value")
+            continue
+        match = _COMMENT.match(line.strip())
+        if match is None:
+            continue
+        kind, name, rest = match.groups()
+        if (kind, name) in seen:
+            raise TextfileError(f"line {number}: second {kind} line for metric name {name!r}")
+        seen.add((kind, name))
+        if kind == "TYPE":
+            if rest.strip() not in TYPES:
+                raise TextfileError(f"line {number}: unknown metric type {rest.strip()!r}")
+            types[name] = rest.strip()
+    return types
+
+
+def _owned(family: Metric) -> set[str]:
+    return {family.name + suffix for suffix in SUFFIXES.get(family.type, ("",))}
+
+
+def _restore_counter(family: Metric) -> Metric:
+    """The parser renames the samples of a counter declared without '_total' (foo -> foo_total).
+    The exposition cannot show a counter under its bare name, so keep the name and drop the type."""
+    restored = Metric(family.name, family.documentation, "unknown")
+    restored.samples = [s._replace(name=s.name.removesuffix("_total")) for s in family.samples]
+    return restored
+
+
+def _is_stray_sample(family: Metric) -> bool:
+    """The parser yields a sample outside the family being read as a family of its own."""
+    return (family.type == "unknown" and not family.documentation
+            and [sample.name for sample in family.samples] == [family.name])
+
+
+def parse_textfile(text: str) -> list[Metric]:
+    """One .prom file -> its metric families; raises TextfileError for a file to skip."""
+    declared = _scan_lines(text)
+    try:
+        parsed = list(text_string_to_metric_families(text))
+    except Exception as exc:  # the parser signals bad input with assorted exception types
+        raise TextfileError(f"text format parsing error: {exc!r}") from None
+    families: list[Metric] = []
+    owners: dict[str, Metric] = {}
+    for family in parsed:
+        if any(sample.timestamp is not None for sample in family.samples):
+            raise TextfileError("contains unsupported client-side timestamps")
+        if family.type == "counter" and declared.get(family.name) == "counter":
+            family = _restore_counter(family)
+        owner = owners.get(family.name) if _is_stray_sample(family) else None
+        if owner is not None:
+            # As in node_exporter, the sample joins the family its name belongs to.
+            owner.samples.extend(family.samples)
+            continue
+        if _owned(family) & owners.keys():
+            raise TextfileError(f"TYPE or HELP for {family.name!r} after its samples")
+        families.append(family)
+        owners.update(dict.fromkeys(_owned(family), family))
+    return families
+
+
+def _series(sample: Sample) -> tuple[str, frozenset[tuple[str, str]]]:
+    return sample.name, frozenset(sample.labels.items())
+
+
+def merge_files(files: list[tuple[str, list[Metric]]]) -> list[Metric]:
+    """Families of all files by name. HELP-less families get node_exporter's
+    'Metric read from <files>' help."""
+    merged: dict[str, Metric] = {}
+    sources: dict[str, list[str]] = {}
+    series: dict[str, set[tuple[str, frozenset[tuple[str, str]]]]] = {}
+    for path, families in files:
+        for family in families:
+            name = family.name
+            if name in OWN_NAMES:
+                log.warning("dropping metric family the textfile collector exports itself",
+                            extra=kv(file=path, family=name))
+                continue
+            sources.setdefault(name, []).append(path)
+            known = merged.setdefault(name, Metric(name, family.documentation, family.type))
+            if (known.type, known.documentation) != (family.type, family.documentation):
+                log.warning("dropping metric family that conflicts with an earlier file",
+                            extra=kv(file=path, family=name,
+                                     err=f"type {family.type} and help {family.documentation!r}"
+                                         f" but earlier {known.type} and {known.documentation!r}"))
+                continue
+            seen = series.setdefault(name, set())
+            for sample in family.samples:
+                if _series(sample) in seen:
+                    log.warning("dropping repeated series", extra=kv(file=path, series=sample.name,
+                                                                     labels=sample.labels))
+                    continue
+                seen.add(_series(sample))
+                known.samples.append(sample)
+    for name, family in merged.items():
+        if not family.documentation:
+            family.documentation = "Metric read from " + ", ".join(sources[name])
+    # A family declared without samples is not exported, as in node_exporter.
+    return [merged[name] for name in sorted(merged) if merged[name].samples]
+
+
+class TextfileCollector:
+    def __init__(self, directory: Path | None) -> None:
+        self._directory = directory
+
+    def collect(self) -> list[Metric]:
+        if self._directory is None:
+            return textfile_families([], {}, errored=False)
+        files: list[tuple[str, list[Metric]]] = []
+        mtimes: dict[str, float] = {}
+        errored = False
+        try:
+            names = sorted(p.name for p in self._directory.iterdir() if p.name.endswith(".prom"))
+        except OSError as exc:
+            log.error("failed to read textfile collector directory",
+                      extra=kv(path=self._directory, err=exc))
+            names, errored = [], True
+        for name in names:
+            # node_exporter labels the file with its joined, cleaned path.
+            path = os.path.normpath(self._directory / name)
+            try:
+                with open(path, encoding="utf-8", newline="") as handle:
+                    text = handle.read()
+                    mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
+                families = parse_textfile(text)
+            except (OSError, ValueError) as exc:
+                log.warning("skipping textfile", extra=kv(file=path, err=exc))
+                errored = True
+                continue
+            files.append((path, families))
+            mtimes[path] = float(mtime_ns // 1_000_000_000)
+        return textfile_families(merge_files(files), mtimes, errored)
+
+
+def textfile_families(families: list[Metric], mtimes: dict[str, float],
+                      errored: bool) -> list[Metric]:
+    out = list(families)
+    if mtimes:
+        mtime = GaugeMetricFamily("node_textfile_mtime_seconds",
+                                  "Unixtime mtime of textfiles successfully read.", labels=["file"])
+        for path in sorted(mtimes):
+            mtime.add_metric([path], mtimes[path])
+        out.append(mtime)
+    out.append(GaugeMetricFamily(
+        "node_textfile_scrape_error",
+        "1 if there was an error opening or reading a file, 0 otherwise", value=int(errored)))
+    return out

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.system import (
+    SystemCollector,
+    SystemReadings,
+    os_version,
+    parse_file_nr,
+    parse_os_release,
+    parse_pressure,
+    parse_stat,
+    system_families,
+)
+from tests.golden import FIXTURES, assert_golden
+
+SYSTEM = FIXTURES / "system"
+UNAME = {"domainname": "(none)", "machine": "x86_64", "nodename": "db-7",
+         "release": "6.8.0-31-generic", "sysname": "Linux",
+         "version": "#31-Ubuntu SMP PREEMPT_DYNAMIC Sat Apr 20 00:40:06 UTC 2024"}
+
+
+def collector(root: Path = SYSTEM) -> SystemCollector:
+    return SystemCollector(root / "proc", root / "sys", root / "root")
+
+
+def fixed(readings: SystemReadings) -> SystemReadings:
+    """The live parts (clock, zone, uname) pinned, for a stable exposition."""
+    return dataclasses.replace(readings, now=1718023456.25, zone=("CEST", 7200), uname=UNAME)
+
+
+def values(families: list[Metric]) -> dict[str, float]:
+    """sample name -> value, for families with a single sample."""
+    return {f.samples[0].name: f.samples[0].value for f in families if len(f.samples) == 1}
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A writable copy of the fixture tree, to take parts away from."""
+    shutil.copytree(SYSTEM, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+def test_parse_stat() -> None:
+    assert parse_stat((SYSTEM / "proc/stat").read_text()) == {
+        "intr": 183741029, "ctxt": 412094127, "btime": 1718023400, "processes": 2390151,
+        "procs_running": 3, "procs_blocked": 1}
+
+
+def test_parse_file_nr() -> None:
+    # Modern kernels report LONG_MAX as the maximum; a float, as in node_exporter.
+    assert parse_file_nr("10432\t0\t9223372036854775807\n") == (10432, 2.0**63)
+
+
+def test_parse_pressure_in_seconds() -> None:
+    assert parse_pressure((SYSTEM / "proc/pressure/io").read_text()) == {
+        "some": 31.54752, "full": 24.210007}
+    # Older kernels have no "full" line for cpu.
+    assert parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n") == {"some": 5e-6}
+
+
+def test_parse_os_release_unquotes_like_a_shell() -> None:
+    release = parse_os_release((SYSTEM / "root/usr/lib/os-release").read_text())
+    assert release["NAME"] == "Fedora Linux"
+    assert release["VERSION_ID"] == "40"
+    assert release["VERSION_CODENAME"] == ""
+    assert release["IMAGE_ID"] == "fedora-server"
+    assert release["BUILD_ID"] == '2024"04'
+    assert not any(key.startswith("#") for key in release)
+
+
+@pytest.mark.parametrize(("version_id", "expected"), [
+    ("22.04", 22.04), ("40", 40.0), ("9.3.1", 9.3), ("12.", 12.0), ("rolling", 0.0), ("", 0.0)])
+def test_os_version_is_major_minor(version_id: str, expected: float) -> None:
+    assert os_version(version_id) == expected
+
+
+def test_golden() -> None:
+    families = system_families(fixed(collector().read()))
+    got = values(families)
+    assert got["node_boot_time_seconds"] == 1718023400
+    assert got["node_context_switches_total"] == 412094127
+    assert got["node_forks_total"] == 2390151
+    assert got["node_intr_total"] == 183741029
+    assert (got["node_procs_running"], got["node_procs_blocked"]) == (3, 1)
+    assert got["node_filefd_allocated"] == 10432
+    assert got["node_pressure_cpu_waiting_seconds_total"] == pytest.approx(81.276341)
+    assert got["node_pressure_memory_stalled_seconds_total"] == pytest.approx(0.810442)
+    # node_exporter reads no "full" line for cpu.
+    assert "node_pressure_cpu_stalled_seconds_total" not in got
+    assert_golden(families, "system")
+
+
+def test_clocksources_and_os_labels() -> None:
+    families = {f.name: f for f in system_families(fixed(collector().read()))}
+    available = families["node_time_clocksource_available_info"].samples
+    assert [(s.labels["device"], s.labels["clocksource"]) for s in available] == [
+        ("0", "tsc"), ("0", "hpet"), ("0", "acpi_pm")]
+    assert families["node_time_clocksource_current_info"].samples[0].labels == {
+        "clocksource": "tsc", "device": "0"}
+    # /etc/os-release wins over /usr/lib/os-release.
+    info = families["node_os_info"].samples[0].labels
+    assert (info["id"], info["id_like"], info["version_id"]) == ("ubuntu", "debian", "22.04")
+    assert info["variant"] == ""
+    version = families["node_os_version"].samples[0]
+    assert (version.labels, version.value) == (
+        {"id": "ubuntu", "id_like": "debian", "name": "Ubuntu"}, 22.04)
+
+
+def test_live_readings_come_from_the_host() -> None:
+    readings = collector().read()
+    assert readings.uname["domainname"] == "(none)"  # from the fixture procfs
+    assert readings.uname["sysname"]
+    assert readings.now > 1.7e9
+    assert isinstance(readings.zone[0], str)
+
+
+def test_pressure_absent_means_no_pressure_metrics(tree: Path) -> None:
+    shutil.rmtree(tree / "proc/pressure")
+    names = {f.name for f in collector(tree).collect()}
+    assert not any(name.startswith("node_pressure_") for name in names)
+    assert "node_context_switches" in names
+
+
+def test_pressure_per_resource(tree: Path) -> None:
+    (tree / "proc/pressure/memory").unlink()
+    names = {f.name for f in collector(tree).collect()}
+    assert {n for n in names if n.startswith("node_pressure_")} == {
+        "node_pressure_cpu_waiting_seconds", "node_pressure_io_waiting_seconds",
+        "node_pressure_io_stalled_seconds"}
+
+
+def test_optional_sources_missing_leave_only_their_metrics_out(tree: Path) -> None:
+    for part in ("sys", "root", "proc/sys", "proc/pressure"):
+        shutil.rmtree(tree / part)
+    families = {f.name: f for f in collector(tree).collect()}
+    assert set(families) == {
+        "node_boot_time_seconds", "node_context_switches", "node_forks", "node_intr",
+        "node_procs_blocked", "node_procs_running", "node_time_seconds",
+        "node_time_zone_offset_seconds", "node_uname_info"}
+    # Without procfs/sys/kernel/domainname, the kernel's placeholder.
+    assert families["node_uname_info"].samples[0].labels["domainname"] == "(none)"
+
+
+def test_os_release_falls_back_to_usr_lib(tree: Path) -> None:
+    (tree / "root/etc/os-release").unlink()
+    families = {f.name: f for f in collector(tree).collect()}
+    info = families["node_os_info"].samples[0].labels
+    assert (info["id"], info["variant_id"], info["version_codename"]) == (
+        "fedora", "server", "")
+    assert families["node_os_version"].samples[0].value == 40
+
+
+def test_no_os_version_without_a_numeric_version_id(tree: Path) -> None:
+    (tree / "root/etc/os-release").write_text('NAME="Arch Linux"\nID=arch\nBUILD_ID=rolling\n')
+    names = {f.name for f in collector(tree).collect()}
+    assert "node_os_info" in names
+    assert "node_os_version" not in names
+
+
+def test_missing_proc_stat_fails_the_run(tree: Path) -> None:
+    (tree / "proc/stat").unlink()
+    with pytest.raises(FileNotFoundError):
+        collector(tree).collect()
+
+
+def test_runs_on_this_host() -> None:
+    names = {f.name for f in SystemCollector(Path("/proc"), Path("/sys"), Path("/")).collect()}
+    assert {"node_boot_time_seconds", "node_time_seconds", "node_uname_info"} <= names

@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+
+from agent.collectors.textfile import (
+    TextfileCollector,
+    TextfileError,
+    merge_files,
+    parse_textfile,
+    textfile_families,
+)
+from agent.registry import encode
+from tests.golden import FIXTURES, assert_golden
+
+TEXTFILE = FIXTURES / "textfile"
+ALL_TYPES = (TEXTFILE / "types/all_types.prom").read_text()
+MTIME = 1718023400.75
+
+
+def series(families: list[Metric]) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {(s.name, frozenset(s.labels.items())): s.value for f in families for s in f.samples}
+
+
+def by_name(families: list[Metric]) -> dict[str, Metric]:
+    return {f.name: f for f in families}
+
+
+def copy_dir(name: str, tmp_path: Path) -> Path:
+    """A copy of a fixture directory, every file with mtime MTIME."""
+    target = tmp_path / name
+    shutil.copytree(TEXTFILE / name, target)
+    for path in target.rglob("*"):
+        os.utime(path, (MTIME, MTIME))
+    return target
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict[str, object]]]:
+    return [(r.getMessage(), r.kv) for r in caplog.records  # type: ignore[attr-defined]
+            if r.name == "hostagent.textfile" and r.levelno == logging.WARNING]
+
+
+def test_every_type_is_parsed() -> None:
+    families = parse_textfile(ALL_TYPES)
+    assert {f.name: f.type for f in families} == {
+        "backup_runs": "counter",
+        "backup_last_success_timestamp_seconds": "gauge",
+        "apt_upgrades_pending": "unknown",
+        "smartmon_device_active": "unknown",
+        "backup_duration_seconds": "histogram",
+        "backup_size_bytes": "summary",
+        # Declared a counter without '_total': keeps its name, loses its type (see module).
+        "ups_battery_events": "unknown",
+    }
+    got = series(families)
+    assert got[("backup_runs_total", frozenset({("job", "db")}))] == 1377
+    assert got[("backup_duration_seconds_bucket", frozenset({("le", "600")}))] == 401
+    assert got[("backup_size_bytes", frozenset({("quantile", "0.99")}))] == 4.7e9
+    assert got[("backup_size_bytes_sum", frozenset())] == 5.1e11
+    assert got[("ups_battery_events", frozenset())] == 3
+
+
+def test_golden() -> None:
+    path = "/var/lib/node_exporter/textfile/all_types.prom"
+    families = textfile_families(merge_files([(path, parse_textfile(ALL_TYPES))]),
+                                 {path: 1718023400.0}, errored=False)
+    assert_golden(families, "textfile")
+
+
+def test_round_trip_through_both_exposition_formats() -> None:
+    families = merge_files([("/t/all_types.prom", parse_textfile(ALL_TYPES))])
+    text, openmetrics = encode(families)
+    # Every series of the file comes back under its own name, with its value and type.
+    again = parse_textfile(text.decode())
+    assert series(again) == series(families)
+    assert {f.name: f.type for f in again} == {f.name: f.type for f in families}
+    lines = [line.split("{")[0].split(" ")[0] for line in ALL_TYPES.splitlines()
+             if line and not line.startswith("#")]
+    assert {name for name, _ in series(again)} == set(lines)
+    # The OpenMetrics rendering is valid and keeps the types.
+    parsed = list(parse_om(openmetrics.decode() + "# EOF\n"))  # type: ignore[no-untyped-call]
+    assert {f.name: f.type for f in parsed} == {f.name: f.type for f in families}
+    assert series(parsed) == series(families)
+
+
+def test_invalid_and_timestamped_files_are_skipped_and_valid_ones_exported(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    directory = copy_dir("mixed", tmp_path)
+    families = by_name(TextfileCollector(directory).collect())
+    assert families["node_textfile_scrape_error"].samples[0].value == 1
+    assert series([families["raid_degraded"]]) == {
+        ("raid_degraded", frozenset({("md", "md0")})): 0,
+        ("raid_degraded", frozenset({("md", "md1")})): 1}
+    # Only the file read OK has an mtime: the full path, whole seconds, as node_exporter.
+    assert series([families["node_textfile_mtime_seconds"]]) == {
+        ("node_textfile_mtime_seconds", frozenset({("file", f"{directory}/good.prom")})):
+            1718023400}
+    # Not recursive, *.prom only, nothing of the skipped files.
+    assert set(families) == {"raid_degraded", "node_textfile_mtime_seconds",
+                             "node_textfile_scrape_error"}
+    logged = {str(kv["file"]): str(kv["err"]) for _, kv in warnings(caplog)}
+    assert set(logged) == {f"{directory}/broken.prom", f"{directory}/timestamped.prom"}
+    assert "parsing error" in logged[f"{directory}/broken.prom"]
+    assert "timestamps" in logged[f"{directory}/timestamped.prom"]
+
+
+def test_timestamped_file_is_rejected_whole(tmp_path: Path) -> None:
+    (tmp_path / "ts.prom").write_text('# TYPE a gauge\na 1\nb{x="y"} 2 1718023400000\n')
+    with pytest.raises(TextfileError, match="timestamps"):
+        parse_textfile((tmp_path / "ts.prom").read_text())
+    families = by_name(TextfileCollector(tmp_path).collect())
+    assert set(families) == {"node_textfile_scrape_error"}
+    assert families["node_textfile_scrape_error"].samples[0].value == 1
+
+
+def test_families_from_several_files_are_merged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    directory = copy_dir("merge", tmp_path)
+    families = by_name(TextfileCollector(directory).collect())
+    role = families["host_role"]
+    assert role.documentation == f"Metric read from {directory}/a.prom, {directory}/b.prom"
+    assert [s.labels["role"] for s in role.samples] == ["db", "backup"]
+    # b.prom's host_team has another type and help: dropped, as node_exporter drops it.
+    assert series([families["host_team"]]) == {
+        ("host_team", frozenset({("team", "storage")})): 1}
+    assert "declared_only" not in families  # no samples, no family
+    assert families["node_textfile_scrape_error"].samples[0].value == 0
+    assert len(families["node_textfile_mtime_seconds"].samples) == 2
+    assert [message for message, _ in warnings(caplog)] == [
+        "dropping repeated series", "dropping metric family that conflicts with an earlier file"]
+
+
+def test_no_directory_exports_only_the_error_gauge() -> None:
+    families = TextfileCollector(None).collect()
+    assert [(f.name, f.samples[0].value) for f in families] == [("node_textfile_scrape_error", 0)]
+
+
+def test_empty_and_missing_directories(tmp_path: Path) -> None:
+    empty = TextfileCollector(tmp_path).collect()
+    assert [(f.name, f.samples[0].value) for f in empty] == [("node_textfile_scrape_error", 0)]
+    missing = TextfileCollector(tmp_path / "absent").collect()
+    assert [(f.name, f.samples[0].value) for f in missing] == [("node_textfile_scrape_error", 1)]
+
+
+def test_file_label_is_the_cleaned_joined_path(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.prom").write_text("a 1\n")
+    families = by_name(TextfileCollector(tmp_path / "sub" / "..").collect())
+    assert families["node_textfile_mtime_seconds"].samples[0].labels == {
+        "file": f"{tmp_path}/a.prom"}
+    assert families["a"].documentation == f"Metric read from {tmp_path}/a.prom"
+
+
+def test_the_collectors_own_names_cannot_be_overridden(tmp_path: Path) -> None:
+    (tmp_path / "a.prom").write_text("node_textfile_scrape_error 0\nok 1\n")
+    families = TextfileCollector(tmp_path).collect()
+    assert [f.name for f in families] == [
+        "ok", "node_textfile_mtime_seconds", "node_textfile_scrape_error"]
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("# TYPE a gauge\n# TYPE a gauge\na 1\n", "second TYPE"),
+    ("# HELP a one\n# HELP a two\na 1\n", "second HELP"),
+    ("# TYPE a info\na 1\n", "unknown metric type"),
+    ("# TYPE a\na 1\n", "unknown metric type"),
+    ("a 1\n# TYPE a gauge\na 2\n", "after its samples"),
+    ('a{b="c" 1\n', "parsing error"),
+    ("a 1 \n", "whitespace"),
+    ("a 1\r\nb 2\r\n", "carriage return"),
+    ("a one\n", "parsing error"),
+])
+def test_parse_rejects_what_node_exporter_rejects(text: str, reason: str) -> None:
+    with pytest.raises(TextfileError, match=reason):
+        parse_textfile(text)
+
+
+def test_interleaved_samples_join_their_family() -> None:
+    text = ('# TYPE x gauge\nx 1\ny 2\nx{a="b"} 3\n'
+            '# TYPE h histogram\nh_bucket{le="+Inf"} 1\nz 0\nh_sum 2\nh_count 1\n'
+            '# TYPE c_total counter\nc_total 1\nw 1\nc_total{a="1"} 2\n')
+    families = by_name(parse_textfile(text))
+    assert [f.name for f in families.values()] == ["x", "y", "h", "z", "c", "w"]
+    assert len(families["x"].samples) == 2
+    assert [s.name for s in families["h"].samples] == ["h_bucket", "h_sum", "h_count"]
+    assert [s.labels for s in families["c"].samples] == [{}, {"a": "1"}]
+
+
+def test_parse_accepts_what_node_exporter_accepts() -> None:
+    text = ('# a plain comment\n\n# HELP a Back\\\\slash and \\n newline.\n# TYPE a gauge\n'
+            'a{b="c",} 1\n  a{} 2\na{b="q\\"uote\\nnl"}\t3\n\nb 1e3\nc +Inf\nd -Inf\ne NaN\n')
+    families = by_name(parse_textfile(text))
+    assert families["a"].documentation == "Back\\slash and \n newline."
+    assert [(s.labels, s.value) for s in families["a"].samples] == [
+        ({"b": "c"}, 1), ({}, 2), ({"b": 'q"uote\nnl'}, 3)]
+    assert [families[n].samples[0].value for n in "bcd"] == [1000, float("inf"), float("-inf")]
+
+
+def test_a_file_with_crlf_line_ends_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "dos.prom").write_bytes(b"a 1\r\n")
+    families = TextfileCollector(tmp_path).collect()
+    assert [(f.name, f.samples[0].value) for f in families] == [("node_textfile_scrape_error", 1)]
