@@ -29,6 +29,9 @@ def collector_families(
     last_success = GaugeMetricFamily(
         "hostagent_collector_last_success_timestamp_seconds",
         "Unix time of the collector's last successful run.", labels=["collector"])
+    interval = GaugeMetricFamily(
+        "hostagent_collector_interval_seconds",
+        "Configured seconds between the collector's runs.", labels=["collector"])
     timeouts = CounterMetricFamily(
         "hostagent_collector_timeouts",
         "Runs abandoned because they exceeded the collector's timeout.", labels=["collector"])
@@ -43,6 +46,7 @@ def collector_families(
             success.add_metric(labels, 1.0 if status.success else 0.0)
         if status.last_success_time is not None:
             last_success.add_metric(labels, status.last_success_time)
+        interval.add_metric(labels, status.interval)
         timeouts.add_metric(labels, status.timeouts)
         skipped.add_metric(labels, status.skipped)
     clashes = GaugeMetricFamily(
@@ -51,7 +55,7 @@ def collector_families(
         "already exposes that name.", labels=["collector"])
     for name, count in sorted(dropped.items()):
         clashes.add_metric([name], count)
-    return [duration, success, last_success, timeouts, skipped, clashes]
+    return [duration, success, last_success, interval, timeouts, skipped, clashes]
 
 
 def build_info() -> Metric:

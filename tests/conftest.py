@@ -5,6 +5,15 @@ import shutil
 import pytest
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for tools that cannot take port 0)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def require_tool(name: str) -> str:
     """Path of a real external tool. Missing tools fail the test unless HOSTAGENT_ALLOW_MISSING=1:
     the README's test command installs them, so absence means a broken set-up, not a skip."""
@@ -21,7 +30,6 @@ def require_tool(name: str) -> str:
 @pytest.fixture
 def node_exporter():
     """Start the real node_exporter on a loopback port: node_exporter(*flags) -> metrics URL."""
-    import socket
     import subprocess
     import time
     import urllib.request
@@ -30,9 +38,7 @@ def node_exporter():
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(*flags: str) -> str:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         proc = subprocess.Popen(
             [binary, f"--web.listen-address=127.0.0.1:{port}", *flags],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
