@@ -121,6 +121,34 @@ class TextfileSettings(CollectorSettings):
     directory: Path | None = None
 
 
+class FieldsSettings(CollectorSettings):
+    """Collectors that export only the fields matching a regex (node_exporter's default)."""
+
+    fields: str
+
+    _check_regex = field_validator("fields")(_regex)
+
+
+class VmstatSettings(FieldsSettings):
+    fields: str = r"^(oom_kill|pgpg|pswp|pg.*fault).*"
+
+
+class NetstatSettings(FieldsSettings):
+    fields: str = (
+        r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs"
+        r"|OutMsgs)|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts)|Tcp_(ActiveOpens"
+        r"|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)|Udp6?_(InDatagrams"
+        r"|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$"
+    )
+
+
+class NetclassSettings(CollectorSettings):
+    ignored_devices: str = "^$"
+    ignore_invalid_speed: bool = False
+
+    _check_regex = field_validator("ignored_devices")(_regex)
+
+
 class CollectorsConfig(Strict):
     cpu: CollectorSettings = CollectorSettings()
     memory: CollectorSettings = CollectorSettings()
@@ -130,6 +158,16 @@ class CollectorsConfig(Strict):
     load: CollectorSettings = CollectorSettings()
     system: CollectorSettings = CollectorSettings()
     textfile: TextfileSettings = TextfileSettings()
+    vmstat: VmstatSettings = VmstatSettings()
+    netstat: NetstatSettings = NetstatSettings()
+    sockstat: CollectorSettings = CollectorSettings()
+    softnet: CollectorSettings = CollectorSettings()
+    timex: CollectorSettings = CollectorSettings()
+    entropy: CollectorSettings = CollectorSettings()
+    conntrack: CollectorSettings = CollectorSettings()
+    arp: DeviceFilterSettings = DeviceFilterSettings()
+    udp_queues: CollectorSettings = CollectorSettings()
+    netclass: NetclassSettings = NetclassSettings()
 
 
 class SchedulerConfig(Strict):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     PROMETHEUS_HEADERS,
     free_port,
     hostagent_command,
@@ -61,7 +61,6 @@ def main() -> int:
     procs = []
     try:
         agent_port = free_port()
-        began = time.perf_counter()
         agent = start(hostagent_command(agent_port, collectors))
         procs.append(agent)
         ready_s = wait_http(agent_port, "/-/ready")

@@ -33,6 +33,10 @@ VOLATILE = {
     "node_filesystem_files_free": 0.001,
     "node_disk_io_now": 1.0,
     "node_time_seconds": 0.0,
+    # Socket counts: node_exporter reads them while its own scrape connection is open (both
+    # loopback ends count), and any process on the host opens and closes sockets.
+    "node_sockstat_": 1.0,
+    "node_netstat_Tcp_CurrEstab": 1.0,
 }
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -66,6 +66,36 @@ def _textfile(config: Config, settings: Any) -> Collector:
     return TextfileCollector(settings.directory)
 
 
+def _vmstat(config: Config, settings: Any) -> Collector:
+    from agent.collectors.vmstat import VmstatCollector
+
+    return VmstatCollector(config.paths.procfs, settings.fields)
+
+
+def _netstat(config: Config, settings: Any) -> Collector:
+    from agent.collectors.netstat import NetstatCollector
+
+    return NetstatCollector(config.paths.procfs, settings.fields)
+
+
+def _sockstat(config: Config, settings: Any) -> Collector:
+    from agent.collectors.sockstat import SockstatCollector
+
+    return SockstatCollector(config.paths.procfs)
+
+
+def _softnet(config: Config, settings: Any) -> Collector:
+    from agent.collectors.softnet import SoftnetCollector
+
+    return SoftnetCollector(config.paths.procfs)
+
+
+def _udp_queues(config: Config, settings: Any) -> Collector:
+    from agent.collectors.udp_queues import UdpQueuesCollector
+
+    return UdpQueuesCollector(config.paths.procfs)
+
+
 FACTORIES: dict[str, Factory] = {
     "cpu": _cpu,
     "memory": _memory,
@@ -75,6 +105,11 @@ FACTORIES: dict[str, Factory] = {
     "load": _load,
     "system": _system,
     "textfile": _textfile,
+    "vmstat": _vmstat,
+    "netstat": _netstat,
+    "sockstat": _sockstat,
+    "softnet": _softnet,
+    "udp_queues": _udp_queues,
 }
 
 
@@ -88,6 +123,11 @@ NODE_EXPORTER_EQUIVALENT: dict[str, list[str]] = {
     "load": ["loadavg"],
     "system": ["stat", "time", "uname", "os", "filefd", "pressure"],
     "textfile": ["textfile"],
+    "vmstat": ["vmstat"],
+    "netstat": ["netstat"],
+    "sockstat": ["sockstat"],
+    "softnet": ["softnet"],
+    "udp_queues": ["udp_queues"],
 }
 
 
