@@ -18,6 +18,7 @@ from agent.selfmetrics import RuntimeFamilies, collector_families
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 GZIP_LEVEL = 6
+COALESCE_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class Renderer:
         loop = asyncio.get_running_loop()
         while True:
             await self._registry.changed.wait()
+            # Collectors due on the same tick finish within milliseconds of each other.
+            await asyncio.sleep(COALESCE_SECONDS)
             self._registry.changed.clear()
             # Capture inputs on the loop so the render thread sees one consistent generation.
             args = (self._registry.generation, self._registry.snapshots, self._statuses(),

@@ -111,6 +111,8 @@ class Scheduler:
         self._states = {job.name: _State(job) for job in jobs}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running = False
+        self._origin: float | None = None
+        self._seed = random.random()
 
     def start(self) -> None:
         self._running = True
@@ -164,6 +166,8 @@ class Scheduler:
 
     async def stop(self) -> None:
         self._running = False
+        self._origin: float | None = None
+        self._seed = random.random()
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -178,17 +182,25 @@ class Scheduler:
     async def run_all_once(self) -> None:
         await asyncio.gather(*(self.run_once(state) for state in self._states.values()))
 
+    def _jitter_for(self, interval: float, tick: int) -> float:
+        """The same delay for every collector sharing an interval and tick, random per agent:
+        spreads load across a fleet, while one host's collectors finish together and their
+        snapshots coalesce into one render."""
+        fraction = random.Random(f"{self._seed}:{interval}:{tick}").random()
+        return fraction * self.jitter * interval
+
     async def _loop(self, state: _State) -> None:
         loop = asyncio.get_running_loop()
         interval = state.job.interval
-        origin = loop.time()
-        tick = 0
+        if self._origin is None:
+            self._origin = loop.time()
+        origin = self._origin
+        tick = int((loop.time() - origin) / interval)
         while True:
             await self.run_once(state)
-            # Fixed-rate schedule with per-tick jitter; after a stall, skip the missed ticks
-            # instead of firing them in a burst.
+            # Fixed-rate schedule; after a stall, skip the missed ticks instead of bursting.
             tick = max(tick + 1, int((loop.time() - origin) / interval) + 1)
-            due = origin + tick * interval + random.uniform(0, self.jitter * interval)
+            due = origin + tick * interval + self._jitter_for(interval, tick)
             await asyncio.sleep(max(0.0, due - loop.time()))
 
     async def run_once(self, state: _State) -> None:

@@ -155,3 +155,22 @@ def test_pool_never_exceeds_its_bound() -> None:
     release.set()
     assert all(f.result(timeout=5) for f in futures)
     executor.shutdown()
+
+
+async def test_collectors_sharing_an_interval_tick_together_with_jitter(
+    pool: DaemonThreadPool,
+) -> None:
+    stamps: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    jobs = [Job(name, Fake(lambda n=name: stamps[n].append(time.monotonic())), 0.2, 0.1)
+            for name in stamps]
+    scheduler = Scheduler(jobs, Registry(), pool, jitter=0.5)
+    scheduler.start()
+    await asyncio.sleep(1.1)
+    await scheduler.stop()
+    rounds = min(len(s) for s in stamps.values())
+    assert rounds >= 4
+    for index in range(rounds):
+        times = [stamps[name][index] for name in stamps]
+        assert max(times) - min(times) < 0.05, "same interval, same tick"
+    gaps = [b - a for a, b in zip(stamps["a"][1:], stamps["a"][2:], strict=False)]
+    assert max(gaps) - min(gaps) > 0.005, "jitter varies from tick to tick"
