@@ -1,0 +1,49 @@
+"""udp_queues: node_udp_queues{queue,ip}, the bytes queued in all UDP sockets' tx and rx queues,
+summed over /proc/net/udp (ip="v4") and /proc/net/udp6 (ip="v6")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+HELP = "Number of allocated memory in the kernel for UDP datagrams in bytes."
+
+
+def parse_udp_queues(text: str) -> tuple[int, int]:
+    """Sum the 'tx_queue:rx_queue' column (hex) of every socket line -> (tx, rx)."""
+    tx = rx = 0
+    for line in text.splitlines()[1:]:  # the first line is the header
+        fields = line.split()
+        if len(fields) < 8:
+            raise ValueError(f"socket line with fewer than 8 columns: {line!r}")
+        tx_queue, sep, rx_queue = fields[4].partition(":")
+        if not sep:
+            raise ValueError(f"tx/rx queues without a colon: {fields[4]!r}")
+        tx += int(tx_queue, 16)
+        rx += int(rx_queue, 16)
+    return tx, rx
+
+
+class UdpQueuesCollector:
+    def __init__(self, procfs: Path) -> None:
+        self._files = {"v4": procfs / "net" / "udp", "v6": procfs / "net" / "udp6"}
+
+    def collect(self) -> list[Metric]:
+        queues = {}
+        for ip, path in self._files.items():
+            try:
+                queues[ip] = parse_udp_queues(path.read_text())
+            except FileNotFoundError:  # that IP version is disabled
+                continue
+        if not queues:
+            raise FileNotFoundError(f"neither {self._files['v4']} nor {self._files['v6']} exists")
+        return udp_queues_families(queues)
+
+
+def udp_queues_families(queues: dict[str, tuple[int, int]]) -> list[Metric]:
+    family = GaugeMetricFamily("node_udp_queues", HELP, labels=["queue", "ip"])
+    for ip, (tx, rx) in queues.items():
+        family.add_metric(["tx", ip], tx)
+        family.add_metric(["rx", ip], rx)
+    return [family]
