@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 
-OPENMETRICS = "openmetrics"
-TEXT = "text"
+from agent.formats import OPENMETRICS, TEXT
+
 _OPENMETRICS_VERSIONS = {None, "1.0.0", "0.0.1"}
 _TEXT_VERSIONS = {None, "0.0.4"}
 

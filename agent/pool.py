@@ -29,7 +29,9 @@ class DaemonThreadPool(Executor):
         self._queue: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._idle = 0
+        # One token per worker waiting for work (as in ThreadPoolExecutor): a submit that
+        # takes a token is certain to be picked up without starting a thread.
+        self._idle = threading.Semaphore(0)
         self._closed = False
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
@@ -38,7 +40,9 @@ class DaemonThreadPool(Executor):
             if self._closed:
                 raise RuntimeError("pool is shut down")
             self._queue.put((future, fn, args, kwargs))
-            if self._queue.qsize() > self._idle and len(self._threads) < self.max_workers:
+            if self._idle.acquire(blocking=False):
+                return future
+            if len(self._threads) < self.max_workers:
                 thread = threading.Thread(
                     target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
                 )
@@ -57,23 +61,19 @@ class DaemonThreadPool(Executor):
 
     def _work(self) -> None:
         while True:
-            with self._lock:
-                self._idle += 1
             item = self._queue.get()
-            with self._lock:
-                self._idle -= 1
             if item is None:
                 return
             future, fn, args, kwargs = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
             del item, future, fn, args, kwargs
+            self._idle.release()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:

@@ -3,32 +3,44 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from prometheus_client.exposition import generate_latest as generate_text
 from prometheus_client.metrics_core import Metric
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-OPENMETRICS_EOF = b"# EOF\n"
+from agent.formats import encode
 
-
-class FamilySource:
-    """Adapts a list of metric families to prometheus_client's collector protocol."""
-
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self._families = list(families)
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families)
+_FamilyKey = tuple[object, ...]
 
 
-def encode(families: Iterable[Metric]) -> tuple[bytes, bytes]:
-    """Encode families as (Prometheus text 0.0.4, OpenMetrics body without the # EOF line)."""
-    source = FamilySource(families)
-    openmetrics = generate_openmetrics(source)  # type: ignore[no-untyped-call]
-    return generate_text(source), openmetrics.removesuffix(OPENMETRICS_EOF)
+def _content(family: Metric) -> _FamilyKey:
+    samples = tuple((s.name, tuple(s.labels.items()), s.value, s.timestamp)
+                    for s in family.samples)
+    return (family.type, family.documentation, family.unit, samples)
+
+
+class FamilyEncoder:
+    """Encodes one collector's families, reusing the bytes of each family whose content is
+    unchanged since the previous call: most host series are constant between ticks, and
+    encoding costs far more than comparing. Used by one thread at a time."""
+
+    def __init__(self) -> None:
+        self._previous: dict[str, tuple[_FamilyKey, dict[str, bytes]]] = {}
+
+    def encode(self, families: Iterable[Metric], formats: Iterable[str]) -> dict[str, bytes]:
+        current = {}
+        for family in families:
+            content = _content(family)
+            cached = self._previous.get(family.name)
+            bodies = cached[1] if cached is not None and cached[0] == content else {}
+            for fmt in formats:
+                if fmt not in bodies:
+                    bodies[fmt] = encode([family], fmt)
+            current[family.name] = (content, bodies)
+        self._previous = current
+        return {fmt: b"".join(bodies[fmt] for _, bodies in current.values())
+                for fmt in formats}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +49,19 @@ class Snapshot:
 
     name: str
     families: tuple[Metric, ...]
-    text: bytes
-    openmetrics: bytes
+    bodies: Mapping[str, bytes]
     family_names: frozenset[str]
 
     @classmethod
-    def of(cls, name: str, families: Iterable[Metric]) -> Snapshot:
+    def of(cls, name: str, families: Iterable[Metric], formats: Iterable[str] = (),
+           encoder: FamilyEncoder | None = None) -> Snapshot:
         frozen = tuple(families)
-        text, openmetrics = encode(frozen)
-        return cls(name, frozen, text, openmetrics, frozenset(f.name for f in frozen))
+        bodies = (encoder or FamilyEncoder()).encode(frozen, formats)
+        return cls(name, frozen, MappingProxyType(bodies), frozenset(f.name for f in frozen))
+
+    def body(self, fmt: str) -> bytes:
+        """The encoded families; formats first asked for after this run are encoded now."""
+        return self.bodies[fmt] if fmt in self.bodies else encode(self.families, fmt)
 
     def without(self, names: frozenset[str]) -> Snapshot:
         return Snapshot.of(self.name, (f for f in self.families if f.name not in names))

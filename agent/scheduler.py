@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import Metric
 
 from agent.collectors.base import Collector
+from agent.formats import Demand
 from agent.logs import kv
-from agent.registry import Registry, Snapshot
+from agent.registry import FamilyEncoder, Registry, Snapshot
 
 log = logging.getLogger("hostagent.scheduler")
 
@@ -75,6 +76,8 @@ class _State:
     skipped: int = 0
     last_tick: float | None = None  # loop time the latest tick started
     in_flight: Future[_Outcome] | None = field(default=None, repr=False)
+    # Only the one call in flight uses it (never two at once, see the module docstring).
+    encoder: FamilyEncoder = field(default_factory=FamilyEncoder, repr=False)
 
     def status(self) -> CollectorStatus:
         return CollectorStatus(
@@ -91,11 +94,12 @@ class _Outcome:
     duration: float
 
 
-def _run(name: str, collect: Callable[[], Iterable[Metric]]) -> _Outcome:
+def _run(name: str, collect: Callable[[], Iterable[Metric]], encoder: FamilyEncoder,
+         demand: Demand) -> _Outcome:
     """Runs in a worker thread: collect and encode, never raise."""
     start = time.perf_counter()
     try:
-        snapshot = Snapshot.of(name, collect())
+        snapshot = Snapshot.of(name, collect(), demand.formats, encoder)
     except Exception as exc:
         return _Outcome(None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
     return _Outcome(snapshot, None, time.perf_counter() - start)
@@ -103,9 +107,11 @@ def _run(name: str, collect: Callable[[], Iterable[Metric]]) -> _Outcome:
 
 class Scheduler:
     def __init__(
-        self, jobs: Iterable[Job], registry: Registry, executor: Executor, jitter: float = 0.1
+        self, jobs: Iterable[Job], registry: Registry, executor: Executor, jitter: float = 0.1,
+        demand: Demand | None = None,
     ) -> None:
         self._registry = registry
+        self._demand = demand or Demand()
         self._executor = executor
         self.jitter = jitter
         self._states = {job.name: _State(job) for job in jobs}
@@ -166,8 +172,6 @@ class Scheduler:
 
     async def stop(self) -> None:
         self._running = False
-        self._origin: float | None = None
-        self._seed = random.random()
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -210,7 +214,8 @@ class Scheduler:
             state.skipped += 1
             self._registry.touch()
             return
-        call = self._executor.submit(_run, name, state.job.collector.collect)
+        call = self._executor.submit(_run, name, state.job.collector.collect, state.encoder,
+                                     self._demand)
         state.in_flight = call
         waiter = asyncio.wrap_future(call)
         done, _ = await asyncio.wait({waiter}, timeout=state.job.timeout)

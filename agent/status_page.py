@@ -17,7 +17,7 @@ th{background:#f3f3f3}.ok{color:#17702a}.bad{color:#b00020;font-weight:bold}
 
 def _cell(value: Any, unit: str = "") -> str:
     if value is None:
-        return "<td>–</td>"
+        return "<td>-</td>"
     if isinstance(value, float):
         return f"<td>{value:.3f}{unit}</td>"
     return f"<td>{escape(str(value))}{unit}</td>"

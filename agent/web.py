@@ -9,8 +9,8 @@ from aiohttp import web
 
 from agent.config import ConfigError, WebConfig
 from agent.health import Health
-from agent.negotiate import OPENMETRICS, accepts_gzip, choose_format
-from agent.render import Exposition
+from agent.negotiate import accepts_gzip, choose_format
+from agent.render import Renderer
 
 # aiohttp awaits drain only between writes, so large bodies go out in slices.
 WRITE_CHUNK = 256 * 1024
@@ -19,9 +19,8 @@ WRITE_CHUNK = 256 * 1024
 class MetricsHandler:
     """Serves the pre-rendered exposition; at most max_requests responses in flight (0: no cap)."""
 
-    def __init__(self, exposition: Callable[[], Exposition], settings: Callable[[], WebConfig]
-                 ) -> None:
-        self._exposition = exposition
+    def __init__(self, renderer: Renderer, settings: Callable[[], WebConfig]) -> None:
+        self._renderer = renderer
         self._settings = settings
         self._in_flight = 0
 
@@ -31,9 +30,8 @@ class MetricsHandler:
             return web.Response(status=503, text="too many concurrent scrapes, try again later\n")
         self._in_flight += 1
         try:
-            expo = self._exposition()
             fmt = choose_format(request.headers.get("Accept"))
-            body = expo.openmetrics if fmt == OPENMETRICS else expo.text
+            body = self._renderer.current.bodies.get(fmt) or await self._renderer.body(fmt)
             gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
             payload = body.gzipped if gzipped else body.plain
             headers = {"Content-Type": body.content_type, "Vary": "Accept, Accept-Encoding"}
@@ -59,7 +57,7 @@ class MetricsHandler:
 
 def build_app(
     health: Health,
-    exposition: Callable[[], Exposition],
+    renderer: Renderer,
     settings: Callable[[], WebConfig],
     reload: Callable[[], Awaitable[None]],
 ) -> web.Application:
@@ -88,7 +86,7 @@ def build_app(
             return web.Response(status=400, text="\n".join(exc.problems) + "\n")
         return web.Response(text="reloaded\n")
 
-    metrics = MetricsHandler(exposition, settings)
+    metrics = MetricsHandler(renderer, settings)
     app.router.add_get("/metrics", metrics.handle)
     app.router.add_post("/-/reload", reload_config)
     app.router.add_get("/-/healthy", healthy)

@@ -13,13 +13,15 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from agent.agent import build_jobs
 from agent.config import Config
-from agent.negotiate import OPENMETRICS, TEXT, accepts_gzip, choose_format
+from agent.formats import OPENMETRICS, TEXT
+from agent.negotiate import accepts_gzip, choose_format
 from agent.pool import DaemonThreadPool
 from agent.registry import Registry, Snapshot
 from agent.render import RuntimeFamilies, render
 from agent.scheduler import Scheduler
 from tests.conftest import require_tool
 
+BOTH = (TEXT, OPENMETRICS)
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
@@ -59,28 +61,28 @@ def sample_snapshots() -> dict[str, Snapshot]:
 
 
 def test_render_parses_back_in_both_formats() -> None:
-    expo = render(7, sample_snapshots(), [], RuntimeFamilies())
+    expo = render(7, sample_snapshots(), [], RuntimeFamilies(), BOTH)
     assert expo.generation == 7
-    text = {f.name: f for f in parse_text(expo.text.plain.decode())}
-    om = {f.name: f for f in parse_om(expo.openmetrics.plain.decode())}
+    text = {f.name: f for f in parse_text(expo.bodies[TEXT].plain.decode())}
+    om = {f.name: f for f in parse_om(expo.bodies[OPENMETRICS].plain.decode())}
     for families in (text, om):
         assert families["demo_events"].type == "counter"
         assert families["demo_events"].samples[0].value == 3
         assert families["demo_temperature_celsius"].samples[0].labels == {"room": 'kitchen "north"'}
         assert "hostagent_build_info" in families and "process_cpu_seconds" in families
-    assert expo.openmetrics.plain.endswith(b"# EOF\n")
-    assert expo.openmetrics.plain.count(b"# EOF") == 1
+    assert expo.bodies[OPENMETRICS].plain.endswith(b"# EOF\n")
+    assert expo.bodies[OPENMETRICS].plain.count(b"# EOF") == 1
     # Snapshots appear in a stable order (by name), whatever the publish order.
-    assert expo.text.plain.index(b"demo_events") < expo.text.plain.index(b"demo_temperature")
+    assert expo.bodies[TEXT].plain.index(b"demo_events") < expo.bodies[TEXT].plain.index(b"demo_temperature")
 
 
 def test_gzip_bodies_match_plain() -> None:
-    expo = render(1, sample_snapshots(), [], RuntimeFamilies())
-    for body in (expo.text, expo.openmetrics):
+    expo = render(1, sample_snapshots(), [], RuntimeFamilies(), BOTH)
+    for body in expo.bodies.values():
         assert gzip.decompress(body.gzipped) == body.plain
         assert len(body.gzipped) < len(body.plain)
-    assert expo.text.content_type == "text/plain; version=0.0.4; charset=utf-8"
-    assert expo.openmetrics.content_type.startswith("application/openmetrics-text; version=1.0.0")
+    assert expo.bodies[TEXT].content_type == "text/plain; version=0.0.4; charset=utf-8"
+    assert expo.bodies[OPENMETRICS].content_type.startswith("application/openmetrics-text; version=1.0.0")
 
 
 def test_registry_replaces_atomically() -> None:
@@ -108,7 +110,8 @@ async def full_exposition() -> bytes:
     await scheduler.run_all_once()
     pool.shutdown(wait=False)
     assert all(s.success for s in scheduler.statuses()), scheduler.statuses()
-    return render(1, registry.snapshots, scheduler.statuses(), RuntimeFamilies()).text.plain
+    return render(1, registry.snapshots, scheduler.statuses(), RuntimeFamilies(),
+                  [TEXT]).bodies[TEXT].plain
 
 
 async def test_promtool_finds_nothing_node_exporter_does_not_also_have(node_exporter) -> None:
@@ -125,10 +128,10 @@ def test_clashing_family_is_dropped_from_the_textfile_and_counted() -> None:
     extra = GaugeMetricFamily("my_batch_last_run_seconds", "Batch.", value=1)
     snapshots = {"textfile": Snapshot.of("textfile", [mine, extra]),
                  "load": Snapshot.of("load", [builtin])}
-    expo = render(1, snapshots, [], RuntimeFamilies())
-    families = {f.name: f for f in parse_text(expo.text.plain.decode())}
+    expo = render(1, snapshots, [], RuntimeFamilies(), BOTH)
+    families = {f.name: f for f in parse_text(expo.bodies[TEXT].plain.decode())}
     assert families["node_load1"].samples[0].value == 0.5
-    assert expo.text.plain.count(b"# TYPE node_load1 ") == 1
+    assert expo.bodies[TEXT].plain.count(b"# TYPE node_load1 ") == 1
     assert "my_batch_last_run_seconds" in families
     dropped = families["hostagent_collector_dropped_families"].samples
     assert [(s.labels, s.value) for s in dropped] == [({"collector": "textfile"}, 1.0)]

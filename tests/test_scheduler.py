@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from agent.formats import TEXT
 from agent.pool import DaemonThreadPool
 from agent.registry import Registry
 from agent.scheduler import Job, Scheduler
@@ -55,7 +56,7 @@ async def test_success_publishes_snapshot(pool: DaemonThreadPool) -> None:
     assert not scheduler.all_completed_once()
     await scheduler.run_all_once()
     assert scheduler.all_completed_once()
-    assert b"fake 1.0" in registry.snapshots["ok"].text
+    assert b"fake 1.0" in registry.snapshots["ok"].body(TEXT)
     st = status(scheduler, "ok")
     assert st.success and st.last_error is None and st.last_success_time is not None
 
@@ -174,3 +175,17 @@ async def test_collectors_sharing_an_interval_tick_together_with_jitter(
         assert max(times) - min(times) < 0.05, "same interval, same tick"
     gaps = [b - a for a, b in zip(stamps["a"][1:], stamps["a"][2:], strict=False)]
     assert max(gaps) - min(gaps) > 0.005, "jitter varies from tick to tick"
+
+
+def test_work_behind_a_stuck_call_is_always_picked_up() -> None:
+    """A submit racing with a worker that just took a blocking call must not be stranded."""
+    release = threading.Event()
+    pools = []
+    for _ in range(200):
+        executor = DaemonThreadPool(2, "race")
+        pools.append(executor)
+        executor.submit(release.wait, 10)
+        assert executor.submit(lambda: True).result(timeout=2)
+    release.set()
+    for executor in pools:
+        executor.shutdown(wait=False)

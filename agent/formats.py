@@ -1,0 +1,48 @@
+"""Exposition formats, their encoders (prometheus_client's) and which ones clients use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.exposition import generate_latest as generate_text
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+TEXT = "text"
+OPENMETRICS = "openmetrics"
+CONTENT_TYPES = {
+    TEXT: "text/plain; version=0.0.4; charset=utf-8",
+    OPENMETRICS: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+}
+OPENMETRICS_EOF = b"# EOF\n"
+
+
+class FamilySource:
+    """Adapts a list of metric families to prometheus_client's collector protocol."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def encode(families: Iterable[Metric], fmt: str) -> bytes:
+    """Families in one format; OpenMetrics without its # EOF line, so bodies concatenate."""
+    source = FamilySource(families)
+    if fmt == TEXT:
+        return bytes(generate_text(source))
+    body: bytes = generate_openmetrics(source)  # type: ignore[no-untyped-call]
+    return body.removesuffix(OPENMETRICS_EOF)
+
+
+class Demand:
+    """The formats scrapers have asked for. Only those are encoded and rendered: Prometheus
+    asks for OpenMetrics, so a fleet scraped by it never pays for the text format. Grows
+    only; the set is replaced whole, so any thread may read it."""
+
+    def __init__(self, formats: Iterable[str] = ()) -> None:
+        self.formats: frozenset[str] = frozenset(formats)
+
+    def add(self, fmt: str) -> None:
+        self.formats = self.formats | {fmt}
