@@ -73,7 +73,8 @@ def test_render_parses_back_in_both_formats() -> None:
     assert expo.bodies[OPENMETRICS].plain.endswith(b"# EOF\n")
     assert expo.bodies[OPENMETRICS].plain.count(b"# EOF") == 1
     # Snapshots appear in a stable order (by name), whatever the publish order.
-    assert expo.bodies[TEXT].plain.index(b"demo_events") < expo.bodies[TEXT].plain.index(b"demo_temperature")
+    text = expo.bodies[TEXT].plain
+    assert text.index(b"demo_events") < text.index(b"demo_temperature")
 
 
 def test_gzip_bodies_match_plain() -> None:
@@ -82,7 +83,8 @@ def test_gzip_bodies_match_plain() -> None:
         assert gzip.decompress(body.gzipped) == body.plain
         assert len(body.gzipped) < len(body.plain)
     assert expo.bodies[TEXT].content_type == "text/plain; version=0.0.4; charset=utf-8"
-    assert expo.bodies[OPENMETRICS].content_type.startswith("application/openmetrics-text; version=1.0.0")
+    assert expo.bodies[OPENMETRICS].content_type.startswith(
+        "application/openmetrics-text; version=1.0.0")
 
 
 def test_registry_replaces_atomically() -> None:
