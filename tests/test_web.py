@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.agent import Agent
 from agent.config import Config
+from agent.formats import OPENMETRICS, TEXT
 from agent.scheduler import Job
 from tests.test_render import PROMETHEUS_ACCEPT
 
@@ -144,6 +145,8 @@ async def test_max_requests_rejects_beyond_the_cap() -> None:
     agent = Agent(config(max_requests=1), jobs=[Job("big", gated, 60, 30)])
     async with running(agent) as base, aiohttp.ClientSession() as session:
         await wait_ready(session, base)
+        async with session.get(f"{base}/metrics") as r:  # the text format is rendered from now on
+            await r.read()
         host, port = agent.addresses[0].rsplit(":", 1)
         stalled = socket.socket()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -181,3 +184,23 @@ async def test_readiness_drops_when_stopping() -> None:
             assert r.status == 503
         async with session.get(f"{base}/health") as r:
             assert json.loads(await r.text())["status"] == "stopping"
+
+
+async def test_only_formats_that_were_asked_for_are_rendered() -> None:
+    agent = Agent(config(), jobs=[Job("ok", Gated(), 0.2, 0.1)])
+    agent.scheduler._states["ok"].job.collector.release.set()  # type: ignore[attr-defined]
+    async with running(agent) as base, aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        assert dict(agent.renderer.current.bodies) == {}
+        async with session.get(f"{base}/metrics", headers={"Accept": PROMETHEUS_ACCEPT}) as r:
+            assert r.status == 200 and (await r.read()).endswith(b"# EOF\n")
+        generation = agent.renderer.current.generation
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if agent.renderer.current.generation > generation:
+                break
+        assert agent.renderer.current.generation > generation, "re-rendered on the next tick"
+        assert set(agent.renderer.current.bodies) == {OPENMETRICS}
+        async with session.get(f"{base}/metrics") as r:
+            assert r.status == 200 and "gated_value" in await r.text()
+        assert set(agent.renderer.current.bodies) == {OPENMETRICS, TEXT}
