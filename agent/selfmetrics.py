@@ -55,7 +55,24 @@ def collector_families(
         "already exposes that name.", labels=["collector"])
     for name, count in sorted(dropped.items()):
         clashes.add_metric([name], count)
-    return [duration, success, last_success, interval, timeouts, skipped, clashes]
+    return [duration, success, last_success, interval, timeouts, skipped, clashes,
+            *_node_exporter_aliases(duration, success)]
+
+
+def _node_exporter_aliases(duration: Metric, success: Metric) -> list[Metric]:
+    """node_exporter's meta series, which dashboards chart, with hostagent's figures."""
+    aliases = []
+    for family, name, help_text in (
+        (duration, "node_scrape_collector_duration_seconds",
+         "node_exporter: Duration of a collector scrape."),
+        (success, "node_scrape_collector_success",
+         "node_exporter: Whether a collector succeeded."),
+    ):
+        alias = GaugeMetricFamily(name, help_text, labels=["collector"])
+        for sample in family.samples:
+            alias.add_metric([sample.labels["collector"]], sample.value)
+        aliases.append(alias)
+    return aliases
 
 
 def build_info() -> Metric:
