@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -95,3 +96,25 @@ class RuntimeFamilies:
     def collect(self) -> Iterator[Metric]:
         yield self._build_info
         yield from self._registry.collect()
+        limit = virtual_memory_limit(Path("/proc/self/limits"))
+        if limit is not None:
+            yield GaugeMetricFamily(
+                "process_virtual_memory_max_bytes",
+                "Maximum amount of virtual memory available in bytes.", value=limit)
+
+
+UNLIMITED = float(2**64 - 1)  # how Go's process collector reports "unlimited"
+
+
+def virtual_memory_limit(limits: Path) -> float | None:
+    """The soft 'Max address space' of /proc/self/limits, as node_exporter's Go runtime
+    exports it (process_virtual_memory_max_bytes, charted by common node dashboards)."""
+    try:
+        text = limits.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Max address space"):
+            soft = line[len("Max address space"):].split()[0]
+            return UNLIMITED if soft == "unlimited" else float(soft)
+    return None

@@ -137,3 +137,15 @@ def test_clashing_family_is_dropped_from_the_textfile_and_counted() -> None:
     assert "my_batch_last_run_seconds" in families
     dropped = families["hostagent_collector_dropped_families"].samples
     assert [(s.labels, s.value) for s in dropped] == [({"collector": "textfile"}, 1.0)]
+
+
+def test_virtual_memory_limit(tmp_path) -> None:
+    from agent.selfmetrics import UNLIMITED, virtual_memory_limit
+
+    limits = tmp_path / "limits"
+    limits.write_text("Limit  Soft Limit  Hard Limit  Units\n"
+                      "Max address space         unlimited            unlimited            bytes\n")
+    assert virtual_memory_limit(limits) == UNLIMITED == 1.8446744073709552e19
+    limits.write_text("Max address space         4294967296           unlimited            bytes\n")
+    assert virtual_memory_limit(limits) == 4294967296
+    assert virtual_memory_limit(tmp_path / "absent") is None
