@@ -13,10 +13,13 @@ from aiohttp import web
 from prometheus_client.metrics_core import GaugeMetricFamily
 
 from agent import __version__, collectors
+from agent.collectors.runtime import RuntimeProbes
 from agent.config import Config, ConfigError, ConfigSource, parse_listen_address
+from agent.formats import Demand
 from agent.health import Health
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
+from agent.profiling.web import DebugRoutes
 from agent.registry import Registry, Snapshot
 from agent.render import Renderer
 from agent.scheduler import Job, Scheduler
@@ -26,7 +29,8 @@ from agent.web import build_app
 log = logging.getLogger("hostagent")
 
 # Settings that only take effect at start; a reload that changes them logs it and keeps the old.
-RESTART_ONLY = (("web", "listen_address"), ("scheduler", "workers"))
+RESTART_ONLY = (("web", "listen_address"), ("scheduler", "workers"), ("debug", "enabled"),
+                ("debug", "tracemalloc"))
 
 
 class StartupError(Exception):
@@ -34,9 +38,11 @@ class StartupError(Exception):
 
 
 def build_jobs(config: Config, reuse: dict[str, Job] | None = None,
-               previous: Config | None = None) -> list[Job]:
+               previous: Config | None = None, probes: RuntimeProbes | None = None
+               ) -> list[Job]:
     """Jobs for the enabled collectors. With a previous config, a collector whose settings
-    and paths did not change keeps its Job (and its collector's state)."""
+    and paths did not change keeps its Job (and its collector's state). probes: the agent's
+    own measurements, for the runtime collector."""
     jobs = []
     for name in collectors.FACTORIES:
         settings = getattr(config.collectors, name)
@@ -47,7 +53,7 @@ def build_jobs(config: Config, reuse: dict[str, Job] | None = None,
                 and getattr(previous.collectors, name) == settings):
             jobs.append(old)
         else:
-            jobs.append(Job(name, collectors.build(name, config), settings.interval,
+            jobs.append(Job(name, collectors.build(name, config, probes), settings.interval,
                             settings.effective_timeout))
     return jobs
 
@@ -62,10 +68,15 @@ class Agent:
         self.registry = Registry()
         self._pool = DaemonThreadPool(config.scheduler.workers, "collector")
         self._render_pool = DaemonThreadPool(1, "render")
-        self._jobs = {job.name: job for job in (build_jobs(config) if jobs is None else jobs)}
+        self.probes = RuntimeProbes(pool=self._pool)
+        if jobs is None:
+            jobs = build_jobs(config, probes=self.probes)
+        self._jobs = {job.name: job for job in jobs}
+        self.demand = Demand()
         self.scheduler = Scheduler(self._jobs.values(), self.registry, self._pool,
-                                   config.scheduler.jitter)
-        self.renderer = Renderer(self.registry, self.scheduler.statuses, self._render_pool)
+                                   config.scheduler.jitter, self.demand)
+        self.renderer = Renderer(self.registry, self.scheduler.statuses, self._render_pool,
+                                 self.demand)
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
         self.addresses: list[str] = []
         self.started = asyncio.Event()
@@ -80,8 +91,10 @@ class Agent:
         self._stop.set()
 
     async def run(self) -> int:
-        app = build_app(self.health, lambda: self.renderer.current, lambda: self.config.web,
+        app = build_app(self.health, self.renderer, lambda: self.config.web,
                         self.reload)
+        if self.config.debug.enabled:
+            DebugRoutes(self.config.debug).add_to(app)
         runner = web.AppRunner(app, access_log=None,
                                shutdown_timeout=self.config.web.shutdown_timeout)
         await runner.setup()
@@ -99,8 +112,10 @@ class Agent:
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         self.scheduler.start()
+        self.probes.gc_pauses.start()
         background = [
             asyncio.create_task(self.renderer.run(), name="renderer"),
+            asyncio.create_task(self.probes.loop_lag.run(), name="loop-lag"),
             asyncio.create_task(self._announce(), name="systemd-status"),
         ]
         if self.notifier.watchdog_interval:
@@ -128,6 +143,7 @@ class Agent:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        self.probes.gc_pauses.stop()
         # Threads stuck in a hung call are daemons: abandoned, they cannot block exit.
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._render_pool.shutdown(wait=False, cancel_futures=True)
@@ -160,7 +176,7 @@ class Agent:
                 self.notifier.ready(self._status_line())
                 raise
             new = self._keep_restart_only(new)
-            jobs = build_jobs(new, self._jobs, self.config)
+            jobs = build_jobs(new, self._jobs, self.config, self.probes)
             self.scheduler.apply(jobs)
             self._jobs = {job.name: job for job in jobs}
             logging.getLogger().setLevel(new.logging.level.upper())

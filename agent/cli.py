@@ -6,15 +6,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agent import __version__, collectors, logs
 from agent.config import Config, ConfigError, ConfigSource, load
+from agent.formats import TEXT
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
-COMMANDS = ("run", "check-config", "collect")
+COMMANDS = ("run", "check-config", "collect", "profile")
 
 
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +52,15 @@ def parser() -> argparse.ArgumentParser:
     collect.add_argument("--once", action="store_true", required=True,
                          help="run every enabled collector once")
     _add_runtime_flags(collect)
+    profile = sub.add_parser("profile", help="fetch a CPU profile (folded stacks) from a running "
+                             "agent with debug.enabled")
+    profile.add_argument("--url", required=True, help="the agent, e.g. http://127.0.0.1:9110")
+    profile.add_argument("--seconds", type=float, default=10, metavar="N",
+                         help="how long to sample (1-60, default 10)")
+    profile.add_argument("--hz", type=float, default=100, metavar="M",
+                         help="samples per second (1-1000, default 100)")
+    profile.add_argument("-o", "--output", type=Path, metavar="FILE",
+                         help="write the folded stacks here instead of stdout")
     return top
 
 
@@ -84,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "run")
     args = parser().parse_args(argv)
+    if args.command == "profile":
+        return _profile(args.url, args.seconds, args.hz, args.output)
     try:
         if args.command == "check-config":
             load(args.file)
@@ -131,6 +145,41 @@ async def _collect_once(config: Config) -> int:
     failed = [s for s in agent.scheduler.statuses() if not s.success]
     for status in failed:
         print(f"collector {status.name} failed: {status.last_error}", file=sys.stderr)
-    sys.stdout.buffer.write(agent.renderer.render_now().text.plain)
+    agent.demand.add(TEXT)
+    sys.stdout.buffer.write(agent.renderer.render_now().bodies[TEXT].plain)
     sys.stdout.flush()
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _profile(url: str, seconds: float, hz: float, output: Path | None) -> int:
+    if not url.startswith(("http://", "https://")):
+        print(f"hostagent: --url must look like http://HOST:PORT, got {url!r}", file=sys.stderr)
+        return EXIT_USAGE
+    query = f"{url.rstrip('/')}/debug/profile?seconds={seconds:g}&hz={hz:g}"
+    try:
+        with urllib.request.urlopen(query, timeout=seconds + 10) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            print(f"hostagent: debug endpoints are off on {url} (set debug.enabled: true)",
+                  file=sys.stderr)
+        else:
+            reason = exc.read().decode(errors="replace").strip() or exc.reason
+            print(f"hostagent: {url}: HTTP {exc.code}: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, ValueError) as exc:  # URLError, timeouts, a malformed URL
+        cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        print(f"hostagent: cannot fetch a profile from {url}: {cause}", file=sys.stderr)
+        return EXIT_FAILED
+    if output is None:
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        return EXIT_OK
+    try:
+        output.write_bytes(body)
+    except OSError as exc:
+        print(f"hostagent: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    stacks = body.count(b"\n")
+    print(f"wrote {stacks} stacks to {output}", file=sys.stderr)
+    return EXIT_OK

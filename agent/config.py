@@ -168,6 +168,7 @@ class CollectorsConfig(Strict):
     arp: DeviceFilterSettings = DeviceFilterSettings()
     udp_queues: CollectorSettings = CollectorSettings()
     netclass: NetclassSettings = NetclassSettings()
+    runtime: CollectorSettings = CollectorSettings()
 
 
 class SchedulerConfig(Strict):
@@ -185,12 +186,18 @@ class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class DebugConfig(Strict):
+    enabled: bool = Field(False, description="serve the /debug/* profiling endpoints")
+    tracemalloc: bool = Field(False, description="trace allocations from start, for /debug/heap")
+
+
 class Config(Strict):
     web: WebConfig = WebConfig()
     collectors: CollectorsConfig = CollectorsConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     paths: PathsConfig = PathsConfig()
     logging: LoggingConfig = LoggingConfig()
+    debug: DebugConfig = DebugConfig()
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -62,7 +62,7 @@ def collector_families(
 
 def _node_exporter_aliases(duration: Metric, success: Metric) -> list[Metric]:
     """node_exporter's meta series, which dashboards chart, with hostagent's figures."""
-    aliases = []
+    aliases: list[Metric] = []
     for family, name, help_text in (
         (duration, "node_scrape_collector_duration_seconds",
          "node_exporter: Duration of a collector scrape."),

@@ -12,14 +12,14 @@ from pathlib import Path
 
 from prometheus_client.metrics_core import Metric
 
-from agent.registry import encode
+from agent.formats import TEXT, encode
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "golden"
 
 
 def assert_golden(families: Iterable[Metric], name: str) -> None:
-    text = encode(families)[0].decode()
+    text = encode(families, TEXT).decode()
     path = GOLDEN / f"{name}.prom"
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(text)

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent import collectors
 from agent.config import Config, FilesystemSettings
-from agent.registry import encode
+from agent.formats import TEXT, encode
 
 # Series node_exporter adds about itself, not about the host.
 NOT_HOST = ("node_scrape_", "node_exporter_", "go_", "process_", "promhttp_")
@@ -37,6 +37,10 @@ VOLATILE = {
     # loopback ends count), and any process on the host opens and closes sockets.
     "node_sockstat_": 1.0,
     "node_netstat_Tcp_CurrEstab": 1.0,
+    # The kernel reduces the remaining clock offset every second while NTP/PTP steers it,
+    # and kernels before 5.18 change the entropy estimate with every interrupt.
+    "node_timex_offset_seconds": 0.01,
+    "node_entropy_available_bits": 0.5,
 }
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -56,7 +60,7 @@ def scrape(url: str) -> Series:
 
 
 def ours(name: str, config: Config) -> Series:
-    return parse(encode(collectors.build(name, config).collect())[0].decode())
+    return parse(encode(collectors.build(name, config).collect(), TEXT).decode())
 
 
 def slack_for(metric: str) -> float | None:

@@ -6,10 +6,13 @@ Factories import their module lazily, so a disabled collector costs nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.collectors.base import Collector
 from agent.config import Config
+
+if TYPE_CHECKING:
+    from agent.collectors.runtime import RuntimeProbes
 
 Factory = Callable[[Config, Any], Collector]
 
@@ -96,6 +99,43 @@ def _udp_queues(config: Config, settings: Any) -> Collector:
     return UdpQueuesCollector(config.paths.procfs)
 
 
+def _timex(config: Config, settings: Any) -> Collector:
+    from agent.collectors.timex import TimexCollector
+
+    return TimexCollector()
+
+
+def _entropy(config: Config, settings: Any) -> Collector:
+    from agent.collectors.entropy import EntropyCollector
+
+    return EntropyCollector(config.paths.procfs)
+
+
+def _conntrack(config: Config, settings: Any) -> Collector:
+    from agent.collectors.conntrack import ConntrackCollector
+
+    return ConntrackCollector(config.paths.procfs)
+
+
+def _arp(config: Config, settings: Any) -> Collector:
+    from agent.collectors.arp import ArpCollector
+
+    return ArpCollector(config.paths.procfs, settings.device_include, settings.device_exclude)
+
+
+def _netclass(config: Config, settings: Any) -> Collector:
+    from agent.collectors.netclass import NetclassCollector
+
+    return NetclassCollector(config.paths.sysfs, settings.ignored_devices,
+                             settings.ignore_invalid_speed)
+
+
+def _runtime(config: Config, settings: Any, probes: RuntimeProbes | None = None) -> Collector:
+    from agent.collectors.runtime import RuntimeCollector, RuntimeProbes
+
+    return RuntimeCollector(probes or RuntimeProbes())
+
+
 FACTORIES: dict[str, Factory] = {
     "cpu": _cpu,
     "memory": _memory,
@@ -110,6 +150,12 @@ FACTORIES: dict[str, Factory] = {
     "sockstat": _sockstat,
     "softnet": _softnet,
     "udp_queues": _udp_queues,
+    "runtime": _runtime,
+    "timex": _timex,
+    "entropy": _entropy,
+    "conntrack": _conntrack,
+    "arp": _arp,
+    "netclass": _netclass,
 }
 
 
@@ -128,8 +174,18 @@ NODE_EXPORTER_EQUIVALENT: dict[str, list[str]] = {
     "sockstat": ["sockstat"],
     "softnet": ["softnet"],
     "udp_queues": ["udp_queues"],
+    "timex": ["timex"],
+    "entropy": ["entropy"],
+    "conntrack": ["conntrack"],
+    "arp": ["arp"],
+    "netclass": ["netclass"],
 }
 
 
-def build(name: str, config: Config) -> Collector:
-    return FACTORIES[name](config, getattr(config.collectors, name))
+def build(name: str, config: Config, probes: RuntimeProbes | None = None) -> Collector:
+    """probes: what the running agent measures about itself, read by the runtime collector
+    (without them it reads a fresh set that nothing feeds)."""
+    settings = getattr(config.collectors, name)
+    if name == "runtime":
+        return _runtime(config, settings, probes)
+    return FACTORIES[name](config, settings)

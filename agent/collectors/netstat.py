@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.metrics_core import Metric, UnknownMetricFamily
@@ -47,21 +48,29 @@ class NetstatCollector:
     def __init__(self, procfs: Path, fields: str) -> None:
         self._net = procfs / "net"
         self._fields = re.compile(fields)
+        self._decisions: dict[str, bool] = {}
 
     def collect(self) -> list[Metric]:
         stats = parse_netstat((self._net / "netstat").read_text())
         stats.update(parse_netstat((self._net / "snmp").read_text()))
         with contextlib.suppress(FileNotFoundError):  # no snmp6 when IPv6 is disabled
             stats.update(parse_snmp6((self._net / "snmp6").read_text()))
-        return netstat_families(stats, self._fields)
+        return netstat_families(stats, self._wanted)
+
+    def _wanted(self, key: str) -> bool:
+        """The fields regex, decided once per field name (the kernel's set is fixed)."""
+        wanted = self._decisions.get(key)
+        if wanted is None:
+            wanted = self._decisions[key] = bool(self._fields.search(key))
+        return wanted
 
 
-def netstat_families(stats: NetStats, fields: re.Pattern[str]) -> list[Metric]:
+def netstat_families(stats: NetStats, wanted: Callable[[str], object]) -> list[Metric]:
     families: list[Metric] = []
     for protocol, values in stats.items():
         for name, value in values.items():
             key = f"{protocol}_{name}"
-            if fields.search(key):
+            if wanted(key):
                 families.append(UnknownMetricFamily(
                     f"node_netstat_{key}", f"Statistic {protocol}{name}.", value=value))
     return sorted(families, key=lambda family: family.name)

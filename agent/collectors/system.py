@@ -133,6 +133,7 @@ class SystemCollector:
         self._procfs = procfs
         self._sysfs = sysfs
         self._rootfs = rootfs
+        self._os_release_cache: tuple[tuple[object, ...], dict[str, str]] | None = None
 
     def collect(self) -> list[Metric]:
         return system_families(self.read())
@@ -173,8 +174,14 @@ class SystemCollector:
 
     def _os_release(self) -> dict[str, str] | None:
         for candidate in ("etc/os-release", "usr/lib/os-release"):
+            path = self._rootfs / candidate
             try:
-                return parse_os_release((self._rootfs / candidate).read_text())
+                # Parsed again only when the file changes: it almost never does.
+                stat = path.stat()
+                version = (candidate, stat.st_mtime_ns, stat.st_size, stat.st_ino)
+                if self._os_release_cache is None or self._os_release_cache[0] != version:
+                    self._os_release_cache = (version, parse_os_release(path.read_text()))
+                return self._os_release_cache[1]
             except FileNotFoundError:
                 continue
             except (OSError, ValueError) as exc:

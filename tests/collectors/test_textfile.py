@@ -16,7 +16,7 @@ from agent.collectors.textfile import (
     parse_textfile,
     textfile_families,
 )
-from agent.registry import encode
+from agent.formats import OPENMETRICS, TEXT, encode
 from tests.golden import FIXTURES, assert_golden
 
 TEXTFILE = FIXTURES / "textfile"
@@ -75,7 +75,7 @@ def test_golden() -> None:
 
 def test_round_trip_through_both_exposition_formats() -> None:
     families = merge_files([("/t/all_types.prom", parse_textfile(ALL_TYPES))])
-    text, openmetrics = encode(families)
+    text, openmetrics = encode(families, TEXT), encode(families, OPENMETRICS)
     # Every series of the file comes back under its own name, with its value and type.
     again = parse_textfile(text.decode())
     assert series(again) == series(families)

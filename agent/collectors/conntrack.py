@@ -1,0 +1,80 @@
+"""conntrack: node_nf_conntrack_* from procfs, as node_exporter 1.5.
+
+Without the nf_conntrack module the files are missing and nothing is reported; that is not
+an error. As in node_exporter, what was read before the first missing file is still reported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+# /proc/net/stat/nf_conntrack column -> (metric suffix, help); summed over the per-CPU lines.
+STATS: dict[int, tuple[str, str]] = {
+    2: ("found", "Number of searched entries which were successful."),
+    4: ("invalid", "Number of packets seen which can not be tracked."),
+    5: ("ignore", "Number of packets seen which are already connected to a conntrack entry."),
+    8: ("insert", "Number of entries inserted into the list."),
+    9: ("insert_failed", "Number of entries for which list insertion was attempted but failed."),
+    10: ("drop", "Number of packets dropped due to conntrack failure."),
+    11: ("early_drop", "Number of dropped conntrack entries to make room for new ones, "
+                       "if maximum table size was reached."),
+    16: ("search_restart", "Number of conntrack table lookups which had to be restarted due "
+                           "to hashtable resizes."),
+}
+STAT_FIELDS = 17
+
+
+def parse_conntrack_stat(text: str) -> dict[str, int]:
+    """The per-CPU hexadecimal lines after the header -> {'found': total, ...}."""
+    totals = dict.fromkeys((name for name, _ in STATS.values()), 0)
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) != STAT_FIELDS:
+            raise ValueError(f"invalid conntrack stat line, expected {STAT_FIELDS} fields: "
+                             f"{line!r}")
+        for column, (name, _) in STATS.items():
+            totals[name] += int(fields[column], 16)
+    return totals
+
+
+class ConntrackCollector:
+    def __init__(self, procfs: Path) -> None:
+        netfilter = procfs / "sys" / "net" / "netfilter"
+        self._count = netfilter / "nf_conntrack_count"
+        self._max = netfilter / "nf_conntrack_max"
+        self._stat = procfs / "net" / "stat" / "nf_conntrack"
+
+    def collect(self) -> list[Metric]:
+        count = _read(self._count)
+        if count is None:
+            return []
+        limit = _read(self._max)
+        stat = _read(self._stat) if limit is not None else None
+        return conntrack_families(int(count), None if limit is None else int(limit),
+                                  None if stat is None else parse_conntrack_stat(stat))
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def conntrack_families(entries: int, limit: int | None,
+                       stats: dict[str, int] | None) -> list[Metric]:
+    families: list[Metric] = [GaugeMetricFamily(
+        "node_nf_conntrack_entries",
+        "Number of currently allocated flow entries for connection tracking.",
+        value=float(entries))]
+    if limit is not None:
+        families.append(GaugeMetricFamily(
+            "node_nf_conntrack_entries_limit", "Maximum size of connection tracking table.",
+            value=float(limit)))
+    if stats is not None:
+        families += [GaugeMetricFamily(f"node_nf_conntrack_stat_{name}", help_text,
+                                       value=float(stats[name]))
+                     for name, help_text in STATS.values()]
+    return families

@@ -1,0 +1,137 @@
+"""netclass: node_network_* device properties from /sys/class/net/<device>, as node_exporter 1.5.
+
+An attribute the device does not have is skipped, whether its file is missing or the kernel
+refuses to read it (speed and duplex of virtual devices fail with EINVAL, phys_port_id with
+EOPNOTSUPP); any other read error fails the run.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+# (metric suffix, sysfs attribute, is a counter), in node_exporter's order.
+PROPERTIES: tuple[tuple[str, str, bool], ...] = (
+    ("address_assign_type", "addr_assign_type", False),
+    ("carrier", "carrier", False),
+    ("carrier_changes_total", "carrier_changes", True),
+    ("carrier_up_changes_total", "carrier_up_count", True),
+    ("carrier_down_changes_total", "carrier_down_count", True),
+    ("device_id", "dev_id", False),
+    ("dormant", "dormant", False),
+    ("flags", "flags", False),
+    ("iface_id", "ifindex", False),
+    ("iface_link", "iflink", False),
+    ("iface_link_mode", "link_mode", False),
+    ("mtu_bytes", "mtu", False),
+    ("name_assign_type", "name_assign_type", False),
+    ("net_dev_group", "netdev_group", False),
+    ("speed_bytes", "speed", False),
+    ("transmit_queue_length", "tx_queue_len", False),
+    ("protocol_type", "type", False),
+)
+# node_network_info's labels after device, from the attribute of the same name ("" if absent).
+INFO_LABELS = ("address", "broadcast", "duplex", "operstate", "ifalias")
+ATTRIBUTES = frozenset({attribute for _, attribute, _ in PROPERTIES} | set(INFO_LABELS))
+
+# Errors that mean "this device has no such attribute" (node_exporter's procfs skips the same).
+UNREADABLE = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP})
+# node_exporter reads sysfs attributes with a single 128-byte read; longer values are cut.
+READ_SIZE = 128
+
+Interfaces = dict[str, dict[str, str]]  # device -> {attribute: trimmed value}
+
+
+def _sysfs_read(path: str | Path, dir_fd: int | None = None) -> bytes:
+    fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
+    try:
+        return os.read(fd, READ_SIZE)
+    finally:
+        os.close(fd)
+
+
+def read_attribute(path: str | Path, dir_fd: int | None = None) -> str | None:
+    """An attribute's trimmed value, or None if the device does not have it. With dir_fd,
+    path is relative to that open directory (saves resolving the device path per file)."""
+    try:
+        data = _sysfs_read(path, dir_fd)
+    except OSError as exc:
+        if exc.errno in UNREADABLE:
+            return None
+        raise
+    return data.decode(errors="replace").strip()
+
+
+def read_interfaces(class_net: Path, ignored: re.Pattern[str]) -> Interfaces:
+    """The attributes of every device not matching ignored (unanchored); a missing or
+    unreadable class/net directory gives no device, as node_exporter's ErrNoData."""
+    try:
+        with os.scandir(class_net) as entries:  # regular files, e.g. bonding_masters, skipped
+            devices = sorted(e.name for e in entries if not e.is_file(follow_symlinks=False))
+    except (FileNotFoundError, PermissionError):
+        return {}
+    interfaces: Interfaces = {}
+    for device in devices:
+        if ignored.search(device):
+            continue
+        try:
+            dir_fd = os.open(os.path.join(class_net, device), os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:  # the device went away since the listing
+            continue
+        try:
+            present = sorted(ATTRIBUTES.intersection(os.listdir(dir_fd)))
+            values = {name: read_attribute(name, dir_fd) for name in present}
+        finally:
+            os.close(dir_fd)
+        interfaces[device] = {name: value for name, value in values.items() if value is not None}
+    return interfaces
+
+
+def parse_int(text: str) -> int | None:
+    """Decimal, or hexadecimal with 0x (flags, dev_id); None if neither."""
+    try:
+        return int(text, 16) if text.startswith("0x") else int(text, 10)
+    except ValueError:
+        return None
+
+
+class NetclassCollector:
+    def __init__(self, sysfs: Path, ignored_devices: str, ignore_invalid_speed: bool) -> None:
+        self._class_net = sysfs / "class" / "net"
+        self._ignored = re.compile(ignored_devices)
+        self._ignore_invalid_speed = ignore_invalid_speed
+
+    def collect(self) -> list[Metric]:
+        interfaces = read_interfaces(self._class_net, self._ignored)
+        return netclass_families(interfaces, self._ignore_invalid_speed)
+
+
+def netclass_families(interfaces: Interfaces, ignore_invalid_speed: bool) -> list[Metric]:
+    up = GaugeMetricFamily("node_network_up", "Value is 1 if operstate is 'up', 0 otherwise.",
+                           labels=["device"])
+    info = GaugeMetricFamily(
+        "node_network_info", "Non-numeric data from /sys/class/net/<iface>, value is always 1.",
+        labels=["device", *INFO_LABELS])
+    properties = {
+        name: (CounterMetricFamily if counter else GaugeMetricFamily)(
+            f"node_network_{name}", f"Network device property: {name}", labels=["device"])
+        for name, _, counter in PROPERTIES
+    }
+    for device, attributes in interfaces.items():
+        up.add_metric([device], 1.0 if attributes.get("operstate") == "up" else 0.0)
+        info.add_metric([device, *(attributes.get(label, "") for label in INFO_LABELS)], 1.0)
+        for name, attribute, _ in PROPERTIES:
+            value = parse_int(attributes.get(attribute, ""))
+            if value is None:
+                continue
+            if name == "speed_bytes":
+                if value < 0 and ignore_invalid_speed:  # -1: speed unknown
+                    continue
+                value = value * 1000 * 1000 // 8  # Mbit/s -> bytes/s
+            properties[name].add_metric([device], float(value))
+    families: list[Metric] = [up, info, *properties.values()]
+    return [family for family in families if family.samples]

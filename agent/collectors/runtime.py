@@ -1,0 +1,130 @@
+"""The agent's own runtime: event-loop lag, GC pauses, tasks, threads, queued collector work.
+
+Probes record as things happen (a timer task on the loop, a gc callback); collect() runs in a
+worker thread and only reads what they recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import gc
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from agent.pool import DaemonThreadPool
+
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+GC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
+
+
+class Histogram:
+    """Thread-safe bucket counters, read out as HistogramMetricFamily takes them."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self._labels = [*map(floatToGoString, self.bounds), "+Inf"]
+        self._counts = [0] * len(self._labels)  # the last one is +Inf
+        self._sum = 0.0
+        # Reentrant: a collection can start inside buckets() (it allocates) and the GC
+        # probe's callback then observes on the same thread.
+        self._lock = threading.RLock()
+
+    def observe(self, value: float) -> None:
+        index = bisect.bisect_left(self.bounds, value)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += value
+
+    def buckets(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative (le, count) pairs as HistogramMetricFamily takes them, and the sum."""
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, running = [], 0
+        for bound, count in zip(self._labels, counts, strict=True):
+            running += count
+            cumulative.append((bound, float(running)))
+        return cumulative, total
+
+
+class LoopLagProbe:
+    """A task that sleeps a fixed period and records how late it wakes up; a blocked loop
+    wakes it late. It also notes the number of tasks, which only the loop may look at."""
+
+    def __init__(self, period: float = 0.25) -> None:
+        self.period = period
+        self.lag = Histogram(LAG_BUCKETS)
+        self.tasks: int | None = None
+
+    async def run(self) -> None:
+        while True:
+            self.tasks = len(asyncio.all_tasks())
+            due = time.perf_counter() + self.period
+            await asyncio.sleep(self.period)
+            self.lag.observe(max(0.0, time.perf_counter() - due))
+
+
+class GcPauses:
+    """Times every garbage collection, per generation, through gc.callbacks."""
+
+    def __init__(self) -> None:
+        self.pauses = {generation: Histogram(GC_BUCKETS) for generation in range(3)}
+        self._started = 0.0  # collections never overlap, so one start time suffices
+
+    def start(self) -> None:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].observe(time.perf_counter() - self._started)
+
+
+@dataclass(frozen=True)
+class RuntimeProbes:
+    """What the agent measures about itself. The Agent runs loop_lag and starts gc_pauses;
+    unstarted probes simply record nothing."""
+
+    loop_lag: LoopLagProbe = field(default_factory=LoopLagProbe)
+    gc_pauses: GcPauses = field(default_factory=GcPauses)
+    pool: DaemonThreadPool | None = None  # the collector pool, for its queue length
+
+
+class RuntimeCollector:
+    def __init__(self, probes: RuntimeProbes) -> None:
+        self._probes = probes
+
+    def collect(self) -> list[Metric]:
+        probes = self._probes
+        lag = HistogramMetricFamily(
+            "hostagent_event_loop_lag_seconds",
+            "How late a periodic timer on the event loop fired (loop responsiveness).")
+        lag.add_metric([], *probes.loop_lag.lag.buckets())
+        pauses = HistogramMetricFamily(
+            "hostagent_gc_pause_seconds", "Duration of garbage collections.",
+            labels=["generation"])
+        for generation, histogram in probes.gc_pauses.pauses.items():
+            pauses.add_metric([str(generation)], *histogram.buckets())
+        out: list[Metric] = [lag, pauses, GaugeMetricFamily(
+            "hostagent_threads", "Threads in the agent process.", value=threading.active_count())]
+        if probes.loop_lag.tasks is not None:
+            out.append(GaugeMetricFamily("hostagent_asyncio_tasks",
+                                         "Tasks on the event loop.", value=probes.loop_lag.tasks))
+        if probes.pool is not None:
+            out.append(GaugeMetricFamily(
+                "hostagent_executor_pending",
+                "Collector runs queued for a worker thread and not yet started.",
+                value=probes.pool.pending))
+        return out

@@ -1,0 +1,176 @@
+"""The runtime collector: loop lag, GC pauses, tasks, threads, queued work; and its wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+
+import aiohttp
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.agent import Agent, build_jobs
+from agent.collectors.runtime import (
+    GcPauses,
+    Histogram,
+    LoopLagProbe,
+    RuntimeCollector,
+    RuntimeProbes,
+)
+from agent.config import Config
+from agent.pool import DaemonThreadPool
+from tests.test_render import promtool_problems
+from tests.test_web import running, wait_ready
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+class Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def exposition(families: list[Metric]) -> bytes:
+    return bytes(generate_latest(Families(families)))
+
+
+def samples(families: list[Metric]) -> Samples:
+    text = exposition(families).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def bucket_counts(histogram: Histogram) -> dict[str, float]:
+    """Observations per bucket (not cumulative), keyed by upper bound."""
+    cumulative, _ = histogram.buckets()
+    previous = 0.0
+    out = {}
+    for bound, count in cumulative:
+        out[bound] = count - previous
+        previous = count
+    return out
+
+
+def test_histogram_buckets_are_cumulative() -> None:
+    histogram = Histogram([0.1, 1.0])
+    for value in (0.05, 0.1, 0.5, 3.0):
+        histogram.observe(value)
+    assert histogram.buckets() == ([("0.1", 2.0), ("1.0", 3.0), ("+Inf", 4.0)], 3.65)
+
+
+async def test_loop_lag_records_a_200ms_block_in_its_bucket() -> None:
+    probe = LoopLagProbe(period=0.01)
+    task = asyncio.create_task(probe.run())
+    await asyncio.sleep(0.1)
+    before = bucket_counts(probe.lag)
+    time.sleep(0.2)  # blocks the event loop
+    await asyncio.sleep(0.05)
+    task.cancel()
+    after = bucket_counts(probe.lag)
+    grown = {bound for bound in after if after[bound] > before[bound]}
+    assert after["0.25"] == before["0.25"] + 1, (before, after)
+    assert not grown & {"0.5", "1.0", "+Inf"}
+    assert probe.tasks is not None and probe.tasks >= 1
+
+    found = samples(RuntimeCollector(RuntimeProbes(loop_lag=probe)).collect())
+    le_01 = found[("hostagent_event_loop_lag_seconds_bucket", (("le", "0.1"),))]
+    le_025 = found[("hostagent_event_loop_lag_seconds_bucket", (("le", "0.25"),))]
+    assert le_025 - le_01 == 1
+    assert found[("hostagent_event_loop_lag_seconds_sum", ())] >= 0.19
+
+
+def test_gc_histogram_counts_a_forced_collection() -> None:
+    pauses = GcPauses()
+    pauses.start()
+    try:
+        gc.collect()
+    finally:
+        pauses.stop()
+    collector = RuntimeCollector(RuntimeProbes(gc_pauses=pauses))
+    count = ("hostagent_gc_pause_seconds_count", (("generation", "2"),))
+    found = samples(collector.collect())
+    assert found[count] >= 1
+    assert found[("hostagent_gc_pause_seconds_sum", (("generation", "2"),))] > 0
+    gc.collect()  # stopped: no longer counted
+    assert samples(collector.collect())[count] == found[count]
+
+
+def test_threads_and_queued_work() -> None:
+    pool = DaemonThreadPool(1, "runtime-test")
+    gate = threading.Event()
+    try:
+        for _ in range(3):
+            pool.submit(gate.wait, 10)
+        deadline = time.monotonic() + 5
+        while pool.pending != 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        found = samples(RuntimeCollector(RuntimeProbes(pool=pool)).collect())
+        assert found[("hostagent_executor_pending", ())] == 2
+        assert found[("hostagent_threads", ())] == threading.active_count()
+        # Unstarted probes: no task count to report, empty histograms.
+        assert ("hostagent_asyncio_tasks", ()) not in found
+        assert found[("hostagent_event_loop_lag_seconds_count", ())] == 0
+    finally:
+        gate.set()
+        pool.shutdown()
+
+
+async def test_names_pass_promtool() -> None:
+    probes = RuntimeProbes(pool=DaemonThreadPool(1))
+    probes.gc_pauses.start()
+    task = asyncio.create_task(probes.loop_lag.run())
+    try:
+        gc.collect()
+        await asyncio.sleep(0.25)
+    finally:
+        task.cancel()
+        probes.gc_pauses.stop()
+    families = RuntimeCollector(probes).collect()
+    assert {f.name for f in families} == {
+        "hostagent_event_loop_lag_seconds", "hostagent_gc_pause_seconds", "hostagent_threads",
+        "hostagent_asyncio_tasks", "hostagent_executor_pending"}
+    assert promtool_problems(exposition(families)) == set()
+
+
+def test_reload_keeps_the_runtime_job_unless_its_settings_change() -> None:
+    probes = RuntimeProbes()
+    old = Config()
+    jobs = {job.name: job for job in build_jobs(old, probes=probes)}
+    runtime = jobs["runtime"]
+    assert isinstance(runtime.collector, RuntimeCollector)
+
+    same = Config.model_validate({"logging": {"level": "debug"}})
+    kept = {job.name: job for job in build_jobs(same, jobs, old, probes)}
+    assert kept["runtime"] is runtime
+
+    changed = Config.model_validate({"collectors": {"runtime": {"interval": 5}}})
+    rebuilt = {job.name: job for job in build_jobs(changed, jobs, old, probes)}
+    assert rebuilt["runtime"] is not runtime and rebuilt["runtime"].interval == 5
+    assert rebuilt["cpu"] is jobs["cpu"]
+
+
+async def test_agent_exports_runtime_metrics() -> None:
+    config = Config.model_validate({
+        "web": {"listen_address": "127.0.0.1:0"}, "scheduler": {"jitter": 0},
+        "collectors": {"runtime": {"interval": 0.2}}})
+    agent = Agent(config)
+    async with running(agent) as base, aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        names: set[str] = set()
+        for _ in range(100):
+            async with session.get(f"{base}/metrics") as r:
+                names = {f.name for f in text_string_to_metric_families(await r.text())}
+            if "hostagent_asyncio_tasks" in names:
+                break
+            await asyncio.sleep(0.05)
+        assert {"hostagent_event_loop_lag_seconds", "hostagent_gc_pause_seconds",
+                "hostagent_threads", "hostagent_asyncio_tasks",
+                "hostagent_executor_pending"} <= names
+        assert agent.probes.gc_pauses._callback in gc.callbacks
+    assert agent.probes.gc_pauses._callback not in gc.callbacks
