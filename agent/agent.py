@@ -87,12 +87,16 @@ class Agent:
         self._last_reload_success = time.time()
         self._publish_reload_state()
 
+    def _disabled_collectors(self) -> list[str]:
+        return [name for name in collectors.FACTORIES
+                if not getattr(self.config.collectors, name).enabled]
+
     def request_stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> int:
-        app = build_app(self.health, self.renderer, lambda: self.config.web,
-                        self.reload)
+        app = build_app(self.health, self.renderer, lambda: self.config.web, self.reload,
+                        self._disabled_collectors)
         if self.config.debug.enabled:
             DebugRoutes(self.config.debug).add_to(app)
         runner = web.AppRunner(app, access_log=None,

@@ -30,7 +30,8 @@ def _duration(seconds: float) -> str:
     return f"{days}d {hours}h {minutes}m {secs}s" if days else f"{hours}h {minutes}m {secs}s"
 
 
-def render_status_page(report: dict[str, Any], ssh: tuple[int, int] | None = None) -> str:
+def render_status_page(report: dict[str, Any], disabled: list[str],
+                       ssh: tuple[int, int] | None = None) -> str:
     """report is /health's body; ssh is (targets up, targets total) when the worker runs."""
     status = report["status"]
     status_class = "ok" if status == "ok" else "bad"
@@ -41,10 +42,13 @@ def render_status_page(report: dict[str, Any], ssh: tuple[int, int] | None = Non
             state += ", stale"
         css = "ok" if state == "ok" else "bad"
         rows.append(
-            f'<tr data-collector="{escape(name)}"><td>{escape(name)}</td>'
-            f'<td class="{css}">{state}</td>{_cell(info["interval_seconds"], " s")}'
+            f'<tr data-collector="{escape(name)}"><td>{escape(name)}</td><td>yes</td>'
+            f'<td class="{css}">{state}</td><td>{info["interval_seconds"]:g} s</td>'
             f'{_cell(info["last_duration_seconds"], " s")}'
             f'{_cell(info["last_success_age_seconds"], " s")}{_cell(info["last_error"])}</tr>')
+    rows += [f'<tr data-collector="{escape(name)}"><td>{escape(name)}</td><td>no</td>'
+             '<td>disabled</td><td>-</td><td>-</td><td>-</td><td>-</td></tr>'
+             for name in sorted(disabled)]
     ssh_line = (f"<p>SSH targets up: {ssh[0]} of {ssh[1]}</p>" if ssh is not None
                 else "<p>SSH targets: not configured</p>")
     return f"""<!DOCTYPE html>
@@ -56,8 +60,9 @@ def render_status_page(report: dict[str, Any], ssh: tuple[int, int] | None = Non
 status <span id="status" class="{status_class}">{escape(status)}</span></p>
 {ssh_line}
 <table id="collectors">
-<thead><tr><th>collector</th><th>state</th><th>interval</th><th>last duration</th>
-<th>last success</th><th>last error</th></tr></thead>
+<thead><tr><th>collector</th><th>enabled</th><th>state</th><th>interval</th>
+<th>last duration</th>
+<th>last success, ago</th><th>last error</th></tr></thead>
 <tbody>
 {"".join(rows)}
 </tbody></table>

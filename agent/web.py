@@ -11,6 +11,7 @@ from agent.config import ConfigError, WebConfig
 from agent.health import Health
 from agent.negotiate import accepts_gzip, choose_format
 from agent.render import Renderer
+from agent.status_page import render_status_page
 
 # aiohttp awaits drain only between writes, so large bodies go out in slices.
 WRITE_CHUNK = 256 * 1024
@@ -60,8 +61,14 @@ def build_app(
     renderer: Renderer,
     settings: Callable[[], WebConfig],
     reload: Callable[[], Awaitable[None]],
+    disabled_collectors: Callable[[], list[str]] = list,
 ) -> web.Application:
     """settings is read per request, so a reload applies limits without a restart."""
+
+    async def status_page(request: web.Request) -> web.Response:
+        _, report = health.report()
+        page = render_status_page(report, disabled_collectors())
+        return web.Response(text=page, content_type="text/html")
 
     async def healthy(request: web.Request) -> web.Response:
         return web.Response(text="Healthy\n")
@@ -75,7 +82,6 @@ def build_app(
         status, body = health.report()
         return web.json_response(body, status=status)
 
-    app = web.Application()
     async def reload_config(request: web.Request) -> web.Response:
         if not settings().enable_lifecycle:
             return web.Response(status=403, text="lifecycle API is not enabled "
@@ -86,7 +92,9 @@ def build_app(
             return web.Response(status=400, text="\n".join(exc.problems) + "\n")
         return web.Response(text="reloaded\n")
 
+    app = web.Application()
     metrics = MetricsHandler(renderer, settings)
+    app.router.add_get("/", status_page)
     app.router.add_get("/metrics", metrics.handle)
     app.router.add_post("/-/reload", reload_config)
     app.router.add_get("/-/healthy", healthy)
