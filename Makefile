@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real tools the tests run against (Debian packages).
 TEST_PACKAGES := prometheus prometheus-node-exporter prometheus-alertmanager wrk systemd \
-	chromium
+	chromium openssh-server openssh-client
 
 PREFIX ?= /usr/local/lib/hostagent
 UNIT_DIR ?= /etc/systemd/system
