@@ -15,9 +15,8 @@ _FamilyKey = tuple[object, ...]
 
 
 def _content(family: Metric) -> _FamilyKey:
-    samples = tuple((s.name, tuple(s.labels.items()), s.value, s.timestamp)
-                    for s in family.samples)
-    return (family.type, family.documentation, family.unit, samples)
+    # Samples are namedtuples: the list compares by value, element by element, in C.
+    return (family.type, family.documentation, family.unit, family.samples)
 
 
 class FamilyEncoder:

@@ -30,7 +30,7 @@ from common import (
 
 from agent import collectors
 from agent.agent import build_jobs
-from agent.config import Config, FilesystemSettings
+from agent.config import Config
 from agent.formats import OPENMETRICS
 from agent.registry import FamilyEncoder, Snapshot
 from agent.render import RuntimeFamilies, render
@@ -60,11 +60,7 @@ def hostagent_cycle_cpu(cycles: int) -> tuple[float, float, int, int, list[str]]
 
 def node_exporter_scrape_cpu(cycles: int, names: list[str] | None) -> tuple[float, int, int]:
     port = free_port()
-    settings = FilesystemSettings()
-    extra = [f"--collector.filesystem.mount-points-exclude={settings.mount_points_exclude}",
-             f"--collector.filesystem.fs-types-exclude={settings.fs_types_exclude}",
-             "--collector.netdev.device-exclude="]
-    proc = start(node_exporter_command(port, names) + extra)
+    proc = start(node_exporter_command(port, names, own_defaults=names is None))
     try:
         wait_http(port, "/metrics")
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

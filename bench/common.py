@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from agent.collectors import NODE_EXPORTER_EQUIVALENT
+from agent.config import FilesystemSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_HEADERS = {
@@ -52,11 +53,20 @@ def hostagent_command(port: int, collectors: list[str] | None) -> list[str]:
     return args
 
 
-def node_exporter_command(port: int, collectors: list[str] | None) -> list[str]:
-    args = ["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}"]
-    if collectors is not None:
+def node_exporter_command(port: int, collectors: list[str] | None,
+                          own_defaults: bool = False) -> list[str]:
+    """node_exporter restricted to the equivalents of hostagent's collectors (all of
+    hostagent's host collectors when None), or with its own full default set. Both use
+    hostagent's filesystem and netdev defaults, which Debian's build changes."""
+    fs = FilesystemSettings()
+    args = ["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}",
+            f"--collector.filesystem.mount-points-exclude={fs.mount_points_exclude}",
+            f"--collector.filesystem.fs-types-exclude={fs.fs_types_exclude}",
+            "--collector.netdev.device-exclude="]
+    if not own_defaults:
+        names = list(NODE_EXPORTER_EQUIVALENT) if collectors is None else collectors
         args.append("--collector.disable-defaults")
-        args += [f"--collector.{n}" for c in collectors for n in NODE_EXPORTER_EQUIVALENT[c]]
+        args += [f"--collector.{n}" for c in names for n in NODE_EXPORTER_EQUIVALENT.get(c, [])]
     return args
 
 

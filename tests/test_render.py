@@ -149,3 +149,34 @@ def test_virtual_memory_limit(tmp_path) -> None:
     limits.write_text("Max address space         4294967296           unlimited            bytes\n")
     assert virtual_memory_limit(limits) == 4294967296
     assert virtual_memory_limit(tmp_path / "absent") is None
+
+
+def test_family_encoder_reencodes_only_changed_families(monkeypatch) -> None:
+    import agent.registry as registry_module
+    from agent.registry import FamilyEncoder
+
+    calls: list[str] = []
+    real = registry_module.encode
+
+    def counting(families, fmt):  # type: ignore[no-untyped-def]
+        families = list(families)
+        calls.extend(f.name for f in families)
+        return real(families, fmt)
+
+    monkeypatch.setattr(registry_module, "encode", counting)
+
+    def families(load: float) -> list:  # type: ignore[type-arg]
+        return [GaugeMetricFamily("const_total_bytes", "Constant.", value=42),
+                GaugeMetricFamily("load_now", "Changes.", value=load)]
+
+    encoder = FamilyEncoder()
+    first = encoder.encode(families(1.0), [TEXT])
+    assert sorted(calls) == ["const_total_bytes", "load_now"]
+    calls.clear()
+    second = encoder.encode(families(2.0), [TEXT])
+    assert calls == ["load_now"], "the unchanged family is reused"
+    assert second[TEXT] == first[TEXT].replace(b"load_now 1.0", b"load_now 2.0")
+    calls.clear()
+    both = encoder.encode(families(2.0), [TEXT, OPENMETRICS])
+    assert sorted(calls) == ["const_total_bytes", "load_now"], "a new format is encoded once"
+    assert both[TEXT] == second[TEXT]
