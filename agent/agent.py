@@ -19,7 +19,6 @@ from agent.formats import Demand
 from agent.health import Health
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
-from agent.profiling.web import DebugRoutes
 from agent.registry import Registry, Snapshot
 from agent.render import Renderer
 from agent.scheduler import Job, Scheduler
@@ -98,6 +97,8 @@ class Agent:
         app = build_app(self.health, self.renderer, lambda: self.config.web, self.reload,
                         self._disabled_collectors)
         if self.config.debug.enabled:
+            from agent.profiling.web import DebugRoutes  # only loaded when turned on
+
             DebugRoutes(self.config.debug).add_to(app)
         runner = web.AppRunner(app, access_log=None,
                                shutdown_timeout=self.config.web.shutdown_timeout)
