@@ -6,9 +6,11 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
-_SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
+_SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+                    logging.CRITICAL: 2}
 
 
 def _quote(value: object) -> str:
@@ -40,9 +42,20 @@ class LogfmtFormatter(logging.Formatter):
         return line
 
 
+def stderr_is_journal(environ: Mapping[str, str]) -> bool:
+    """True when stderr is the journald stream systemd announced in JOURNAL_STREAM
+    ("device:inode"), not a file or pipe it was redirected to."""
+    try:
+        device, inode = (int(part) for part in environ["JOURNAL_STREAM"].split(":"))
+        stat = os.fstat(sys.stderr.fileno())
+    except (KeyError, ValueError, OSError):
+        return False
+    return (stat.st_dev, stat.st_ino) == (device, inode)
+
+
 def setup(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogfmtFormatter(journald=bool(os.environ.get("JOURNAL_STREAM"))))
+    handler.setFormatter(LogfmtFormatter(journald=stderr_is_journal(os.environ)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

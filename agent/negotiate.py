@@ -47,4 +47,6 @@ def choose_format(accept: str | None) -> str:
 
 @functools.lru_cache(maxsize=64)
 def accepts_gzip(accept_encoding: str | None) -> bool:
-    return any(coding in ("gzip", "*") and q > 0 for coding, _, q in _parse(accept_encoding or ""))
+    """An explicit gzip entry decides (gzip;q=0 refuses it); otherwise a * entry does."""
+    codings = {coding: q for coding, _, q in _parse(accept_encoding or "")}
+    return codings.get("gzip", codings.get("*", 0.0)) > 0

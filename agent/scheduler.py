@@ -94,6 +94,18 @@ class _Outcome:
     duration: float
 
 
+def _close(collector: Collector, in_flight: Future[_Outcome] | None) -> None:
+    """Collectors that hold resources (the filesystem collector's threads) release them, once
+    their last call has returned."""
+    close = getattr(collector, "close", None)
+    if close is None:
+        return
+    if in_flight is None or in_flight.done():
+        close()
+    else:
+        in_flight.add_done_callback(lambda _: close())
+
+
 def _run(name: str, collect: Callable[[], Iterable[Metric]], encoder: FamilyEncoder,
          demand: Demand) -> _Outcome:
     """Runs in a worker thread: collect and encode, never raise."""
@@ -116,6 +128,7 @@ class Scheduler:
         self.jitter = jitter
         self._states = {job.name: _State(job) for job in jobs}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._abandoned: dict[str, Future[_Outcome]] = {}  # stuck calls of removed collectors
         self._running = False
         self._origin: float | None = None
         self._seed = random.random()
@@ -137,16 +150,21 @@ class Scheduler:
         new = {job.name: job for job in jobs}
         for name in [n for n in self._states if n not in new]:
             self._cancel(name)
-            del self._states[name]
+            removed = self._states.pop(name)
+            _close(removed.job.collector, removed.in_flight)
+            if removed.in_flight is not None and not removed.in_flight.done():
+                # Re-enabling it must not start a second call next to the stuck one.
+                self._abandoned[name] = removed.in_flight
             self._registry.remove(name)
         for name, job in new.items():
             state = self._states.get(name)
             if state is not None and state.job is job:
                 continue
             if state is None:
-                state = self._states[name] = _State(job)
+                state = self._states[name] = _State(job, in_flight=self._abandoned.pop(name, None))
             else:
                 self._cancel(name)
+                _close(state.job.collector, state.in_flight)
                 state.job = job
             if self._running:
                 self._spawn(state)
@@ -220,6 +238,13 @@ class Scheduler:
         waiter = asyncio.wrap_future(call)
         done, _ = await asyncio.wait({waiter}, timeout=state.job.timeout)
         state.runs += 1
+        if not done and call.cancel():
+            # Still queued behind other collectors' work: it never started, so it is not
+            # stuck; the next tick submits it again.
+            state.in_flight = None
+            state.skipped += 1
+            self._record(state, None, "not started within the timeout: all workers busy")
+            return
         if not done:
             state.timeouts += 1
             state.last_duration = state.job.timeout

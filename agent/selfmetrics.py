@@ -14,6 +14,7 @@ from prometheus_client.metrics_core import (
 )
 
 from agent import __version__
+from agent.collectors import NODE_EXPORTER_EQUIVALENT
 from agent.scheduler import CollectorStatus
 
 
@@ -61,7 +62,8 @@ def collector_families(
 
 
 def _node_exporter_aliases(duration: Metric, success: Metric) -> list[Metric]:
-    """node_exporter's meta series, which dashboards chart, with hostagent's figures."""
+    """node_exporter's meta series, which dashboards chart, with hostagent's figures, under
+    node_exporter's collector names (memory -> meminfo, system -> stat, time, uname, ...)."""
     aliases: list[Metric] = []
     for family, name, help_text in (
         (duration, "node_scrape_collector_duration_seconds",
@@ -71,7 +73,9 @@ def _node_exporter_aliases(duration: Metric, success: Metric) -> list[Metric]:
     ):
         alias = GaugeMetricFamily(name, help_text, labels=["collector"])
         for sample in family.samples:
-            alias.add_metric([sample.labels["collector"]], sample.value)
+            ours = sample.labels["collector"]
+            for theirs in NODE_EXPORTER_EQUIVALENT.get(ours, [ours]):
+                alias.add_metric([theirs], sample.value)
         aliases.append(alias)
     return aliases
 

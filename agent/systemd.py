@@ -8,6 +8,8 @@ import socket
 import time
 from collections.abc import Mapping
 
+from agent.logs import kv
+
 log = logging.getLogger("hostagent.systemd")
 
 
@@ -33,7 +35,7 @@ class Notifier:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.sendto(message, self._address)
         except OSError as exc:
-            log.warning("cannot notify systemd", extra={"kv": {"err": exc}})
+            log.warning("cannot notify systemd", extra=kv(err=exc))
 
     def ready(self, status: str) -> None:
         self.notify("READY=1", f"STATUS={status}")

@@ -180,3 +180,37 @@ def test_family_encoder_reencodes_only_changed_families(monkeypatch) -> None:
     both = encoder.encode(families(2.0), [TEXT, OPENMETRICS])
     assert sorted(calls) == ["const_total_bytes", "load_now"], "a new format is encoded once"
     assert both[TEXT] == second[TEXT]
+
+
+async def test_a_failed_render_keeps_the_last_exposition_and_the_task(monkeypatch) -> None:
+    import asyncio
+
+    import agent.render as render_module
+    from agent.formats import Demand
+    from agent.render import Renderer
+
+    registry = Registry()
+    pool = DaemonThreadPool(1)
+    renderer = Renderer(registry, list, pool, Demand([TEXT]))
+    task = asyncio.create_task(renderer.run())
+    good = renderer.current
+
+    def broken(*args: object) -> None:
+        raise ValueError("cannot encode")
+
+    monkeypatch.setattr(render_module, "render", broken)
+    registry.touch()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if renderer.failing:
+            break
+    assert renderer.failing and not task.done() and renderer.current is good
+    monkeypatch.undo()
+    registry.touch()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if not renderer.failing:
+            break
+    assert not renderer.failing and renderer.current.generation == registry.generation
+    task.cancel()
+    pool.shutdown(wait=False)

@@ -97,6 +97,7 @@ async def test_hanging_collector_times_out_and_is_not_restarted(pool: DaemonThre
     assert "timed out after 0.1s" in (st.last_error or "")
     assert healthy.calls == 20 and status(scheduler, "ok").success
     assert threading.active_count() - threads_before <= pool.max_workers
+    assert pool.pending == 0, "nothing queued behind the stuck call"
     assert "hung" not in registry.snapshots
     release.set()
     await asyncio.sleep(0.05)
@@ -107,7 +108,15 @@ async def test_hanging_collector_times_out_and_is_not_restarted(pool: DaemonThre
 async def test_overrunning_collector_skips_ticks_under_the_real_loop(
     pool: DaemonThreadPool,
 ) -> None:
-    slow = Fake(lambda: time.sleep(0.25), "slow")
+    running, most = [0], [0]
+
+    def overrun() -> None:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.25)
+        running[0] -= 1
+
+    slow = Fake(overrun, "slow")
     fast = Fake()
     scheduler, _ = make(pool, Job("slow", slow, 0.05, 0.05), Job("fast", fast, 0.05, 0.05))
     scheduler.start()
@@ -115,7 +124,7 @@ async def test_overrunning_collector_skips_ticks_under_the_real_loop(
     await scheduler.stop()
     st = status(scheduler, "slow")
     assert st.timeouts >= 1 and st.skipped >= 1
-    assert slow.calls <= 1 + st.timeouts, "never more than one call in flight"
+    assert most[0] == 1, "never more than one call in flight"
     assert fast.calls >= 8 and status(scheduler, "fast").success
 
 
@@ -189,3 +198,54 @@ def test_work_behind_a_stuck_call_is_always_picked_up() -> None:
     release.set()
     for executor in pools:
         executor.shutdown(wait=False)
+
+
+async def test_a_run_still_queued_at_its_timeout_is_skipped_not_stuck() -> None:
+    one = DaemonThreadPool(1, "one")
+    release = threading.Event()
+    blocker = Fake(lambda: release.wait(30), "blocker")
+    queued = Fake()
+    scheduler, _ = make(one, Job("blocker", blocker, 1, 0.05), Job("queued", queued, 1, 0.05))
+    await scheduler.run_all_once()
+    st = status(scheduler, "queued")
+    assert queued.calls == 0 and st.timeouts == 0 and st.skipped == 1
+    assert "workers busy" in (st.last_error or "")
+    assert one.pending == 0, "the never-started call was withdrawn"
+    release.set()
+    await asyncio.sleep(0.05)
+    await scheduler.run_all_once()
+    assert queued.calls == 1 and status(scheduler, "queued").success
+    one.shutdown(wait=False)
+
+
+class Closable(Fake):
+    def __init__(self, behaviour: Callable[[], None] = lambda: None) -> None:
+        super().__init__(behaviour)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_apply_keeps_a_stuck_call_and_closes_replaced_collectors(
+    pool: DaemonThreadPool,
+) -> None:
+    release = threading.Event()
+    hung = Closable(lambda: release.wait(30))
+    scheduler, registry = make(pool, Job("fs", hung, 1, 0.05))
+    await scheduler.run_all_once()
+    assert hung.calls == 1 and status(scheduler, "fs").timeouts == 1
+    scheduler.apply([])  # disabled by a reload
+    assert "fs" not in registry.snapshots and not hung.closed, "closed once its call returns"
+    again = Closable()
+    scheduler.apply([Job("fs", again, 1, 0.05)])  # and enabled again
+    await scheduler.run_all_once()
+    assert again.calls == 0, "no second call next to the stuck one"
+    release.set()
+    await asyncio.sleep(0.05)
+    assert hung.closed
+    await scheduler.run_all_once()
+    assert again.calls == 1
+    replacement = Closable()
+    scheduler.apply([Job("fs", replacement, 1, 0.05)])
+    assert again.closed and not replacement.closed

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from agent.collectors.netdev import DeviceFilter
 
 # /proc/diskstats counts sectors of 512 bytes whatever the device's sector size, and times in ms.
 SECTOR_BYTES = 512.0
@@ -93,14 +94,10 @@ class DiskstatsCollector:
     ) -> None:
         self._diskstats = procfs / "diskstats"
         self._udev_data = udev_data
-        self._include = re.compile(device_include) if device_include else None
-        self._exclude = re.compile(device_exclude) if device_exclude else None
+        self._filter = DeviceFilter(device_include, device_exclude)
 
     def ignored(self, device: str) -> bool:
-        return bool(
-            (self._exclude is not None and self._exclude.search(device))
-            or (self._include is not None and not self._include.search(device))
-        )
+        return self._filter.ignored(device)
 
     def collect(self) -> list[Metric]:
         disks = parse_diskstats(self._diskstats.read_text())

@@ -117,6 +117,9 @@ class FilesystemCollector:
                 log.info("mount point responds again", extra=kv(path=path))
                 del self._stuck[path]
 
+        # Each hung call holds a worker until it returns: grow by one per hung mount, so the
+        # healthy mounts always have WORKERS threads (bounded: one thread per hung mount).
+        self._pool.max_workers = WORKERS + len(self._stuck)
         calls: dict[str, Future[os.statvfs_result]] = {}
         for mount in mounts:
             path = self._path(mount)
@@ -134,6 +137,10 @@ class FilesystemCollector:
                             extra=kv(path=path, timeout=self._timeout))
                 self._stuck[path] = call
         return filesystem_families([(m, results.get(self._path(m))) for m in mounts])
+
+    def close(self) -> None:
+        """Release the idle workers (a hung call's thread ends when its call returns)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _path(self, mount: Mount) -> str:
         return str(self._rootfs / mount.mountpoint.lstrip("/"))

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.logs import LogfmtFormatter, kv
+from agent.negotiate import accepts_gzip
+from agent.render import RuntimeFamilies, render
+from agent.scheduler import CollectorStatus
+
+
+def record(message: str, level: int = logging.INFO, **fields: object) -> logging.LogRecord:
+    rec = logging.LogRecord("t", level, __file__, 1, message, (), None)
+    rec.__dict__.update(kv(**fields))
+    return rec
+
+
+def test_logfmt_quotes_what_needs_quoting() -> None:
+    line = LogfmtFormatter().format(record("collector failed", collector="cpu",
+                                           err='OSError: "x" = y'))
+    assert line.startswith("ts=") and " level=info " in line
+    assert line.endswith('msg="collector failed" collector=cpu err="OSError: \\"x\\" = y"')
+
+
+@pytest.mark.parametrize(("level", "prefix"), [(logging.DEBUG, "<7>"), (logging.ERROR, "<3>"),
+                                               (logging.CRITICAL, "<2>")])
+def test_journald_priority_prefix(level: int, prefix: str) -> None:
+    assert LogfmtFormatter(journald=True).format(record("x", level)).startswith(prefix + "ts=")
+
+
+def log_one_error(stderr_path: Path, journal_stream: str) -> str:
+    code = ("import logging; from agent import logs; logs.setup('info'); "
+            "logging.getLogger('t').error('boom')")
+    with stderr_path.open("w") as stderr:
+        subprocess.run([sys.executable, "-c", code], stderr=stderr, check=True, timeout=30,
+                       env={**os.environ, "JOURNAL_STREAM": journal_stream})
+    return stderr_path.read_text()
+
+
+def test_prefix_only_when_stderr_is_the_announced_journal_stream(tmp_path: Path) -> None:
+    log = tmp_path / "stderr"
+    log.touch()
+    stat = os.stat(log)
+    assert log_one_error(log, f"{stat.st_dev}:{stat.st_ino}").startswith("<3>ts=")
+    # Redirected elsewhere (another inode): plain logfmt, no priority prefix in the file.
+    assert log_one_error(log, f"{stat.st_dev}:{stat.st_ino + 1}").startswith("ts=")
+
+
+def test_explicit_gzip_refusal_wins_over_wildcard() -> None:
+    assert not accepts_gzip("gzip;q=0, *")
+    assert accepts_gzip("identity;q=0.5, *")
+
+
+def test_node_exporter_aliases_use_node_exporter_collector_names() -> None:
+    status = CollectorStatus("system", 15, 10, 1, True, 0.01, 1.0, None, 0, 0)
+    text = render(1, {}, [status], RuntimeFamilies(), ["text"]).bodies["text"].plain.decode()
+    for name in ("stat", "time", "uname", "os", "filefd", "pressure"):
+        assert f'node_scrape_collector_success{{collector="{name}"}} 1.0' in text
+    assert 'node_scrape_collector_success{collector="system"}' not in text
