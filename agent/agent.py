@@ -12,7 +12,7 @@ import time
 from aiohttp import web
 from prometheus_client.metrics_core import GaugeMetricFamily
 
-from agent import __version__, collectors
+from agent import __version__, collectors, security
 from agent.collectors.runtime import RuntimeProbes
 from agent.config import Config, ConfigError, ConfigSource, parse_listen_address
 from agent.formats import Demand
@@ -22,6 +22,8 @@ from agent.pool import DaemonThreadPool
 from agent.registry import Registry, Snapshot
 from agent.render import Renderer
 from agent.scheduler import Job, Scheduler
+from agent.ssh import SshSupervisor
+from agent.ssh.web import SshRoutes
 from agent.systemd import Notifier
 from agent.web import build_app
 
@@ -29,7 +31,7 @@ log = logging.getLogger("hostagent")
 
 # Settings that only take effect at start; a reload that changes them logs it and keeps the old.
 RESTART_ONLY = (("web", "listen_address"), ("scheduler", "workers"), ("debug", "enabled"),
-                ("debug", "tracemalloc"))
+                ("debug", "tracemalloc"), ("web", "read_timeout"), ("web", "max_header_size"))
 
 
 class StartupError(Exception):
@@ -77,7 +79,9 @@ class Agent:
         self.renderer = Renderer(self.registry, self.scheduler.statuses, self._render_pool,
                                  self.demand)
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
+        self.ssh = SshSupervisor(self.registry, self.demand)
         self.addresses: list[str] = []
+        self.endpoint = security.Endpoint()
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -94,18 +98,22 @@ class Agent:
         self._stop.set()
 
     async def run(self) -> int:
+        await self.endpoint.load(self.config.web.config_file)  # ConfigError: exit 2
         app = build_app(self.health, self.renderer, lambda: self.config.web, self.reload,
-                        self._disabled_collectors)
+                        self._disabled_collectors, self.ssh.status)
+        SshRoutes(self.ssh).add_to(app)
+        security.protect(app, self.endpoint, lambda: self.config.web)
         if self.config.debug.enabled:
             from agent.profiling.web import DebugRoutes  # only loaded when turned on
 
             DebugRoutes(self.config.debug).add_to(app)
         runner = web.AppRunner(app, access_log=None,
-                               shutdown_timeout=self.config.web.shutdown_timeout)
+                               shutdown_timeout=self.config.web.shutdown_timeout,
+                               **security.limits(self.config.web))
         await runner.setup()
         host, port = parse_listen_address(self.config.web.listen_address)
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context).start()
         except OSError as exc:
             await runner.cleanup()
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
@@ -117,17 +125,21 @@ class Agent:
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         self.scheduler.start()
+        await self.ssh.apply(self.config.ssh)
         self.probes.gc_pauses.start()
         background = [
             asyncio.create_task(self.renderer.run(), name="renderer"),
             asyncio.create_task(self.probes.loop_lag.run(), name="loop-lag"),
             asyncio.create_task(self._announce(), name="systemd-status"),
+            asyncio.create_task(self.endpoint.watch(), name="web-config"),
         ]
         if self.notifier.watchdog_interval:
             background.append(asyncio.create_task(
-                self._watchdog(self.notifier.watchdog_interval), name="systemd-watchdog"))
+                self._watchdog(self.notifier.watchdog_interval, list(background)),
+                name="systemd-watchdog"))
         log.info("listening", extra=kv(version=__version__, address=",".join(self.addresses),
-                                       collectors=len(self._jobs)))
+                                       collectors=len(self._jobs),
+                                       scheme="https" if self.endpoint.context else "http"))
         self.started.set()
         try:
             await self._stop.wait()
@@ -145,6 +157,7 @@ class Agent:
         # Stops accepting, lets in-flight requests finish within the grace period.
         await runner.cleanup()
         await self.scheduler.stop()
+        await self.ssh.stop()
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -172,6 +185,7 @@ class Agent:
             self.notifier.reloading()
             try:
                 new = await asyncio.to_thread(self.source.load)
+                await self.endpoint.load(new.web.config_file)
             except ConfigError as exc:
                 for problem in exc.problems:
                     log.error("reload rejected, keeping the running config",
@@ -186,6 +200,7 @@ class Agent:
             self._jobs = {job.name: job for job in jobs}
             logging.getLogger().setLevel(new.logging.level.upper())
             self.scheduler.jitter = new.scheduler.jitter
+            await self.ssh.apply(new.ssh)
             self.config = new
             self._last_reload_ok = True
             self._last_reload_success = time.time()
@@ -222,6 +237,8 @@ class Agent:
         line = f"collecting {len(statuses)} collectors"
         if failing:
             line += f", {failing} failing"
+        if (ssh := self.ssh.status()) is not None:
+            line += f", {ssh[0]} ssh targets up of {ssh[1]}"
         if not self._last_reload_ok:
             line += ", last reload failed"
         return line
@@ -239,16 +256,17 @@ class Agent:
                 self.notifier.status(line)
                 last = line
 
-    async def _watchdog(self, interval: float) -> None:
-        """Ping only while the loop turns (this task runs) and the scheduler makes progress."""
+    async def _watchdog(self, interval: float, watched: list[asyncio.Task[None]]) -> None:
+        """Ping only while the loop turns (this task runs), the scheduler makes progress and
+        the other background tasks (the renderer above all) are still running."""
         withheld = False
         while True:
             await asyncio.sleep(interval)
-            if self.scheduler.alive():
+            if self.scheduler.alive() and not any(task.done() for task in watched):
                 self.notifier.watchdog()
                 withheld = False
             elif not withheld:
-                log.error("scheduler stalled, withholding the watchdog ping")
+                log.error("scheduler or renderer stalled, withholding the watchdog ping")
                 withheld = True
 
 

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, collectors, logs
+from agent import __version__, collectors, logs, webconfig
 from agent.config import Config, ConfigError, ConfigSource, load
 from agent.formats import TEXT
+from agent.ssh import exec_cmd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
-COMMANDS = ("run", "check-config", "collect", "profile")
+COMMANDS = ("run", "check-config", "collect", "profile", "ssh")
 
 
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +26,8 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT")
     parser.add_argument("--web.max-requests", dest="max_requests", type=int, metavar="N",
                         help="concurrent /metrics requests before 503 (0: no limit)")
+    parser.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                        help="exporter-toolkit web configuration: TLS, basic auth, headers")
     parser.add_argument("--log.level", dest="log_level",
                         choices=["debug", "info", "warning", "error"])
     for name in ("procfs", "sysfs", "rootfs"):
@@ -61,6 +64,10 @@ def parser() -> argparse.ArgumentParser:
                          help="samples per second (1-1000, default 100)")
     profile.add_argument("-o", "--output", type=Path, metavar="FILE",
                          help="write the folded stacks here instead of stdout")
+    ssh = sub.add_parser("ssh", help="SSH tools").add_subparsers(
+        dest="ssh_command", required=True, metavar="SUBCOMMAND")
+    exec_cmd.add_arguments(ssh.add_parser(
+        "exec", help="run a command on many hosts: hostagent ssh exec -H HOST ... -- COMMAND"))
     return top
 
 
@@ -77,6 +84,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
     for flag, path in (("listen_address", "web.listen_address"),
                        ("max_requests", "web.max_requests"), ("log_level", "logging.level"),
+                       ("web_config_file", "web.config_file"),
                        ("path_procfs", "paths.procfs"), ("path_sysfs", "paths.sysfs"),
                        ("path_rootfs", "paths.rootfs")):
         if getattr(args, flag) is not None:
@@ -98,9 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "profile":
         return _profile(args.url, args.seconds, args.hz, args.output)
+    if args.command == "ssh":
+        return exec_cmd.main(args)
     try:
         if args.command == "check-config":
-            load(args.file)
+            checked = load(args.file)
+            webconfig.load(checked.web.config_file)
             print(f"{args.file}: ok")
             return EXIT_OK
         source = ConfigSource(args.config, overrides(args))
@@ -135,6 +146,10 @@ def _serve(config: Config, source: ConfigSource) -> int:
     except StartupError as exc:
         print(f"hostagent: {exc}", file=sys.stderr)
         return EXIT_START
+    except ConfigError as exc:  # the web configuration file, read as the agent starts
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
 
 
 async def _collect_once(config: Config) -> int:

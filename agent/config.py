@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +44,13 @@ class WebConfig(Strict):
     shutdown_timeout: float = Field(5.0, gt=0, description="grace period for in-flight requests")
     write_timeout: float = Field(30.0, gt=0, description="cut off a client that reads too slowly")
     enable_lifecycle: bool = Field(False, description="allow POST /-/reload")
+    config_file: Path | None = Field(None, description="exporter-toolkit web configuration file")
+    auth_exempt_probes: bool = Field(False, description="/-/healthy and /-/ready without auth")
+    read_timeout: float = Field(10.0, gt=0, description="deadline for a request's line and "
+                                "headers, and for an idle keep-alive connection")
+    max_header_size: int = Field(8190, ge=1024, le=1 << 20,
+                                 description="longest request line or header field, bytes")
+    max_body_size: int = Field(65536, ge=0, description="largest request body, bytes")
 
     @field_validator("listen_address")
     @classmethod
@@ -112,9 +120,23 @@ class FilesystemSettings(CollectorSettings):
         r"|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs"
         r"|squashfs|sysfs|tracefs)$"
     )
-    mount_timeout: float = Field(5.0, gt=0, description="per-mount statvfs timeout")
+    mount_timeout: float | None = Field(None, gt=0, description="per-mount statvfs timeout")
 
     _check_regex = field_validator("mount_points_exclude", "fs_types_exclude")(_regex)
+
+    @model_validator(mode="after")
+    def _mount_timeout_within_timeout(self) -> FilesystemSettings:
+        if self.mount_timeout is not None and self.mount_timeout >= self.effective_timeout:
+            raise ValueError(f"mount_timeout ({self.mount_timeout}) must be below the "
+                             f"collector's timeout ({self.effective_timeout})")
+        return self
+
+    @property
+    def effective_mount_timeout(self) -> float:
+        """Below the collector's timeout, so a hung mount costs that mount, not the whole run."""
+        if self.mount_timeout is not None:
+            return self.mount_timeout
+        return min(5.0, self.effective_timeout / 2)
 
 
 class TextfileSettings(CollectorSettings):
@@ -191,6 +213,112 @@ class DebugConfig(Strict):
     tracemalloc: bool = Field(False, description="trace allocations from start, for /debug/heap")
 
 
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _label_names(labels: dict[str, str]) -> dict[str, str]:
+    for name in labels:
+        if not _LABEL_NAME.match(name) or name == "target":
+            raise ValueError(f"invalid label name {name!r} (target is reserved)")
+    return labels
+
+
+def _ssh_address(value: str) -> str:
+    from agent.ssh.targets import split_address
+
+    split_address(value)
+    return value
+
+
+class SshTargetConfig(Strict):
+    """One inline target; user, port and key_file override the section's defaults."""
+
+    target: str = Field(description="host, host:port or user@host:port; the `target` label")
+    user: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    key_file: Path | None = None
+    labels: dict[str, str] = {}
+
+    _check_target = field_validator("target")(_ssh_address)
+    _check_labels = field_validator("labels")(_label_names)
+
+
+class SshCheck(Strict):
+    name: str = Field(min_length=1)
+    command: str = Field(min_length=1)
+    expect_status: int = Field(0, ge=0, le=255)
+    regex: str | None = Field(None, description="must match the command's standard output")
+
+    _check_regex = field_validator("regex")(_regex)
+
+
+class SshModuleSettings(Strict):
+    enabled: bool = True
+    interval: float = Field(30.0, gt=0)
+
+
+class SshModulesConfig(Strict):
+    login: SshModuleSettings = SshModuleSettings()
+    checks: SshModuleSettings = SshModuleSettings(interval=60.0)
+    node: SshModuleSettings = SshModuleSettings(enabled=False, interval=60.0)
+
+    @model_validator(mode="after")
+    def _one_enabled(self) -> SshModulesConfig:
+        if not (self.login.enabled or self.checks.enabled or self.node.enabled):
+            raise ValueError("enable at least one module")
+        return self
+
+
+class SshConfig(Strict):
+    enabled: bool = False
+    targets: list[SshTargetConfig] = []
+    file_sd: list[str] = Field([], description="file_sd JSON/YAML files, * globs allowed")
+    file_sd_refresh_interval: float = Field(10.0, gt=0)
+    shard: str | None = Field(None, description='"i/n": keep targets whose hashmod n is i')
+    user: str | None = Field(None, description="login name; default: the agent's user")
+    port: int = Field(22, ge=1, le=65535)
+    key_files: list[Path] = []
+    agent: bool = Field(False, description="also offer the keys of the ssh-agent at "
+                                           "$SSH_AUTH_SOCK")
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    insecure_ignore_host_keys: bool = False
+    max_in_flight: int = Field(64, ge=1, description="targets probed at once")
+    max_handshakes: int = Field(16, ge=1, description="connections being set up at once "
+                                "(at most max_in_flight)")
+    connect_timeout: float = Field(5.0, gt=0)
+    login_timeout: float = Field(10.0, gt=0)
+    command_timeout: float = Field(10.0, gt=0)
+    reuse_connections: bool = True
+    keepalive_interval: float = Field(30.0, ge=0, description="0: no keepalives")
+    checks: list[SshCheck] = []
+    modules: SshModulesConfig = SshModulesConfig()
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _strings_are_targets(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"target": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("shard")
+    @classmethod
+    def _check_shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            index, sep, count = value.partition("/")
+            if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+                raise ValueError(f'expected "i/n" with 0 <= i < n, got {value!r}')
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SshConfig:
+        for kind, names in (("target", [t.target for t in self.targets]),
+                            ("check", [c.name for c in self.checks])):
+            duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
+            if duplicates:
+                raise ValueError(f"duplicate {kind} names: {', '.join(duplicates)}")
+        return self
+
+
 class Config(Strict):
     web: WebConfig = WebConfig()
     collectors: CollectorsConfig = CollectorsConfig()
@@ -198,6 +326,7 @@ class Config(Strict):
     paths: PathsConfig = PathsConfig()
     logging: LoggingConfig = LoggingConfig()
     debug: DebugConfig = DebugConfig()
+    ssh: SshConfig = SshConfig()
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from prometheus_client.metrics_core import Metric
@@ -28,6 +28,15 @@ class FamilyEncoder:
         self._previous: dict[str, tuple[_FamilyKey, dict[str, bytes]]] = {}
 
     def encode(self, families: Iterable[Metric], formats: Iterable[str]) -> dict[str, bytes]:
+        formats = tuple(formats)
+        per_family = self.encode_families(families, formats)
+        return {fmt: b"".join(bodies[fmt] for bodies in per_family.values())
+                for fmt in formats}
+
+    def encode_families(self, families: Iterable[Metric], formats: Iterable[str]
+                        ) -> dict[str, dict[str, bytes]]:
+        """Family name -> format -> that family's bytes, in the families' order."""
+        formats = tuple(formats)
         current = {}
         for family in families:
             content = _content(family)
@@ -38,8 +47,7 @@ class FamilyEncoder:
                     bodies[fmt] = encode([family], fmt)
             current[family.name] = (content, bodies)
         self._previous = current
-        return {fmt: b"".join(bodies[fmt] for _, bodies in current.values())
-                for fmt in formats}
+        return {name: bodies for name, (_, bodies) in current.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +58,30 @@ class Snapshot:
     families: tuple[Metric, ...]
     bodies: Mapping[str, bytes]
     family_names: frozenset[str]
+    # Family name -> format -> bytes: lets the renderer merge a family several snapshots share.
+    family_bodies: Mapping[str, Mapping[str, bytes]] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def of(cls, name: str, families: Iterable[Metric], formats: Iterable[str] = (),
            encoder: FamilyEncoder | None = None) -> Snapshot:
         frozen = tuple(families)
-        bodies = (encoder or FamilyEncoder()).encode(frozen, formats)
-        return cls(name, frozen, MappingProxyType(bodies), frozenset(f.name for f in frozen))
+        formats = tuple(formats)
+        per_family = (encoder or FamilyEncoder()).encode_families(frozen, formats)
+        bodies = {fmt: b"".join(b[fmt] for b in per_family.values()) for fmt in formats}
+        return cls(name, frozen, MappingProxyType(bodies), frozenset(f.name for f in frozen),
+                   MappingProxyType(per_family))
 
     def body(self, fmt: str) -> bytes:
         """The encoded families; formats first asked for after this run are encoded now."""
         return self.bodies[fmt] if fmt in self.bodies else encode(self.families, fmt)
+
+    def family_body(self, name: str, fmt: str) -> bytes:
+        """One family's bytes (header and samples)."""
+        cached = self.family_bodies.get(name, {}).get(fmt)
+        if cached is not None:
+            return cached
+        return encode([f for f in self.families if f.name == name], fmt)
 
     def without(self, names: frozenset[str]) -> Snapshot:
         return Snapshot.of(self.name, (f for f in self.families if f.name not in names))

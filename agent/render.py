@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client.metrics_core import Metric
 
 from agent.formats import CONTENT_TYPES, OPENMETRICS, OPENMETRICS_EOF, Demand, encode
+from agent.logs import kv
 from agent.registry import Registry, Snapshot
 from agent.scheduler import CollectorStatus
 from agent.selfmetrics import RuntimeFamilies, collector_families
+
+log = logging.getLogger("hostagent.render")
 
 # Fast compression: the agent's CPU matters more than a few percent of a small body.
 GZIP_LEVEL = 1
@@ -41,20 +48,81 @@ class Exposition:
 YIELDING = frozenset({"textfile"})
 
 
-def without_clashes(snapshots: Mapping[str, Snapshot]) -> tuple[list[Snapshot], dict[str, int]]:
-    """Snapshots in exposition order, each family name exposed once: a family whose name an
-    earlier snapshot already has is dropped (and counted), since duplicates break the format."""
-    ordered, dropped = [], {}
-    seen: set[str] = set()
-    for name in sorted(snapshots, key=lambda n: (n in YIELDING, n)):
+class Piece(Protocol):
+    def body(self, fmt: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A snapshot's families except those written elsewhere (merged) or dropped."""
+
+    snapshot: Snapshot
+    left_out: frozenset[str]
+
+    def body(self, fmt: str) -> bytes:
+        return b"".join(self.snapshot.family_body(f.name, fmt) for f in self.snapshot.families
+                        if f.name not in self.left_out)
+
+
+@dataclass(frozen=True)
+class Merged:
+    """A family that several snapshots expose with the same type, help and unit (node_load1 from
+    the load collector and from each SSH target): one header, then every snapshot's samples.
+    Their series differ by label (`target`); the bytes are reused, nothing is re-encoded."""
+
+    name: str
+    sources: tuple[Snapshot, ...]
+
+    def body(self, fmt: str) -> bytes:
+        first, *rest = (source.family_body(self.name, fmt) for source in self.sources)
+        return first + b"".join(_samples(body) for body in rest)
+
+
+def _samples(body: bytes) -> bytes:
+    """A family's bytes without its # HELP / # TYPE / # UNIT lines."""
+    start = 0
+    while body.startswith(b"# ", start):
+        start = body.index(b"\n", start) + 1
+    return body[start:]
+
+
+def _signature(family: Metric) -> tuple[str, str, str]:
+    return family.type, family.documentation, family.unit
+
+
+def without_clashes(snapshots: Mapping[str, Snapshot]) -> tuple[list[Piece], dict[str, int]]:
+    """The exposition's pieces in order, each family name exposed once, since duplicates break
+    the format. A family several snapshots share is merged when type, help and unit agree;
+    otherwise the later snapshot's is dropped (and counted), and the textfile's always is."""
+    order = sorted(snapshots, key=lambda n: (n in YIELDING, n))
+    sources: dict[str, list[Snapshot]] = {}  # family name -> snapshots, the first sets the type
+    signatures: dict[str, tuple[str, str, str]] = {}
+    left_out: dict[str, set[str]] = {}
+    dropped: dict[str, int] = {}
+    for name in order:
         snapshot = snapshots[name]
-        clash = snapshot.family_names & seen
-        if clash:
-            snapshot = snapshot.without(frozenset(clash))
-            dropped[name] = len(clash)
-        seen |= snapshot.family_names
-        ordered.append(snapshot)
-    return ordered, dropped
+        clash = snapshot.family_names & sources.keys()
+        for family in snapshot.families:
+            if family.name not in clash:
+                sources[family.name] = [snapshot]
+                signatures[family.name] = _signature(family)
+                continue
+            left_out.setdefault(name, set()).add(family.name)
+            if name in YIELDING or _signature(family) != signatures[family.name]:
+                dropped[name] = dropped.get(name, 0) + 1
+            else:
+                sources[family.name].append(snapshot)
+    merged: dict[str, list[Merged]] = {}
+    for family_name, shared in sources.items():
+        if len(shared) > 1:
+            merged.setdefault(shared[0].name, []).append(Merged(family_name, tuple(shared)))
+            left_out.setdefault(shared[0].name, set()).add(family_name)
+    pieces: list[Piece] = []
+    for name in order:
+        out = left_out.get(name)
+        pieces.append(Partial(snapshots[name], frozenset(out)) if out else snapshots[name])
+        pieces += merged.get(name, [])
+    return pieces, dropped
 
 
 def render(
@@ -92,6 +160,7 @@ class Renderer:
         self._demand = demand
         self._runtime = RuntimeFamilies()
         self._lock = asyncio.Lock()
+        self.failing = False
         self.current = self.render_now()
 
     def render_now(self) -> Exposition:
@@ -113,7 +182,16 @@ class Renderer:
             # Collectors due on the same tick finish within milliseconds of each other.
             await asyncio.sleep(COALESCE_SECONDS)
             self._registry.changed.clear()
-            await self._render()
+            try:
+                await self._render()
+            except Exception as exc:
+                # Keep serving the last good exposition; /health and the watchdog see the
+                # failure through `failing`, and the next change tries again.
+                if not self.failing:
+                    log.error("rendering the exposition failed", extra=kv(err=repr(exc)))
+                self.failing = True
+            else:
+                self.failing = False
 
     async def body(self, fmt: str) -> Body:
         """The current body in a format, rendering it now if nobody asked for it before."""

@@ -62,12 +62,14 @@ def build_app(
     settings: Callable[[], WebConfig],
     reload: Callable[[], Awaitable[None]],
     disabled_collectors: Callable[[], list[str]] = list,
+    ssh_status: Callable[[], tuple[int, int] | None] = lambda: None,
 ) -> web.Application:
-    """settings is read per request, so a reload applies limits without a restart."""
+    """settings is read per request, so a reload applies limits without a restart.
+    ssh_status: (SSH targets up, targets) while the SSH worker runs."""
 
     async def status_page(request: web.Request) -> web.Response:
         _, report = health.report()
-        page = render_status_page(report, disabled_collectors())
+        page = render_status_page(report, disabled_collectors(), ssh_status())
         return web.Response(text=page, content_type="text/html")
 
     async def healthy(request: web.Request) -> web.Response:

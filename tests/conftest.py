@@ -57,3 +57,26 @@ def node_exporter():
     for proc in procs:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def ssh_user_key(tmp_path_factory):
+    """One ed25519 user key (ssh-keygen) for every test's sshd."""
+    from pathlib import Path
+
+    from tests.sshd import SSHD, user_key
+
+    if not Path(SSHD).exists():
+        require_tool("sshd")
+    require_tool("ssh-keygen")
+    return user_key(tmp_path_factory.mktemp("ssh-user"))
+
+
+@pytest.fixture
+def ssh_lab(tmp_path, ssh_user_key):
+    """Real OpenSSH servers on loopback ports (lab.server()), killed after the test."""
+    from tests.sshd import SshLab
+
+    lab = SshLab(tmp_path, ssh_user_key)
+    yield lab
+    lab.close()

@@ -140,3 +140,11 @@ def test_device_include_replaces_the_default_exclude(tmp_path: Path) -> None:
     config = load(write(tmp_path, "collectors: {diskstats: {device_include: '^sd'}}"))
     assert config.collectors.diskstats.device_exclude is None
     assert load(None).collectors.diskstats.device_exclude is not None
+
+
+def test_mount_timeout_stays_below_the_collector_timeout(tmp_path: Path) -> None:
+    short = load(write(tmp_path, "collectors: {filesystem: {interval: 2}}"))
+    assert short.collectors.filesystem.effective_mount_timeout == 0.8
+    assert load(None).collectors.filesystem.effective_mount_timeout == 5
+    [found] = problems(tmp_path, "collectors: {filesystem: {interval: 5, mount_timeout: 5}}")
+    assert found.startswith("collectors.filesystem: mount_timeout (5.0) must be below")

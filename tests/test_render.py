@@ -125,8 +125,10 @@ async def test_promtool_finds_nothing_node_exporter_does_not_also_have(node_expo
 
 
 def test_clashing_family_is_dropped_from_the_textfile_and_counted() -> None:
+    # The textfile yields even when type and help agree: a user file never adds series to a
+    # built-in family.
     builtin = GaugeMetricFamily("node_load1", "1m load average.", value=0.5)
-    mine = GaugeMetricFamily("node_load1", "Fake load.", value=99)
+    mine = GaugeMetricFamily("node_load1", "1m load average.", value=99)
     extra = GaugeMetricFamily("my_batch_last_run_seconds", "Batch.", value=1)
     snapshots = {"textfile": Snapshot.of("textfile", [mine, extra]),
                  "load": Snapshot.of("load", [builtin])}
@@ -137,6 +139,59 @@ def test_clashing_family_is_dropped_from_the_textfile_and_counted() -> None:
     assert "my_batch_last_run_seconds" in families
     dropped = families["hostagent_collector_dropped_families"].samples
     assert [(s.labels, s.value) for s in dropped] == [({"collector": "textfile"}, 1.0)]
+
+
+def test_same_family_from_several_snapshots_is_merged_not_dropped() -> None:
+    local = GaugeMetricFamily("node_load1", "1m load average.", value=0.5)
+    cpu = CounterMetricFamily("node_cpu_seconds", "Seconds.", labels=["cpu", "mode"])
+    cpu.add_metric(["0", "idle"], 10)
+    snapshots = {"load": Snapshot.of("load", [local], BOTH), "cpu": Snapshot.of("cpu", [cpu])}
+    for target, value in (("db1", 1.5), ("db2", 2.5)):
+        remote = GaugeMetricFamily("node_load1", "1m load average.", labels=["target"])
+        remote.add_metric([target], value)
+        remote_cpu = CounterMetricFamily("node_cpu_seconds", "Seconds.",
+                                         labels=["target", "cpu", "mode"])
+        remote_cpu.add_metric([target, "0", "idle"], value)
+        up = GaugeMetricFamily("hostagent_ssh_up", "Up.", labels=["target"])
+        up.add_metric([target], 1)
+        snapshots[f"ssh:{target}"] = Snapshot.of(f"ssh:{target}", [remote, remote_cpu, up], BOTH)
+    expo = render(1, snapshots, [], RuntimeFamilies(), BOTH)
+    for fmt, parse in ((TEXT, parse_text), (OPENMETRICS, parse_om)):
+        plain = expo.bodies[fmt].plain
+        families = {f.name: f for f in parse(plain.decode())}
+        assert plain.count(b"# TYPE node_load1 gauge") == 1
+        assert {(tuple(s.labels.items()), s.value) for s in families["node_load1"].samples} == {
+            ((), 0.5), ((("target", "db1"),), 1.5), ((("target", "db2"),), 2.5)}
+        cpu_samples = [s for s in families["node_cpu_seconds"].samples
+                       if s.name == "node_cpu_seconds_total"]
+        assert len(cpu_samples) == 3 and families["node_cpu_seconds"].type == "counter"
+        assert len(families["hostagent_ssh_up"].samples) == 2
+        assert families["hostagent_collector_dropped_families"].samples == [], "none dropped"
+
+
+def test_merged_exposition_passes_promtool() -> None:
+    snapshots = {}
+    for target in ("a", "b"):
+        family = GaugeMetricFamily("node_load1", "1m load average.", labels=["target"])
+        family.add_metric([target], 1)
+        snapshots[f"ssh:{target}"] = Snapshot.of(f"ssh:{target}", [family], [TEXT])
+    snapshots["load"] = Snapshot.of("load", [GaugeMetricFamily("node_load1", "1m load average.",
+                                                                 value=2)])
+    assert promtool_problems(render(1, snapshots, [], RuntimeFamilies(), [TEXT])
+                             .bodies[TEXT].plain) == set()
+
+
+def test_same_name_with_another_type_or_help_is_dropped_and_counted() -> None:
+    gauge = GaugeMetricFamily("thing_count", "Things.", value=1)
+    counter = CounterMetricFamily("thing_count", "Things.", value=2)
+    other_help = GaugeMetricFamily("thing_count", "Other things.", value=3)
+    snapshots = {"a": Snapshot.of("a", [gauge]), "b": Snapshot.of("b", [counter]),
+                 "c": Snapshot.of("c", [other_help])}
+    expo = render(1, snapshots, [], RuntimeFamilies(), [TEXT])
+    families = {f.name: f for f in parse_text(expo.bodies[TEXT].plain.decode())}
+    assert [s.value for s in families["thing_count"].samples] == [1.0]
+    dropped = families["hostagent_collector_dropped_families"].samples
+    assert sorted((s.labels["collector"], s.value) for s in dropped) == [("b", 1.0), ("c", 1.0)]
 
 
 def test_virtual_memory_limit(tmp_path) -> None:

@@ -41,7 +41,7 @@ def _filesystem(config: Config, settings: Any) -> Collector:
 
     return FilesystemCollector(config.paths.procfs, config.paths.rootfs,
                                settings.mount_points_exclude, settings.fs_types_exclude,
-                               settings.mount_timeout)
+                               settings.effective_mount_timeout)
 
 
 def _netdev(config: Config, settings: Any) -> Collector:

@@ -190,12 +190,22 @@ class SystemCollector:
         return None
 
 
-def system_families(r: SystemReadings) -> list[Metric]:
+def stat_families(stat: dict[str, float]) -> list[Metric]:
     families: list[Metric] = []
     for key, (name, help_text, counter) in STAT.items():
-        if key in r.stat:
+        if key in stat:
             kind = CounterMetricFamily if counter else GaugeMetricFamily
-            families.append(kind(name, help_text, value=r.stat[key]))
+            families.append(kind(name, help_text, value=stat[key]))
+    return families
+
+
+def time_seconds_family(now: float) -> Metric:
+    return GaugeMetricFamily("node_time_seconds", "System time in seconds since epoch (1970).",
+                             value=now)
+
+
+def system_families(r: SystemReadings) -> list[Metric]:
+    families = stat_families(r.stat)
     families += _time_families(r)
     families.append(_info("node_uname_info",
                           "Labeled system information as provided by the uname system call.",
@@ -229,10 +239,7 @@ def _time_families(r: SystemReadings) -> list[Metric]:
                              "System time zone offset in seconds.", labels=["time_zone"])
     zone.add_metric([r.zone[0]], r.zone[1])
     families: list[Metric] = [available, current] if r.clocksources else []
-    return [*families,
-            GaugeMetricFamily("node_time_seconds", "System time in seconds since epoch (1970).",
-                              value=r.now),
-            zone]
+    return [*families, time_seconds_family(r.now), zone]
 
 
 def _os_families(release: dict[str, str]) -> list[Metric]:

@@ -1,0 +1,76 @@
+"""SSH fan-out: probes remote hosts and feeds the registry; `hostagent ssh exec` for batch runs.
+
+The supervisor and two process-wide settings live here. asyncssh is imported when the worker
+starts (ssh.enabled) or a batch command runs, never by an agent that has SSH off.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import TYPE_CHECKING
+
+from agent.config import SshConfig
+from agent.formats import Demand
+from agent.registry import Registry
+
+if TYPE_CHECKING:
+    from agent.ssh.worker import SshWorker
+
+log = logging.getLogger("hostagent.ssh")
+
+# The probe modules: login (reachability and login), checks (named commands), node (node_*).
+MODULES = ("login", "checks", "node")
+# Every command makes thousands of short-lived objects, and each young collection that
+# cascades into a full one walks every kept connection: collect young objects less often.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def quiet_asyncssh() -> None:
+    """asyncssh logs every connection and channel at INFO; keep that for debug logging."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+
+def tune_gc() -> tuple[int, int, int]:
+    """Raises the young-generation threshold to GC_YOUNG_THRESHOLD; returns the previous
+    thresholds."""
+    previous = gc.get_threshold()
+    gc.set_threshold(max(previous[0], GC_YOUNG_THRESHOLD), *previous[1:])
+    return previous
+
+
+class SshSupervisor:
+    """Starts, reconfigures and stops the worker as the configuration says."""
+
+    def __init__(self, registry: Registry, demand: Demand) -> None:
+        self._registry = registry
+        self._demand = demand
+        self.worker: SshWorker | None = None
+        self._gc_threshold: tuple[int, int, int] | None = None
+
+    async def apply(self, config: SshConfig) -> None:
+        if not config.enabled:
+            await self.stop()
+            return
+        if self.worker is None:
+            from agent.ssh.worker import SshWorker
+
+            quiet_asyncssh()
+            self._gc_threshold = tune_gc()
+            self.worker = SshWorker(config, self._registry, self._demand)
+            self.worker.start()
+        else:
+            await self.worker.apply(config)
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            worker, self.worker = self.worker, None
+            await worker.stop()
+        if self._gc_threshold is not None:
+            gc.set_threshold(*self._gc_threshold)
+            self._gc_threshold = None
+
+    def status(self) -> tuple[int, int] | None:
+        """(targets up, targets) while the worker runs."""
+        return self.worker.up_count() if self.worker is not None else None

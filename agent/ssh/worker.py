@@ -1,0 +1,303 @@
+"""The SSH worker: one task per target running rounds of the due modules, publishing one
+snapshot per target ("ssh:<target>").
+
+A round never overlaps the previous one for the same target (the task runs them in turn and
+skips ticks it missed); a failing target only ever replaces its own snapshot. Rounds in flight
+are capped globally, connection set-ups more tightly (sshd drops bursts beyond MaxStartups).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client.metrics_core import Metric
+
+from agent.config import SshConfig
+from agent.formats import Demand
+from agent.logs import kv
+from agent.registry import FamilyEncoder, Registry, Snapshot
+from agent.ssh import MODULES, probes
+from agent.ssh.connections import (
+    ConnectionPool,
+    Connector,
+    ConnectSettings,
+    ProbeError,
+    Session,
+)
+from agent.ssh.remote_node import RemoteNode
+from agent.ssh.targets import Target, TargetSource
+
+log = logging.getLogger("hostagent.ssh")
+
+
+@dataclass
+class _State:
+    target: Target
+    task: asyncio.Task[None] | None = None
+    up: bool = False
+    login_error: ProbeError | None = None  # of the last round
+    duration: float = 0.0
+    checks: dict[str, probes.CheckResult] = field(default_factory=dict)
+    node: list[Metric] = field(default_factory=list)
+    node_error: ProbeError | None = None
+    remote: RemoteNode = field(default_factory=RemoteNode)
+    encoder: FamilyEncoder = field(default_factory=FamilyEncoder)
+    rounds: int = 0
+    logged: str | None = None  # the failure reason last logged
+
+
+def connect_settings(config: SshConfig) -> ConnectSettings:
+    return ConnectSettings(
+        known_hosts=None if config.insecure_ignore_host_keys else config.known_hosts,
+        agent=config.agent, keepalive_interval=config.keepalive_interval,
+        connect_timeout=config.connect_timeout, login_timeout=config.login_timeout)
+
+
+def _handshakes(config: SshConfig) -> int:
+    return min(config.max_handshakes, config.max_in_flight)
+
+
+class SshWorker:
+    def __init__(self, config: SshConfig, registry: Registry, demand: Demand) -> None:
+        self._config = config
+        self._registry = registry
+        self._demand = demand
+        self._source = TargetSource(config)
+        self._in_flight = asyncio.Semaphore(config.max_in_flight)
+        self._pool = self._new_pool(config)
+        self._states: dict[str, _State] = {}
+        self._refresher: asyncio.Task[None] | None = None
+        self._rounds = True
+        self._sync_lock = asyncio.Lock()
+
+    def _new_pool(self, config: SshConfig) -> ConnectionPool:
+        connector = Connector(connect_settings(config), asyncio.Semaphore(_handshakes(config)))
+        return ConnectionPool(connector, config.reuse_connections)
+
+    # Lifecycle
+
+    def start(self, rounds: bool = True) -> None:
+        """Reads the targets and starts their rounds (rounds=False: targets only, for
+        run_once)."""
+        self._warn_if_insecure()
+        self._rounds = rounds
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="ssh-targets")
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await asyncio.gather(*(self._drop(name) for name in list(self._states)))
+        await self._pool.close_all()
+
+    async def apply(self, config: SshConfig) -> None:
+        """A reload: targets whose settings did not change keep their connection and task."""
+        old, self._config = self._config, config
+        if config == old:
+            return
+        if (config.max_in_flight, config.max_handshakes) != (old.max_in_flight,
+                                                              old.max_handshakes):
+            self._in_flight = asyncio.Semaphore(config.max_in_flight)
+        if (connect_settings(config), config.reuse_connections, _handshakes(config)) != (
+                connect_settings(old), old.reuse_connections, _handshakes(old)):
+            await asyncio.gather(*(self._drop(name) for name in list(self._states)))
+            await self._pool.close_all()
+            self._pool = self._new_pool(config)
+            self._warn_if_insecure()
+        self._source = TargetSource(config)
+        await self._sync()
+
+    def _warn_if_insecure(self) -> None:
+        if self._config.insecure_ignore_host_keys:
+            log.warning("ssh host keys are NOT verified (ssh.insecure_ignore_host_keys): "
+                        "connections can be intercepted")
+
+    # Targets
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            try:
+                await self._sync()
+            except Exception:
+                log.exception("ssh targets could not be refreshed")
+            await asyncio.sleep(self._config.file_sd_refresh_interval)
+
+    async def _sync(self) -> None:
+        async with self._sync_lock:
+            source = self._source
+            await asyncio.to_thread(source.refresh)
+            wanted = {target.name: target for target in source.targets}
+            stale = [name for name, state in self._states.items()
+                     if wanted.get(name) != state.target]
+            await asyncio.gather(*(self._drop(name) for name in stale))
+            for name, target in wanted.items():
+                if name not in self._states:
+                    state = self._states[name] = _State(target)
+                    if self._rounds:
+                        state.task = asyncio.create_task(self._target_loop(state),
+                                                         name=f"ssh:{name}")
+
+    async def _drop(self, name: str) -> None:
+        state = self._states.pop(name)
+        if state.task is not None:
+            state.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await state.task
+        await self._pool.close(name)
+        self._pool.forget(name)
+        self._registry.remove(f"ssh:{name}")
+
+    def targets(self) -> list[Target]:
+        return [state.target for state in self._states.values()]
+
+    def target(self, name: str) -> Target | None:
+        state = self._states.get(name)
+        return state.target if state is not None else None
+
+    def up_count(self) -> tuple[int, int]:
+        return sum(state.up for state in self._states.values()), len(self._states)
+
+    # Rounds
+
+    def _modules(self) -> dict[str, float]:
+        modules = self._config.modules
+        return {name: settings.interval for name in MODULES
+                if (settings := getattr(modules, name)).enabled}
+
+    async def _target_loop(self, state: _State) -> None:
+        loop = asyncio.get_running_loop()
+        due_at: dict[str, float] = {}
+        while True:
+            modules = self._modules()
+            now = loop.time()
+            due_at = {name: due_at.get(name, now) for name in modules}
+            due = {name for name, when in due_at.items() if when <= now}
+            if due:
+                try:
+                    await self.run_round(state.target.name, due)
+                except Exception:  # a bug must not end the target's rounds for good
+                    log.exception("ssh round failed", extra=kv(target=state.target.name))
+                now = loop.time()
+                for name in due:
+                    # Ticks missed while the round ran are skipped, never run late.
+                    missed = math.floor((now - due_at[name]) / modules[name]) + 1
+                    due_at[name] += missed * modules[name]
+            await asyncio.sleep(max(0.0, min(due_at.values(), default=now + 60) - loop.time()))
+
+    async def run_once(self) -> None:
+        """One round of every enabled module on every target, at the configured concurrency."""
+        await self._sync()
+        modules = set(self._modules())
+        await asyncio.gather(*(self.run_round(name, modules) for name in list(self._states)))
+
+    async def run_round(self, name: str, modules: set[str]) -> None:
+        state = self._states.get(name)
+        if state is None:  # removed meanwhile
+            return
+        config = self._config
+        async with self._in_flight:
+            started = time.perf_counter()
+            async with self._pool.session(state.target) as session:
+                try:
+                    await session.login()
+                    if modules <= {"login"} and session.reused:
+                        await session.run(probes.NOOP, config.command_timeout)
+                except ProbeError as exc:
+                    state.up, state.login_error = False, exc
+                    state.checks = {c.name: probes.CheckResult(False, None, exc.reason, str(exc))
+                                    for c in config.checks}
+                    state.node, state.node_error = [], exc
+                else:
+                    state.up, state.login_error = True, None
+                    await self._run_modules(state, session, modules, config)
+            state.duration = time.perf_counter() - started
+        state.rounds += 1
+        self._log(state)
+        await self._publish(state)
+
+    @staticmethod
+    async def _run_modules(state: _State, session: Session, modules: set[str],
+                           config: SshConfig) -> None:
+        if "node" in modules:
+            try:
+                state.node = await probes.run_node(session, state.remote, config.command_timeout)
+                state.node_error = None
+            except ProbeError as exc:
+                state.node, state.node_error = [], exc
+        if "checks" in modules:
+            state.checks = {check.name: await probes.run_check(session, check,
+                                                               config.command_timeout)
+                            for check in config.checks}
+
+    def _failure(self, state: _State) -> tuple[str | None, str | None]:
+        """(reason, message) the target reports: its login, else the node module, else the
+        first failing check; (None, None) when all is well."""
+        if state.login_error is not None:
+            return state.login_error.reason, str(state.login_error)
+        if state.node_error is not None and self._config.modules.node.enabled:
+            return state.node_error.reason, str(state.node_error)
+        for name, result in self._checks(state).items():
+            if not result.success:
+                return result.failure, f"check {name}: {result.error}"
+        return None, None
+
+    def _checks(self, state: _State) -> dict[str, probes.CheckResult]:
+        if not self._config.modules.checks.enabled:
+            return {}
+        return {c.name: state.checks[c.name] for c in self._config.checks
+                if c.name in state.checks}
+
+    def _log(self, state: _State) -> None:
+        """Logs when the target's failure reason changes, not every round."""
+        reason, message = self._failure(state)
+        if reason == state.logged:
+            return
+        state.logged = reason
+        if reason is None:
+            log.info("ssh target ok", extra=kv(target=state.target.name))
+        else:
+            log.warning("ssh target failing",
+                        extra=kv(target=state.target.name, reason=reason, err=message))
+
+    # Results
+
+    def module_families(self, name: str) -> dict[str, list[Metric]] | None:
+        """The target's latest families by module, without its labels; None before its
+        first round."""
+        state = self._states.get(name)
+        if state is None or state.rounds == 0:
+            return None
+        families = {"login": probes.login_families(
+            state.up, state.duration, self._failure(state)[0], self._pool.is_open(name),
+            self._pool.handshakes[name])}
+        if self._config.modules.checks.enabled:
+            families["checks"] = probes.check_families(self._checks(state))
+        if self._config.modules.node.enabled:
+            families["node"] = list(state.node)
+        return families
+
+    async def _publish(self, state: _State) -> None:
+        name = state.target.name
+        modules = self.module_families(name)
+        if modules is None or self._states.get(name) is not state:
+            return
+        labels = (("target", name), *state.target.labels)
+        families = [f for group in modules.values() for f in group]
+        formats = self._demand.formats
+
+        def snapshot() -> Snapshot:
+            return Snapshot.of(f"ssh:{name}", probes.labelled(families, labels), formats,
+                               state.encoder)
+
+        if state.node:  # hundreds of series: encoded off the event loop
+            built = await asyncio.get_running_loop().run_in_executor(None, snapshot)
+        else:  # a dozen: cheaper here than the trip to a thread
+            built = snapshot()
+        if self._states.get(name) is state:  # not dropped meanwhile
+            self._registry.publish(built)
