@@ -90,6 +90,17 @@ def _signature(family: Metric) -> tuple[str, str, str]:
     return family.type, family.documentation, family.unit
 
 
+_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum",
+             "_created"), "summary": ("_count", "_sum", "_created"), "info": ("_info",),
+             "gaugehistogram": ("_bucket", "_gcount", "_gsum")}
+
+
+def exposed_names(family: Metric) -> set[str]:
+    """Every name a family's lines can carry in either format: a gauge `x_total` next to a
+    counter `x` (exposed as `x_total`) would otherwise slip past a check on family names."""
+    return {family.name, *(family.name + suffix for suffix in _SUFFIXES.get(family.type, ()))}
+
+
 def without_clashes(snapshots: Mapping[str, Snapshot]) -> tuple[list[Piece], dict[str, int]]:
     """The exposition's pieces in order, each family name exposed once, since duplicates break
     the format. A family several snapshots share is merged when type, help and unit agree;
@@ -97,18 +108,22 @@ def without_clashes(snapshots: Mapping[str, Snapshot]) -> tuple[list[Piece], dic
     order = sorted(snapshots, key=lambda n: (n in YIELDING, n))
     sources: dict[str, list[Snapshot]] = {}  # family name -> snapshots, the first sets the type
     signatures: dict[str, tuple[str, str, str]] = {}
+    taken: set[str] = set()  # every exposed name of the families kept so far
     left_out: dict[str, set[str]] = {}
     dropped: dict[str, int] = {}
     for name in order:
         snapshot = snapshots[name]
         clash = snapshot.family_names & sources.keys()
         for family in snapshot.families:
-            if family.name not in clash:
+            names = exposed_names(family)
+            if family.name not in clash and not names & taken:
                 sources[family.name] = [snapshot]
                 signatures[family.name] = _signature(family)
+                taken |= names
                 continue
             left_out.setdefault(name, set()).add(family.name)
-            if name in YIELDING or _signature(family) != signatures[family.name]:
+            if (family.name not in clash or name in YIELDING
+                    or _signature(family) != signatures[family.name]):
                 dropped[name] = dropped.get(name, 0) + 1
             else:
                 sources[family.name].append(snapshot)

@@ -269,3 +269,16 @@ async def test_a_failed_render_keeps_the_last_exposition_and_the_task(monkeypatc
     assert not renderer.failing and renderer.current.generation == registry.generation
     task.cancel()
     pool.shutdown(wait=False)
+
+
+def test_a_textfile_gauge_named_like_a_counters_samples_is_dropped() -> None:
+    forks = CounterMetricFamily("node_forks", "Total number of forks.", value=7)
+    mine = GaugeMetricFamily("node_forks_total", "Mine.", value=1)
+    snapshots = {"system": Snapshot.of("system", [forks]),
+                 "textfile": Snapshot.of("textfile", [mine])}
+    expo = render(1, snapshots, [], RuntimeFamilies(), BOTH)
+    for body in expo.bodies.values():
+        assert body.plain.count(b"# TYPE node_forks") == 1
+    families = {f.name: f for f in parse_text(expo.bodies[TEXT].plain.decode())}
+    assert families["node_forks"].samples[0].value == 7
+    assert not any("second TYPE" in p for p in promtool_problems(expo.bodies[TEXT].plain))

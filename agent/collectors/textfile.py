@@ -30,6 +30,10 @@ OWN_NAMES = frozenset({"node_textfile_mtime_seconds", "node_textfile_scrape_erro
 _COMMENT = re.compile(r"#\s+(HELP|TYPE)\s+(\S+)\s*(.*)$")
 
 
+LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
 class TextfileError(ValueError):
     """A file node_exporter would refuse: the whole file is skipped."""
 
@@ -88,6 +92,10 @@ def parse_textfile(text: str) -> list[Metric]:
     for family in parsed:
         if any(sample.timestamp is not None for sample in family.samples):
             raise TextfileError("contains unsupported client-side timestamps")
+        bad = [s for s in family.samples if not LEGACY_NAME.fullmatch(s.name)
+               or not all(LEGACY_LABEL.fullmatch(label) for label in s.labels)]
+        if bad:  # quoted UTF-8 names would be rewritten on the way out and could collide
+            raise TextfileError(f"invalid metric or label name in {bad[0].name!r}")
         if family.type == "counter" and declared.get(family.name) == "counter":
             family = _restore_counter(family)
         owner = owners.get(family.name) if _is_stray_sample(family) else None

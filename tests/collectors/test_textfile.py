@@ -174,6 +174,7 @@ def test_the_collectors_own_names_cannot_be_overridden(tmp_path: Path) -> None:
     ("a 1 \n", "whitespace"),
     ("a 1\r\nb 2\r\n", "carriage return"),
     ("a one\n", "parsing error"),
+    ('{"node.load1"} 1\n', "invalid metric or label name"),
 ])
 def test_parse_rejects_what_node_exporter_rejects(text: str, reason: str) -> None:
     with pytest.raises(TextfileError, match=reason):
