@@ -131,6 +131,10 @@ def stack(tmp_path: Path):
     job = config["scrape_configs"][0]
     job["static_configs"][0]["targets"] = [agent.address]
     job["file_sd_configs"][0]["files"] = [str(tmp_path / "none-*.yml")]
+    ssh_job = config["scrape_configs"][1]
+    assert ssh_job["metrics_path"] == "/probe"
+    ssh_job["http_sd_configs"][0]["url"] = f"http://{agent.address}/sd"
+    ssh_job["relabel_configs"][-1]["replacement"] = agent.address
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     prometheus = Prometheus(tmp_path / "prometheus.yml", tmp_path / "data", free_port())
     try:
