@@ -171,7 +171,7 @@ class Agent:
 
     def _reload_on_signal(self) -> None:
         async def reload_logging_errors() -> None:
-            with contextlib.suppress(ConfigError):
+            with contextlib.suppress(ConfigError):  # already logged with its field path
                 await self.reload()
 
         task = asyncio.create_task(reload_logging_errors(), name="reload")
@@ -195,12 +195,20 @@ class Agent:
                 self.notifier.ready(self._status_line())
                 raise
             new = self._keep_restart_only(new)
-            jobs = build_jobs(new, self._jobs, self.config, self.probes)
-            self.scheduler.apply(jobs)
-            self._jobs = {job.name: job for job in jobs}
-            logging.getLogger().setLevel(new.logging.level.upper())
-            self.scheduler.jitter = new.scheduler.jitter
-            await self.ssh.apply(new.ssh)
+            try:
+                jobs = build_jobs(new, self._jobs, self.config, self.probes)
+                self.scheduler.apply(jobs)
+                self._jobs = {job.name: job for job in jobs}
+                logging.getLogger().setLevel(new.logging.level.upper())
+                self.scheduler.jitter = new.scheduler.jitter
+                await self.ssh.apply(new.ssh)
+            except Exception as exc:
+                # Not a config problem: report it as a failed reload rather than lose it.
+                log.exception("reload failed while applying the new config")
+                self._last_reload_ok = False
+                self._publish_reload_state()
+                self.notifier.ready(self._status_line())
+                raise ConfigError([f"reload failed while applying: {exc!r}"]) from exc
             self.config = new
             self._last_reload_ok = True
             self._last_reload_success = time.time()

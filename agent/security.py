@@ -176,6 +176,9 @@ class Endpoint:
                 for problem in exc.problems:
                     log.error("web config change rejected, keeping the running one",
                               extra=kv(problem=problem))
+            except Exception as exc:  # the watcher must outlive any surprise
+                log.error("web config change rejected, keeping the running one",
+                          extra=kv(err=type(exc).__name__))
 
 
 def _client_auth(context: ssl.SSLContext | None) -> str:

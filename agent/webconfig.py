@@ -263,6 +263,8 @@ def _context(path: Path, tls: TLSServerConfig, cert: Path, key: Path,
     except ssl.SSLError as exc:
         reason = (exc.reason or "not a valid certificate and key").lower().replace("_", " ")
         raise problem("cert_file", f"cannot use {cert} with {key}: {reason}") from None
+    except OSError as exc:  # replaced between the check above and the load
+        raise problem("cert_file", f"cannot read {cert} or {key}: {exc.strerror}") from None
     context.verify_mode = CLIENT_AUTH[tls.client_auth_type]
     if ca is not None:
         try:
@@ -270,4 +272,6 @@ def _context(path: Path, tls: TLSServerConfig, cert: Path, key: Path,
         except ssl.SSLError as exc:
             reason = (exc.reason or "not a valid certificate").lower().replace("_", " ")
             raise problem("client_ca_file", f"cannot use {ca}: {reason}") from None
+        except OSError as exc:
+            raise problem("client_ca_file", f"cannot read {ca}: {exc.strerror}") from None
     return context
