@@ -87,7 +87,7 @@ async def run_hostagent(spec: dict[str, Any]) -> dict[str, Any]:
     quiet_asyncssh()  # as the agent runs the worker
     tune_gc()
     worker = SshWorker(config, Registry(), Demand())
-    worker.start(rounds=False)
+    await worker.start(rounds=False)
     try:
         start = time.perf_counter()
         await worker.run_once()

@@ -136,7 +136,7 @@ async def test_rounds_of_one_target_never_overlap(ssh_lab: SshLab) -> None:
                                                  "checks": {"interval": 0.05}},
                                 checks=[{"name": "slow", "command": "sleep"}])
         ssh = SshWorker(config, Registry(), Demand())
-        ssh.start()  # scheduled rounds, as the agent runs them
+        await ssh.start()  # scheduled rounds, as the agent runs them
         try:
             for _ in range(200):
                 if server.sessions >= 4:

@@ -139,6 +139,8 @@ def test_file_sd_is_read_again_when_it_changes(tmp_path: Path, caplog) -> None:
     ('[{"targets": ["db1"], "labels": {"a": 1}}]', "labels must map strings to strings"),
     ('[{"targets": ["db1"], "extra": 1}]', "unknown key 'extra'"),
     ('[{"targets": ["db1:x"]}]', "invalid port"),
+    ('[{"targets": ["db1"], "labels": {"target": "x"}}]', "invalid label name 'target'"),
+    ('[{"targets": ["db1"], "labels": {"a-b": "x"}}]', "invalid label name 'a-b'"),
 ])
 def test_file_sd_errors(tmp_path: Path, content: str, problem: str) -> None:
     from agent.ssh.targets import parse_target_groups

@@ -29,7 +29,7 @@ async def worker(config: SshConfig, registry: Registry | None = None
                  ) -> AsyncIterator[SshWorker]:
     """A worker whose rounds the test runs (run_once), stopped afterwards."""
     ssh = SshWorker(config, registry or Registry(), Demand([TEXT]))
-    ssh.start(rounds=False)
+    await ssh.start(rounds=False)
     try:
         yield ssh
     finally:
@@ -263,14 +263,14 @@ async def test_reconnects_after_sshd_is_killed_and_restarted(ssh_lab: SshLab) ->
         sshd.kill()
         await ssh.run_once()
         values = results(ssh, name)
-        assert value(values, "hostagent_ssh_up") == 0 and failure(values) == "connect"
+        assert (value(values, "hostagent_ssh_up"), failure(values)) == (0, "connect"), values
         assert value(values, "hostagent_ssh_check_success", check="loadavg") == 0
         sshd.start()
         await ssh.run_once()
         values = results(ssh, name)
-        assert value(values, "hostagent_ssh_up") == 1 and failure(values) is None
-        assert value(values, "hostagent_ssh_handshakes_total") == 3
-        assert value(values, "hostagent_ssh_check_success", check="loadavg") == 1
+        assert (value(values, "hostagent_ssh_up"), failure(values)) == (1, None), values
+        assert value(values, "hostagent_ssh_handshakes_total") == 3, values
+        assert value(values, "hostagent_ssh_check_success", check="loadavg") == 1, values
 
 
 async def test_scheduled_rounds_and_reload(ssh_lab: SshLab, tmp_path: Path) -> None:
@@ -284,7 +284,7 @@ async def test_scheduled_rounds_and_reload(ssh_lab: SshLab, tmp_path: Path) -> N
                             file_sd=[str(sd)], file_sd_refresh_interval=0.2)
     registry = Registry()
     ssh = SshWorker(config, registry, Demand([TEXT]))
-    ssh.start()
+    await ssh.start()
     try:
         for _ in range(300):
             if {f"ssh:{first}", f"ssh:{second}"} <= registry.snapshots.keys():

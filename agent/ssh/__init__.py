@@ -58,8 +58,9 @@ class SshSupervisor:
 
             quiet_asyncssh()
             self._gc_threshold = tune_gc()
-            self.worker = SshWorker(config, self._registry, self._demand)
-            self.worker.start()
+            worker = SshWorker(config, self._registry, self._demand)
+            await worker.start()
+            self.worker = worker
         else:
             await self.worker.apply(config)
 

@@ -269,6 +269,9 @@ class Session:
         self._conn: asyncssh.SSHClientConnection | None = None
         self.reused = False  # the connection was kept from an earlier round
         self._reconnected = False
+        # Set when a kept connection turned out dead and no new one could be made: the
+        # target is down, whatever the login at the start of the round said.
+        self.lost: ProbeError | None = None
 
     async def login(self) -> None:
         if self._conn is None:
@@ -283,5 +286,9 @@ class Session:
             if not self.reused or self._reconnected:
                 raise
         self._reconnected = True
-        self._conn, self.reused = await self._pool.connection(self._target, fresh=True)
+        try:
+            self._conn, self.reused = await self._pool.connection(self._target, fresh=True)
+        except ProbeError as exc:
+            self.lost = exc
+            raise
         return await run_command(self._conn, command, timeout)

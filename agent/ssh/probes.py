@@ -30,6 +30,11 @@ class CheckResult:
     error: str | None = None
 
 
+def _matches(regex: str, output: bytes) -> bool:
+    """Off the event loop: output can be megabytes and a regex can be slow."""
+    return re.search(regex, output.decode(errors="replace"), re.MULTILINE) is not None
+
+
 async def run_check(session: Session, check: SshCheck, timeout: float) -> CheckResult:
     try:
         done = await session.run(check.command, timeout)
@@ -40,8 +45,8 @@ async def run_check(session: Session, check: SshCheck, timeout: float) -> CheckR
         return CheckResult(False, done.exit_status, "command",
                            f"exit status {done.exit_status}, expected {check.expect_status}"
                            + (f": {detail[0]}" if detail else ""))
-    if check.regex is not None and not re.search(
-            check.regex, done.stdout.decode(errors="replace"), re.MULTILINE):
+    if check.regex is not None and not await asyncio.to_thread(
+            _matches, check.regex, done.stdout):
         return CheckResult(False, done.exit_status, "output",
                            f"output does not match {check.regex!r}")
     return CheckResult(True, done.exit_status)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from agent.logs import kv
 log = logging.getLogger("hostagent.ssh")
 
 KEY_FILE_LABEL = "__ssh_key_file__"
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,12 @@ def parse_target_groups(text: str, json_format: bool) -> list[tuple[list[str], d
         if not isinstance(labels, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
             raise ValueError(f"group {number}: labels must map strings to strings")
+        for label in labels:
+            # `__`-prefixed labels are settings (as in Prometheus), never exposed.
+            if not label.startswith("__") and (label == "target"
+                                               or not LABEL_NAME.fullmatch(label)):
+                raise ValueError(f"group {number}: invalid label name {label!r} "
+                                 "(target is reserved)")
         names = group.get("targets") or []
         if not all(isinstance(name, str) for name in names):
             raise ValueError(f"group {number}: targets must be strings")

@@ -81,11 +81,12 @@ class SshWorker:
 
     # Lifecycle
 
-    def start(self, rounds: bool = True) -> None:
+    async def start(self, rounds: bool = True) -> None:
         """Reads the targets and starts their rounds (rounds=False: targets only, for
         run_once)."""
         self._warn_if_insecure()
         self._rounds = rounds
+        await self._sync()
         self._refresher = asyncio.create_task(self._refresh_loop(), name="ssh-targets")
 
     async def stop(self) -> None:
@@ -122,11 +123,11 @@ class SshWorker:
 
     async def _refresh_loop(self) -> None:
         while True:
+            await asyncio.sleep(self._config.file_sd_refresh_interval)
             try:
                 await self._sync()
             except Exception:
                 log.exception("ssh targets could not be refreshed")
-            await asyncio.sleep(self._config.file_sd_refresh_interval)
 
     async def _sync(self) -> None:
         async with self._sync_lock:
@@ -216,6 +217,8 @@ class SshWorker:
                 else:
                     state.up, state.login_error = True, None
                     await self._run_modules(state, session, modules, config)
+                    if session.lost is not None:
+                        state.up, state.login_error = False, session.lost
             state.duration = time.perf_counter() - started
         state.rounds += 1
         self._log(state)
