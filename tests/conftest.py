@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 
 import pytest
 
 
 def free_port() -> int:
     """A loopback port that was free a moment ago (for tools that cannot take port 0)."""
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -17,8 +20,6 @@ def free_port() -> int:
 def require_tool(name: str) -> str:
     """Path of a real external tool. Missing tools fail the test unless HOSTAGENT_ALLOW_MISSING=1:
     the README's test command installs them, so absence means a broken set-up, not a skip."""
-    import os
-
     path = shutil.which(name)
     if path is None:
         if os.environ.get("HOSTAGENT_ALLOW_MISSING") == "1":
@@ -30,10 +31,6 @@ def require_tool(name: str) -> str:
 @pytest.fixture
 def node_exporter():
     """Start the real node_exporter on a loopback port: node_exporter(*flags) -> metrics URL."""
-    import subprocess
-    import time
-    import urllib.request
-
     binary = require_tool("prometheus-node-exporter")
     procs: list[subprocess.Popen[bytes]] = []
 
