@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from prometheus_client.metrics_core import Metric
@@ -27,24 +27,19 @@ class FamilyEncoder:
     def __init__(self) -> None:
         self._previous: dict[str, tuple[_FamilyKey, dict[str, bytes]]] = {}
 
-    def encode(self, families: Iterable[Metric], formats: Iterable[str]) -> dict[str, bytes]:
-        formats = tuple(formats)
-        per_family = self.encode_families(families, formats)
-        return {fmt: b"".join(bodies[fmt] for bodies in per_family.values())
-                for fmt in formats}
-
-    def encode_families(self, families: Iterable[Metric], formats: Iterable[str]
-                        ) -> dict[str, dict[str, bytes]]:
+    def encode(self, families: Iterable[Metric], formats: Iterable[str]
+               ) -> dict[str, dict[str, bytes]]:
         """Family name -> format -> that family's bytes, in the families' order."""
         formats = tuple(formats)
         current = {}
         for family in families:
             content = _content(family)
             cached = self._previous.get(family.name)
-            bodies = cached[1] if cached is not None and cached[0] == content else {}
-            for fmt in formats:
-                if fmt not in bodies:
-                    bodies[fmt] = encode([family], fmt)
+            reusable = cached[1] if cached is not None and cached[0] == content else {}
+            missing = [fmt for fmt in formats if fmt not in reusable]
+            # A new dict when anything is added: the old one belongs to a published snapshot.
+            bodies = {**reusable, **{fmt: encode([family], fmt) for fmt in missing}} \
+                if missing else reusable
             current[family.name] = (content, bodies)
         self._previous = current
         return {name: bodies for name, (_, bodies) in current.items()}
@@ -59,15 +54,14 @@ class Snapshot:
     bodies: Mapping[str, bytes]
     family_names: frozenset[str]
     # Family name -> format -> bytes: lets the renderer merge a family several snapshots share.
-    family_bodies: Mapping[str, Mapping[str, bytes]] = field(
-        default_factory=lambda: MappingProxyType({}))
+    family_bodies: Mapping[str, Mapping[str, bytes]]
 
     @classmethod
     def of(cls, name: str, families: Iterable[Metric], formats: Iterable[str] = (),
            encoder: FamilyEncoder | None = None) -> Snapshot:
         frozen = tuple(families)
         formats = tuple(formats)
-        per_family = (encoder or FamilyEncoder()).encode_families(frozen, formats)
+        per_family = (encoder or FamilyEncoder()).encode(frozen, formats)
         bodies = {fmt: b"".join(b[fmt] for b in per_family.values()) for fmt in formats}
         return cls(name, frozen, MappingProxyType(bodies), frozenset(f.name for f in frozen),
                    MappingProxyType(per_family))
@@ -82,9 +76,6 @@ class Snapshot:
         if cached is not None:
             return cached
         return encode([f for f in self.families if f.name == name], fmt)
-
-    def without(self, names: frozenset[str]) -> Snapshot:
-        return Snapshot.of(self.name, (f for f in self.families if f.name not in names))
 
 
 class Registry:
