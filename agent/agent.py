@@ -81,6 +81,7 @@ class Agent:
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
         self.ssh = SshSupervisor(self.registry, self.demand)
         self.addresses: list[str] = []
+        self.runner: web.AppRunner | None = None
         self.endpoint = security.Endpoint()
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
@@ -101,7 +102,7 @@ class Agent:
         await self.endpoint.load(self.config.web.config_file)  # ConfigError: exit 2
         app = build_app(self.health, self.renderer, lambda: self.config.web, self.reload,
                         self._disabled_collectors, self.ssh.status)
-        SshRoutes(self.ssh).add_to(app)
+        SshRoutes(self.ssh, lambda: self.config.web).add_to(app)
         security.protect(app, self.endpoint, lambda: self.config.web)
         if self.config.debug.enabled:
             from agent.profiling.web import DebugRoutes  # only loaded when turned on
@@ -111,6 +112,7 @@ class Agent:
                                shutdown_timeout=self.config.web.shutdown_timeout,
                                **security.limits(self.config.web))
         await runner.setup()
+        self.runner = runner
         host, port = parse_listen_address(self.config.web.listen_address)
         try:
             await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context).start()

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from agent.config import ConfigError, WebConfig
+from agent.exposition.response import respond
 from agent.health import Health
 from agent.negotiate import accepts_gzip, choose_format
 from agent.render import Renderer
 from agent.status_page import render_status_page
-
-# aiohttp awaits drain only between writes, so large bodies go out in slices.
-WRITE_CHUNK = 256 * 1024
 
 
 class MetricsHandler:
@@ -38,20 +35,7 @@ class MetricsHandler:
             headers = {"Content-Type": body.content_type, "Vary": "Accept, Accept-Encoding"}
             if gzipped:
                 headers["Content-Encoding"] = "gzip"
-            if len(payload) <= WRITE_CHUNK:
-                # Fits the socket buffers: nothing for a slow reader to hold up.
-                return web.Response(body=payload, headers=headers)
-            response = web.StreamResponse(headers=headers)
-            response.content_length = len(payload)
-            # Written inside the handler (awaiting drain), so the in-flight count covers
-            # slow readers; a reader that stalls past the write timeout is cut off.
-            async with asyncio.timeout(settings.write_timeout):
-                await response.prepare(request)
-                view = memoryview(payload)
-                for start in range(0, len(view), WRITE_CHUNK):
-                    await response.write(view[start:start + WRITE_CHUNK])
-                await response.write_eof()
-            return response
+            return await respond(request, payload, headers, settings.write_timeout)
         finally:
             self._in_flight -= 1
 

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import gzip
 import json
+import os
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -204,3 +206,59 @@ async def test_only_formats_that_were_asked_for_are_rendered() -> None:
         async with session.get(f"{base}/metrics") as r:
             assert r.status == 200 and "gated_value" in await r.text()
         assert set(agent.renderer.current.bodies) == {OPENMETRICS, TEXT}
+
+
+class Incompressible:
+    """About 150 kB gzipped: under the old direct-write size, over what a stalled reader's
+    socket buffers absorb once the agent's send buffer is held small."""
+
+    def collect(self) -> list[Metric]:
+        family = GaugeMetricFamily("noise_value", "Random labels.", labels=["n"])
+        for n in range(3000):
+            family.add_metric([os.urandom(32).hex()], n)
+        return [family]
+
+
+def small_send_buffers(agent: Agent) -> None:
+    """Accepted connections inherit the listener's send buffer: a slow link's, not loopback's
+    megabytes, so a reader that stops reading holds the response up."""
+    assert agent.runner is not None
+    for site in agent.runner.sites:
+        server = site._server  # type: ignore[attr-defined]
+        for sock in server.sockets:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+
+async def test_write_timeout_aborts_a_stalled_reader_of_a_small_gzip_body() -> None:
+    agent = Agent(config(max_requests=1, write_timeout=1.0),
+                  jobs=[Job("noise", Incompressible(), 60, 30)])
+    async with running(agent) as base, aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        async with session.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"},
+                               auto_decompress=False) as r:
+            size = len(await r.read())
+        assert 100_000 < size < 256 * 1024, size
+        small_send_buffers(agent)
+        host, port = agent.addresses[0].rsplit(":", 1)
+        with socket.socket() as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect((host, int(port)))
+            stalled.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+            statuses = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and statuses[-2:] != [503, 200]:
+                async with session.get(f"{base}/metrics") as r:
+                    await r.read()
+                if not statuses or statuses[-1] != r.status:
+                    statuses.append(r.status)
+                await asyncio.sleep(0.02)
+            # In flight while it stalls (counted by max_requests), then cut off.
+            assert statuses[-2:] == [503, 200], statuses
+            stalled.settimeout(10)
+            received = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := stalled.recv(1 << 16):
+                    received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert len(body) < size, "aborted, not flushed to the end"

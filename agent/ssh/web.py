@@ -6,22 +6,28 @@ that is not configured is refused, so no request can make the agent connect anyw
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
+from agent.config import WebConfig
+from agent.exposition.response import respond
 from agent.formats import CONTENT_TYPES, OPENMETRICS, OPENMETRICS_EOF, encode
 from agent.negotiate import choose_format
 from agent.ssh import MODULES, SshSupervisor
 
 
 class SshRoutes:
-    def __init__(self, supervisor: SshSupervisor) -> None:
+    def __init__(self, supervisor: SshSupervisor,
+                 settings: Callable[[], WebConfig] = WebConfig) -> None:
         self._supervisor = supervisor
+        self._settings = settings
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/probe", self.probe)
         app.router.add_get("/sd", self.sd)
 
-    async def probe(self, request: web.Request) -> web.Response:
+    async def probe(self, request: web.Request) -> web.StreamResponse:
         """The target's latest series without the `target` label and the target's labels
         (Prometheus sets them from /sd and relabeling), as blackbox_exporter does."""
         name = request.query.get("target")
@@ -44,7 +50,8 @@ class SshRoutes:
                                                     for f in group]
         fmt = choose_format(request.headers.get("Accept"))
         body = encode(families, fmt) + (OPENMETRICS_EOF if fmt == OPENMETRICS else b"")
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPES[fmt]})
+        return await respond(request, body, {"Content-Type": CONTENT_TYPES[fmt]},
+                             self._settings().write_timeout)
 
     async def sd(self, request: web.Request) -> web.Response:
         """Prometheus HTTP service discovery: one group per target this agent probes."""
