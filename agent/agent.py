@@ -101,7 +101,7 @@ class Agent:
     async def run(self) -> int:
         await self.endpoint.load(self.config.web.config_file)  # ConfigError: exit 2
         app = build_app(self.health, self.renderer, lambda: self.config.web, self.reload,
-                        self._disabled_collectors, self.ssh.status)
+                        self._disabled_collectors, self.ssh.status, self.probes.requests)
         SshRoutes(self.ssh, lambda: self.config.web).add_to(app)
         security.protect(app, self.endpoint, lambda: self.config.web)
         if self.config.debug.enabled:

@@ -9,6 +9,7 @@ from aiohttp import web
 from agent.config import ConfigError, WebConfig
 from agent.exposition.response import respond
 from agent.health import Health
+from agent.httpmetrics import RequestMetrics
 from agent.negotiate import accepts_gzip, choose_format
 from agent.render import Renderer
 from agent.status_page import render_status_page
@@ -47,9 +48,11 @@ def build_app(
     reload: Callable[[], Awaitable[None]],
     disabled_collectors: Callable[[], list[str]] = list,
     ssh_status: Callable[[], tuple[int, int] | None] = lambda: None,
+    requests: RequestMetrics | None = None,
 ) -> web.Application:
     """settings is read per request, so a reload applies limits without a restart.
-    ssh_status: (SSH targets up, targets) while the SSH worker runs."""
+    ssh_status: (SSH targets up, targets) while the SSH worker runs.
+    requests: counts every request, outside the auth check so 401s count too."""
 
     async def status_page(request: web.Request) -> web.Response:
         _, report = health.report()
@@ -78,7 +81,7 @@ def build_app(
             return web.Response(status=400, text="\n".join(exc.problems) + "\n")
         return web.Response(text="reloaded\n")
 
-    app = web.Application()
+    app = web.Application(middlewares=[requests.middleware()] if requests else [])
     metrics = MetricsHandler(renderer, settings)
     app.router.add_get("/", status_page)
     app.router.add_get("/metrics", metrics.handle)

@@ -134,7 +134,8 @@ async def test_names_pass_promtool() -> None:
     families = RuntimeCollector(probes).collect()
     assert {f.name for f in families} == {
         "hostagent_event_loop_lag_seconds", "hostagent_gc_pause_seconds", "hostagent_threads",
-        "hostagent_asyncio_tasks", "hostagent_executor_pending"}
+        "hostagent_asyncio_tasks", "hostagent_executor_pending", "hostagent_http_requests",
+        "hostagent_http_request_duration_seconds", "promhttp_metric_handler_requests"}
     assert promtool_problems(exposition(families)) == set()
 
 

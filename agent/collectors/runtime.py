@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from agent.httpmetrics import RequestMetrics
 from agent.pool import DaemonThreadPool
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -100,6 +101,7 @@ class RuntimeProbes:
     loop_lag: LoopLagProbe = field(default_factory=LoopLagProbe)
     gc_pauses: GcPauses = field(default_factory=GcPauses)
     pool: DaemonThreadPool | None = None  # the collector pool, for its queue length
+    requests: RequestMetrics = field(default_factory=RequestMetrics)  # the web middleware's
 
 
 class RuntimeCollector:
@@ -127,4 +129,5 @@ class RuntimeCollector:
                 "hostagent_executor_pending",
                 "Collector runs queued for a worker thread and not yet started.",
                 value=probes.pool.pending))
+        out.extend(probes.requests.collect())
         return out
