@@ -8,11 +8,14 @@ import logging
 import os
 import signal
 import time
+from typing import Any
 
 from aiohttp import web
 from prometheus_client.metrics_core import GaugeMetricFamily
 
-from agent import __version__, collectors, security
+from agent import __version__, security
+from agent.collectors.base import Collector
+from agent.collectors.catalog import BY_NAME, Context
 from agent.collectors.runtime import RuntimeProbes
 from agent.config import Config, ConfigError, ConfigSource, parse_listen_address
 from agent.formats import Demand
@@ -31,31 +34,42 @@ log = logging.getLogger("hostagent")
 
 # Settings that only take effect at start; a reload that changes them logs it and keeps the old.
 RESTART_ONLY = (("web", "listen_address"), ("scheduler", "workers"), ("debug", "enabled"),
-                ("debug", "tracemalloc"), ("web", "read_timeout"), ("web", "max_header_size"))
+                ("debug", "tracemalloc"), ("web", "read_timeout"), ("web", "max_header_size"),
+                ("web", "telemetry_path"), ("web", "disable_exporter_metrics"))
 
 
 class StartupError(Exception):
     """The agent could not start (e.g. cannot bind); exit code 3."""
 
 
+def build_collector(name: str, config: Config, probes: RuntimeProbes | None = None,
+                    state: dict[str, dict[str, Any]] | None = None) -> Collector:
+    """state: per-collector dicts that outlive a rebuild (kept by the Agent across reloads)."""
+    paths = config.paths
+    context = Context(procfs=paths.procfs, sysfs=paths.sysfs, rootfs=paths.rootfs,
+                      udev_data=paths.udev_data, probes=probes,
+                      state=(state if state is not None else {}).setdefault(name, {}))
+    return BY_NAME[name].create(context, config.collectors.get(name))
+
+
 def build_jobs(config: Config, reuse: dict[str, Job] | None = None,
-               previous: Config | None = None, probes: RuntimeProbes | None = None
-               ) -> list[Job]:
+               previous: Config | None = None, probes: RuntimeProbes | None = None,
+               state: dict[str, dict[str, Any]] | None = None) -> list[Job]:
     """Jobs for the enabled collectors. With a previous config, a collector whose settings
     and paths did not change keeps its Job (and its collector's state). probes: the agent's
     own measurements, for the runtime collector."""
     jobs = []
-    for name in collectors.FACTORIES:
-        settings = getattr(config.collectors, name)
+    for name in BY_NAME:
+        settings = config.collectors.get(name)
         if not settings.enabled:
             continue
         old = (reuse or {}).get(name)
         if (old is not None and previous is not None and previous.paths == config.paths
-                and getattr(previous.collectors, name) == settings):
+                and previous.collectors.get(name) == settings):
             jobs.append(old)
         else:
-            jobs.append(Job(name, collectors.build(name, config, probes), settings.interval,
-                            settings.effective_timeout))
+            jobs.append(Job(name, build_collector(name, config, probes, state),
+                            settings.interval, settings.effective_timeout))
     return jobs
 
 
@@ -70,14 +84,15 @@ class Agent:
         self._pool = DaemonThreadPool(config.scheduler.workers, "collector")
         self._render_pool = DaemonThreadPool(1, "render")
         self.probes = RuntimeProbes(pool=self._pool)
+        self._collector_state: dict[str, dict[str, Any]] = {}
         if jobs is None:
-            jobs = build_jobs(config, probes=self.probes)
+            jobs = build_jobs(config, probes=self.probes, state=self._collector_state)
         self._jobs = {job.name: job for job in jobs}
         self.demand = Demand()
         self.scheduler = Scheduler(self._jobs.values(), self.registry, self._pool,
                                    config.scheduler.jitter, self.demand)
         self.renderer = Renderer(self.registry, self.scheduler.statuses, self._render_pool,
-                                 self.demand)
+                                 self.demand, not config.web.disable_exporter_metrics)
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
         self.ssh = SshSupervisor(self.registry, self.demand)
         self.addresses: list[str] = []
@@ -92,8 +107,7 @@ class Agent:
         self._publish_reload_state()
 
     def _disabled_collectors(self) -> list[str]:
-        return [name for name in collectors.FACTORIES
-                if not getattr(self.config.collectors, name).enabled]
+        return [name for name in BY_NAME if not self.config.collectors.get(name).enabled]
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -198,7 +212,8 @@ class Agent:
                 raise
             new = self._keep_restart_only(new)
             try:
-                jobs = build_jobs(new, self._jobs, self.config, self.probes)
+                jobs = build_jobs(new, self._jobs, self.config, self.probes,
+                                  self._collector_state)
                 self.scheduler.apply(jobs)
                 self._jobs = {job.name: job for job in jobs}
                 logging.getLogger().setLevel(new.logging.level.upper())

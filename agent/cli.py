@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, collectors, logs, webconfig
+from agent import __version__, logs, webconfig
 from agent.config import Config, ConfigError, ConfigSource, load
+from agent.flags import add_runtime_flags, overrides
 from agent.formats import TEXT
 from agent.ssh import exec_cmd
 
@@ -21,40 +22,19 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
 COMMANDS = ("run", "check-config", "collect", "profile", "ssh")
 
 
-def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file")
-    parser.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT")
-    parser.add_argument("--web.max-requests", dest="max_requests", type=int, metavar="N",
-                        help="concurrent /metrics requests before 503 (0: no limit)")
-    parser.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
-                        help="exporter-toolkit web configuration: TLS, basic auth, headers")
-    parser.add_argument("--log.level", dest="log_level",
-                        choices=["debug", "info", "warning", "error"])
-    for name in ("procfs", "sysfs", "rootfs"):
-        parser.add_argument(f"--path.{name}", dest=f"path_{name}", metavar="DIR")
-    parser.add_argument("--collector.disable-defaults", dest="disable_defaults",
-                        action="store_true", help="disable every collector not enabled by a flag")
-    for name in collectors.FACTORIES:
-        parser.add_argument(f"--collector.{name}", dest=f"collector_{name}", action="store_const",
-                            const=True, help=argparse.SUPPRESS)
-        parser.add_argument(f"--no-collector.{name}", dest=f"collector_{name}",
-                            action="store_const", const=False, help=argparse.SUPPRESS)
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="hostagent", description="Host metrics agent for Prometheus.",
-        epilog="Collectors (--collector.NAME / --no-collector.NAME): "
-               + ", ".join(collectors.FACTORIES))
+        prog="hostagent", description="Host metrics agent for Prometheus. `hostagent run "
+        "--help` lists every flag, with node_exporter's names, grouped per collector.")
     top.add_argument("--version", action="version", version=f"hostagent {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_runtime_flags(sub.add_parser("run", help="run the agent (the default command)"))
+    add_runtime_flags(sub.add_parser("run", help="run the agent (the default command)"))
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("file", type=Path, metavar="FILE")
     collect = sub.add_parser("collect", help="print one exposition to stdout and exit")
     collect.add_argument("--once", action="store_true", required=True,
                          help="run every enabled collector once")
-    _add_runtime_flags(collect)
+    add_runtime_flags(collect)
     profile = sub.add_parser("profile", help="fetch a CPU profile (folded stacks) from a running "
                              "agent with debug.enabled")
     profile.add_argument("--url", required=True, help="the agent, e.g. http://127.0.0.1:9110")
@@ -69,33 +49,6 @@ def parser() -> argparse.ArgumentParser:
     exec_cmd.add_arguments(ssh.add_parser(
         "exec", help="run a command on many hosts: hostagent ssh exec -H HOST ... -- COMMAND"))
     return top
-
-
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Flags that were given, as a nested dict that is merged over the file's content."""
-    out: dict[str, Any] = {}
-
-    def put(path: str, value: Any) -> None:
-        *parents, leaf = path.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-
-    for flag, path in (("listen_address", "web.listen_address"),
-                       ("max_requests", "web.max_requests"), ("log_level", "logging.level"),
-                       ("web_config_file", "web.config_file"),
-                       ("path_procfs", "paths.procfs"), ("path_sysfs", "paths.sysfs"),
-                       ("path_rootfs", "paths.rootfs")):
-        if getattr(args, flag) is not None:
-            put(path, getattr(args, flag))
-    for name in collectors.FACTORIES:
-        chosen = getattr(args, f"collector_{name}")
-        if chosen is not None:
-            put(f"collectors.{name}.enabled", chosen)
-        elif args.disable_defaults:
-            put(f"collectors.{name}.enabled", False)
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    logs.setup(config.logging.level)
+    logs.setup(config.logging.level, config.logging.format)
     if args.command == "collect":
         return _run_loop(_collect_once(config))
     return _serve(config, source)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from agent.collectors.catalog import ALIASES, DECLARATIONS
+from agent.collectors.common import LABEL_NAME
+from agent.collectors.settings import CollectorSettings, Strict, check_regex
 
 DEFAULT_PORT = 9110
 
@@ -20,10 +30,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def parse_listen_address(value: str) -> tuple[str | None, int]:
@@ -51,6 +57,10 @@ class WebConfig(Strict):
     max_header_size: int = Field(8190, ge=1024, le=1 << 20,
                                  description="longest request line or header field, bytes")
     max_body_size: int = Field(65536, ge=0, description="largest request body, bytes")
+    telemetry_path: str = Field("/metrics", pattern=r"^/[^?#]*$",
+                                description="path under which the metrics are served")
+    disable_exporter_metrics: bool = Field(False, description="leave out the agent's "
+                                           "process_* and python_* series")
 
     @field_validator("listen_address")
     @classmethod
@@ -59,138 +69,41 @@ class WebConfig(Strict):
         return value
 
 
-class CollectorSettings(Strict):
-    enabled: bool = True
-    interval: float = Field(15.0, gt=0)
-    timeout: float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _timeout_within_interval(self) -> CollectorSettings:
-        if self.timeout is not None and self.timeout > self.interval:
-            raise ValueError(f"timeout ({self.timeout}) must not exceed interval ({self.interval})")
-        return self
-
-    @property
-    def effective_timeout(self) -> float:
-        """Unset timeouts stay below the interval so a run ends before the next tick."""
-        return self.timeout if self.timeout is not None else min(10.0, self.interval * 0.8)
+def _collectors_model() -> type[BaseModel]:
+    """One field per declared collector, its default enabled as node_exporter's."""
+    fields: dict[str, Any] = {}
+    for declaration in DECLARATIONS:
+        model = create_model(  # a per-collector class, so `enabled` defaults per collector
+            f"{declaration.name.title().replace('_', '')}Settings",
+            __base__=declaration.settings,
+            enabled=(bool, Field(declaration.default, description="run this collector")))
+        fields[declaration.name] = (model, model())
+    return create_model("CollectorsModel", __base__=Strict, **fields)
 
 
-def _regex(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression: {exc}") from None
-    return value
-
-
-class DeviceFilterSettings(CollectorSettings):
-    """Include or exclude devices by regex (one of the two, as in node_exporter)."""
-
-    device_include: str | None = None
-    device_exclude: str | None = None
-
-    _check_regex = field_validator("device_include", "device_exclude")(_regex)
+class CollectorsConfig(_collectors_model()):  # type: ignore[misc]
+    """Settings per collector, keyed by node_exporter's collector names. Older hostagent names
+    (ALIASES) are accepted and stand for the collectors they cover."""
 
     @model_validator(mode="before")
     @classmethod
-    def _include_replaces_default_exclude(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("device_include") is not None:
-            data.setdefault("device_exclude", None)
-        return data
+    def _expand_aliases(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = {key: value for key, value in data.items() if key not in ALIASES}
+        for alias, names in ALIASES.items():
+            if not isinstance(data.get(alias), dict):
+                if alias in data:
+                    out[alias] = data[alias]  # left for the model to reject with its path
+                continue
+            for name in names:  # what is given under the collector's own name wins
+                given = out.get(name)
+                out[name] = {**data[alias], **given} if isinstance(given, dict) else data[alias]
+        return out
 
-    @model_validator(mode="after")
-    def _one_filter(self) -> DeviceFilterSettings:
-        if self.device_include is not None and self.device_exclude is not None:
-            raise ValueError("device_include and device_exclude are mutually exclusive")
-        return self
-
-
-class DiskstatsSettings(DeviceFilterSettings):
-    device_exclude: str | None = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
-
-
-class FilesystemSettings(CollectorSettings):
-    mount_points_exclude: str = (
-        r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
-    )
-    fs_types_exclude: str = (
-        r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs"
-        r"|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs"
-        r"|squashfs|sysfs|tracefs)$"
-    )
-    mount_timeout: float | None = Field(None, gt=0, description="per-mount statvfs timeout")
-
-    _check_regex = field_validator("mount_points_exclude", "fs_types_exclude")(_regex)
-
-    @model_validator(mode="after")
-    def _mount_timeout_within_timeout(self) -> FilesystemSettings:
-        if self.mount_timeout is not None and self.mount_timeout >= self.effective_timeout:
-            raise ValueError(f"mount_timeout ({self.mount_timeout}) must be below the "
-                             f"collector's timeout ({self.effective_timeout})")
-        return self
-
-    @property
-    def effective_mount_timeout(self) -> float:
-        """Below the collector's timeout, so a hung mount costs that mount, not the whole run."""
-        if self.mount_timeout is not None:
-            return self.mount_timeout
-        return min(5.0, self.effective_timeout / 2)
-
-
-class TextfileSettings(CollectorSettings):
-    directory: Path | None = None
-
-
-class FieldsSettings(CollectorSettings):
-    """Collectors that export only the fields matching a regex (node_exporter's default)."""
-
-    fields: str
-
-    _check_regex = field_validator("fields")(_regex)
-
-
-class VmstatSettings(FieldsSettings):
-    fields: str = r"^(oom_kill|pgpg|pswp|pg.*fault).*"
-
-
-class NetstatSettings(FieldsSettings):
-    fields: str = (
-        r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs"
-        r"|OutMsgs)|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts)|Tcp_(ActiveOpens"
-        r"|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)|Udp6?_(InDatagrams"
-        r"|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$"
-    )
-
-
-class NetclassSettings(CollectorSettings):
-    ignored_devices: str = "^$"
-    ignore_invalid_speed: bool = False
-
-    _check_regex = field_validator("ignored_devices")(_regex)
-
-
-class CollectorsConfig(Strict):
-    cpu: CollectorSettings = CollectorSettings()
-    memory: CollectorSettings = CollectorSettings()
-    diskstats: DiskstatsSettings = DiskstatsSettings()
-    filesystem: FilesystemSettings = FilesystemSettings()
-    netdev: DeviceFilterSettings = DeviceFilterSettings()
-    load: CollectorSettings = CollectorSettings()
-    system: CollectorSettings = CollectorSettings()
-    textfile: TextfileSettings = TextfileSettings()
-    vmstat: VmstatSettings = VmstatSettings()
-    netstat: NetstatSettings = NetstatSettings()
-    sockstat: CollectorSettings = CollectorSettings()
-    softnet: CollectorSettings = CollectorSettings()
-    timex: CollectorSettings = CollectorSettings()
-    entropy: CollectorSettings = CollectorSettings()
-    conntrack: CollectorSettings = CollectorSettings()
-    arp: DeviceFilterSettings = DeviceFilterSettings()
-    udp_queues: CollectorSettings = CollectorSettings()
-    netclass: NetclassSettings = NetclassSettings()
-    runtime: CollectorSettings = CollectorSettings()
+    def get(self, name: str) -> CollectorSettings:
+        settings: CollectorSettings = getattr(self, name)
+        return settings
 
 
 class SchedulerConfig(Strict):
@@ -202,10 +115,12 @@ class PathsConfig(Strict):
     procfs: Path = Path("/proc")
     sysfs: Path = Path("/sys")
     rootfs: Path = Path("/")
+    udev_data: Path = Field(Path("/run/udev/data"), description="udev's database of devices")
 
 
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["logfmt", "json"] = "logfmt"
 
 
 class DebugConfig(Strict):
@@ -213,12 +128,9 @@ class DebugConfig(Strict):
     tracemalloc: bool = Field(False, description="trace allocations from start, for /debug/heap")
 
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
 def _label_names(labels: dict[str, str]) -> dict[str, str]:
     for name in labels:
-        if not _LABEL_NAME.match(name) or name == "target":
+        if not LABEL_NAME.match(name) or name == "target":
             raise ValueError(f"invalid label name {name!r} (target is reserved)")
     return labels
 
@@ -249,7 +161,7 @@ class SshCheck(Strict):
     expect_status: int = Field(0, ge=0, le=255)
     regex: str | None = Field(None, description="must match the command's standard output")
 
-    _check_regex = field_validator("regex")(_regex)
+    _check_regex = field_validator("regex")(check_regex)
 
 
 class SshModuleSettings(Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -36,10 +37,20 @@ class LogfmtFormatter(logging.Formatter):
         fields.update(getattr(record, "kv", {}))
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
-        line = " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
+        line = self.line(fields)
         if self.journald:
             line = f"<{_SYSLOG_PRIORITY.get(record.levelno, 6)}>{line}"
         return line
+
+    def line(self, fields: dict[str, Any]) -> str:
+        return " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
+
+
+class JsonFormatter(LogfmtFormatter):
+    """One JSON object per line (--log.format=json), the same fields as logfmt."""
+
+    def line(self, fields: dict[str, Any]) -> str:
+        return json.dumps(fields, default=str, ensure_ascii=False)
 
 
 def stderr_is_journal(environ: Mapping[str, str]) -> bool:
@@ -53,9 +64,10 @@ def stderr_is_journal(environ: Mapping[str, str]) -> bool:
     return (stat.st_dev, stat.st_ino) == (device, inode)
 
 
-def setup(level: str) -> None:
+def setup(level: str, fmt: str = "logfmt") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogfmtFormatter(journald=stderr_is_journal(os.environ)))
+    formatter = JsonFormatter if fmt == "json" else LogfmtFormatter
+    handler.setFormatter(formatter(journald=stderr_is_journal(os.environ)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -168,12 +168,15 @@ class Renderer:
         statuses: Callable[[], Sequence[CollectorStatus]],
         executor: Executor,
         demand: Demand,
+        exporter_metrics: bool = True,
     ) -> None:
+        """exporter_metrics: False leaves out the agent's process_* and python_* series
+        (node_exporter's --web.disable-exporter-metrics)."""
         self._registry = registry
         self._statuses = statuses
         self._executor = executor
         self._demand = demand
-        self._runtime = RuntimeFamilies()
+        self._runtime = RuntimeFamilies(exporter_metrics)
         self._lock = asyncio.Lock()
         self.failing = False
         self.current = self.render_now()

@@ -14,7 +14,7 @@ from prometheus_client.metrics_core import (
 )
 
 from agent import __version__
-from agent.collectors import NODE_EXPORTER_EQUIVALENT
+from agent.collectors.catalog import BY_NAME
 from agent.scheduler import CollectorStatus
 
 
@@ -63,7 +63,7 @@ def collector_families(
 
 def _node_exporter_aliases(duration: Metric, success: Metric) -> list[Metric]:
     """node_exporter's meta series, which dashboards chart, with hostagent's figures, under
-    node_exporter's collector names (memory -> meminfo, system -> stat, time, uname, ...)."""
+    node_exporter's collector names (the agent's own collectors, like runtime, have none)."""
     aliases: list[Metric] = []
     for family, name, help_text in (
         (duration, "node_scrape_collector_duration_seconds",
@@ -73,9 +73,9 @@ def _node_exporter_aliases(duration: Metric, success: Metric) -> list[Metric]:
     ):
         alias = GaugeMetricFamily(name, help_text, labels=["collector"])
         for sample in family.samples:
-            ours = sample.labels["collector"]
-            for theirs in NODE_EXPORTER_EQUIVALENT.get(ours, [ours]):
-                alias.add_metric([theirs], sample.value)
+            declaration = BY_NAME.get(sample.labels["collector"])
+            if declaration is not None and declaration.node_exporter:
+                alias.add_metric([declaration.name], sample.value)
         aliases.append(alias)
     return aliases
 
@@ -91,14 +91,18 @@ def build_info() -> Metric:
 class RuntimeFamilies:
     """prometheus_client's process, GC and platform collectors, in a private registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, exporter_metrics: bool = True) -> None:
+        self._exporter_metrics = exporter_metrics
         self._registry = CollectorRegistry(auto_describe=False)
-        for source in (ProcessCollector, GCCollector, PlatformCollector):
-            source(registry=self._registry)
+        if exporter_metrics:
+            for source in (ProcessCollector, GCCollector, PlatformCollector):
+                source(registry=self._registry)
         self._build_info = build_info()
 
     def collect(self) -> Iterator[Metric]:
         yield self._build_info
+        if not self._exporter_metrics:
+            return
         yield from self._registry.collect()
         limit = virtual_memory_limit(Path("/proc/self/limits"))
         if limit is not None:

@@ -84,7 +84,7 @@ def build_app(
     app = web.Application(middlewares=[requests.middleware()] if requests else [])
     metrics = MetricsHandler(renderer, settings)
     app.router.add_get("/", status_page)
-    app.router.add_get("/metrics", metrics.handle)
+    app.router.add_get(settings().telemetry_path, metrics.handle)
     app.router.add_post("/-/reload", reload_config)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

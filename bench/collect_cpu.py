@@ -28,8 +28,8 @@ from common import (
     wait_http,
 )
 
-from agent import collectors
 from agent.agent import build_jobs
+from agent.collectors.catalog import BY_NAME
 from agent.config import Config
 from agent.formats import OPENMETRICS
 from agent.registry import FamilyEncoder, Snapshot
@@ -86,7 +86,7 @@ def main() -> int:
                         help="node_exporter's full default collector set")
     args = parser.parse_args()
     ours, render_s, size, gz_size, names = hostagent_cycle_cpu(args.cycles)
-    equivalent = [n for n in names if n in collectors.NODE_EXPORTER_EQUIVALENT]
+    equivalent = [n for n in names if n in BY_NAME and BY_NAME[n].node_exporter]
     theirs, their_size, their_gz = node_exporter_scrape_cpu(
         args.cycles, None if args.full else equivalent)
     peer = "node_exporter (full default set)" if args.full else "node_exporter (same collectors)"

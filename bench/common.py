@@ -10,8 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent.collectors import NODE_EXPORTER_EQUIVALENT
-from agent.config import FilesystemSettings
+from agent.collectors.catalog import BY_NAME, FilesystemSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_HEADERS = {
@@ -64,9 +63,10 @@ def node_exporter_command(port: int, collectors: list[str] | None,
             f"--collector.filesystem.fs-types-exclude={fs.fs_types_exclude}",
             "--collector.netdev.device-exclude="]
     if not own_defaults:
-        names = list(NODE_EXPORTER_EQUIVALENT) if collectors is None else collectors
+        names = [n for n, d in BY_NAME.items() if d.node_exporter] if collectors is None \
+            else collectors
         args.append("--collector.disable-defaults")
-        args += [f"--collector.{n}" for c in names for n in NODE_EXPORTER_EQUIVALENT.get(c, [])]
+        args += [f"--collector.{n}" for n in names if n in BY_NAME and BY_NAME[n].node_exporter]
     return args
 
 

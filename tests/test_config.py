@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
 
-from agent import collectors
-from agent.cli import main, overrides, parser
+from agent.cli import main, parser
+from agent.collectors.catalog import BY_NAME
 from agent.config import CollectorsConfig, Config, ConfigError, load, parse_listen_address
+from agent.flags import overrides
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -29,7 +31,10 @@ def test_defaults_need_no_file() -> None:
 
 
 def test_every_collector_has_settings_and_a_factory() -> None:
-    assert set(CollectorsConfig.model_fields) == set(collectors.FACTORIES)
+    assert set(CollectorsConfig.model_fields) == set(BY_NAME)
+    for name, declaration in BY_NAME.items():
+        module, _, function = declaration.factory.partition(":")
+        assert callable(getattr(importlib.import_module(module), function or "create")), name
 
 
 def test_valid_file(tmp_path: Path) -> None:
@@ -43,7 +48,7 @@ logging: {level: debug}
 """))
     assert config.web.max_requests == 3
     assert config.collectors.cpu.effective_timeout == 2
-    assert not config.collectors.memory.enabled
+    assert not config.collectors.meminfo.enabled
 
 
 def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
@@ -107,14 +112,14 @@ def test_flags_override_file(tmp_path: Path) -> None:
     config = load(args.config, overrides(args))
     assert config.web.listen_address == "127.0.0.1:2"
     assert config.web.max_requests == 3
-    assert not config.collectors.cpu.enabled and config.collectors.memory.enabled
+    assert not config.collectors.cpu.enabled and config.collectors.meminfo.enabled
 
 
 def test_disable_defaults_keeps_only_named_collectors() -> None:
     args = parser().parse_args(["run", "--collector.disable-defaults", "--collector.memory"])
     config = load(None, overrides(args))
-    enabled = {name for name in collectors.FACTORIES if getattr(config.collectors, name).enabled}
-    assert enabled == {"memory"}
+    enabled = {name for name in BY_NAME if config.collectors.get(name).enabled}
+    assert enabled == {"meminfo"}
 
 
 def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

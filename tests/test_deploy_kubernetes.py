@@ -14,8 +14,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from agent.cli import overrides, parser
+from agent.cli import parser
 from agent.config import DEFAULT_PORT, load
+from agent.flags import overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "deploy" / "kubernetes" / "daemonset.yaml"

@@ -56,9 +56,10 @@ def test_explicit_gzip_refusal_wins_over_wildcard() -> None:
     assert accepts_gzip("identity;q=0.5, *")
 
 
-def test_node_exporter_aliases_use_node_exporter_collector_names() -> None:
-    status = CollectorStatus("system", 15, 10, 1, True, 0.01, 1.0, None, 0, 0)
-    text = render(1, {}, [status], RuntimeFamilies(), ["text"]).bodies["text"].plain.decode()
-    for name in ("stat", "time", "uname", "os", "filefd", "pressure"):
-        assert f'node_scrape_collector_success{{collector="{name}"}} 1.0' in text
-    assert 'node_scrape_collector_success{collector="system"}' not in text
+def test_node_exporter_meta_series_only_for_node_exporter_collectors() -> None:
+    statuses = [CollectorStatus(name, 15, 10, 1, True, 0.01, 1.0, None, 0, 0)
+                for name in ("stat", "runtime")]
+    text = render(1, {}, statuses, RuntimeFamilies(), ["text"]).bodies["text"].plain.decode()
+    assert 'node_scrape_collector_success{collector="stat"} 1.0' in text
+    assert 'hostagent_collector_success{collector="runtime"} 1.0' in text
+    assert 'node_scrape_collector_success{collector="runtime"}' not in text

@@ -105,6 +105,7 @@ async def test_output_reason_when_only_the_regex_fails(ssh_lab: SshLab) -> None:
 
 
 def local_node_families(procfs: Path = Path("/proc")) -> list[Metric]:
+    from agent.collectors.catalog import DiskstatsSettings, FilesystemSettings
     from agent.collectors.cpu import CpuCollector
     from agent.collectors.diskstats import DiskstatsCollector
     from agent.collectors.filesystem import FilesystemCollector
@@ -112,7 +113,6 @@ def local_node_families(procfs: Path = Path("/proc")) -> list[Metric]:
     from agent.collectors.memory import MemoryCollector
     from agent.collectors.netdev import NetdevCollector
     from agent.collectors.system import SystemCollector
-    from agent.config import DiskstatsSettings, FilesystemSettings
 
     disks, fs = DiskstatsSettings(), FilesystemSettings()
     collectors: list[Any] = [

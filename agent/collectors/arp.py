@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from agent.collectors.netdev import DeviceFilter
+from agent.collectors.common import DeviceFilter
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 HEADER_FIELDS = 9  # 'IP address  HW type  Flags  HW address  Mask  Device'
 ENTRY_FIELDS = 6
@@ -42,3 +46,7 @@ def arp_families(counts: dict[str, int]) -> list[Metric]:
     for device in sorted(counts):
         family.add_metric([device], float(counts[device]))
     return [family] if family.samples else []
+
+
+def create(context: Context, settings: Any) -> ArpCollector:
+    return ArpCollector(context.procfs, settings.device_include, settings.device_exclude)

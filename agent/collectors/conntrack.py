@@ -7,8 +7,12 @@ an error. As in node_exporter, what was read before the first missing file is st
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 # /proc/net/stat/nf_conntrack column -> (metric suffix, help); summed over the per-CPU lines.
 STATS: dict[int, tuple[str, str]] = {
@@ -78,3 +82,7 @@ def conntrack_families(entries: int, limit: int | None,
                                        value=float(stats[name]))
                      for name, help_text in STATS.values()]
     return families
+
+
+def create(context: Context, settings: Any) -> ConntrackCollector:
+    return ConntrackCollector(context.procfs)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 # An idle counter that goes back this far means the CPU was hot-plugged: start over.
@@ -40,7 +44,7 @@ def parse_stat_cpus(text: str, user_hz: float) -> dict[str, CpuTimes]:
     return cpus
 
 
-def _monotonic(old: CpuTimes | None, new: CpuTimes) -> CpuTimes:
+def keep_monotonic(old: CpuTimes | None, new: CpuTimes) -> CpuTimes:
     """Counters never go backwards (the kernel's can, by a tick): keep the larger value."""
     if old is None or old.idle - new.idle >= JUMP_BACK_SECONDS:
         return new
@@ -56,7 +60,8 @@ class CpuCollector:
 
     def collect(self) -> list[Metric]:
         parsed = parse_stat_cpus(self._stat.read_text(), self._user_hz)
-        self._last = {cpu: _monotonic(self._last.get(cpu), times) for cpu, times in parsed.items()}
+        self._last = {cpu: keep_monotonic(self._last.get(cpu), times)
+                      for cpu, times in parsed.items()}
         return cpu_families(self._last)
 
 
@@ -73,3 +78,7 @@ def cpu_families(cpus: dict[str, CpuTimes]) -> list[Metric]:
         guest.add_metric([cpu, "user"], times.guest)
         guest.add_metric([cpu, "nice"], times.guest_nice)
     return [seconds, guest]
+
+
+def create(context: Context, settings: Any) -> CpuCollector:
+    return CpuCollector(context.procfs)

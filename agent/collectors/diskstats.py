@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.netdev import DeviceFilter
+from agent.collectors.common import DeviceFilter
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 # /proc/diskstats counts sectors of 512 bytes whatever the device's sector size, and times in ms.
 SECTOR_BYTES = 512.0
@@ -159,3 +163,8 @@ def _number(text: str | None) -> float | None:
         return float(text) if text is not None else None
     except ValueError:
         return None
+
+
+def create(context: Context, settings: Any) -> DiskstatsCollector:
+    return DiskstatsCollector(context.procfs, context.sysfs, settings.device_include,
+                              settings.device_exclude, context.udev_data)

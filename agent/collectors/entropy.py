@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 
 class EntropyCollector:
@@ -24,3 +28,7 @@ def entropy_families(available: int, pool_size: int) -> list[Metric]:
         GaugeMetricFamily("node_entropy_pool_size_bits", "Bits of entropy pool.",
                           value=float(pool_size)),
     ]
+
+
+def create(context: Context, settings: Any) -> EntropyCollector:
+    return EntropyCollector(context.procfs)

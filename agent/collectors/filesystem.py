@@ -16,11 +16,15 @@ from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 log = logging.getLogger("hostagent.filesystem")
 
@@ -79,6 +83,7 @@ class FilesystemCollector:
         fs_types_exclude: str,
         mount_timeout: float,
         statvfs: StatvfsFunc = os.statvfs,
+        stuck: dict[str, Future[os.statvfs_result]] | None = None,
     ) -> None:
         self._procfs = procfs
         self._rootfs = rootfs
@@ -87,9 +92,10 @@ class FilesystemCollector:
         self._timeout = mount_timeout
         self._statvfs = statvfs
         self._pool = DaemonThreadPool(WORKERS, name="statvfs")
-        # Path -> the hung call still running for it. Only collect() touches this, and the
-        # scheduler never runs two collect() calls of one collector at once.
-        self._stuck: dict[str, Future[os.statvfs_result]] = {}
+        # Path -> the hung call still running for it. Given by the caller to outlive this
+        # instance: a collector rebuilt on reload must not call statvfs again on a mount
+        # whose earlier call still hangs.
+        self._stuck: dict[str, Future[os.statvfs_result]] = {} if stuck is None else stuck
 
     def mounts(self) -> list[Mount]:
         """Init's mounts (the host's, when run in a container with the host's /proc), minus
@@ -172,3 +178,9 @@ def filesystem_families(stats: list[tuple[Mount, os.statvfs_result | None]]) -> 
         readonly.add_metric(mount.labels, 1.0 if mount.readonly else 0.0)
     families = [size, free, avail, files, files_free, readonly, device_error]
     return [family for family in families if family.samples]
+
+
+def create(context: Context, settings: Any) -> FilesystemCollector:
+    return FilesystemCollector(context.procfs, context.rootfs, settings.mount_points_exclude,
+                               settings.fs_types_exclude, settings.effective_mount_timeout,
+                               stuck=context.state.setdefault("stuck", {}))

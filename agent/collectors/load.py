@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 PERIODS = ("1", "5", "15")
 
@@ -30,3 +34,7 @@ def load_families(loads: tuple[float, float, float]) -> list[Metric]:
         GaugeMetricFamily(f"node_load{period}", f"{period}m load average.", value=value)
         for period, value in zip(PERIODS, loads, strict=True)
     ]
+
+
+def create(context: Context, settings: Any) -> LoadCollector:
+    return LoadCollector(context.procfs)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 _PARENS = re.compile(r"\((.*)\)")
 
@@ -43,3 +47,7 @@ def memory_families(fields: dict[str, float]) -> list[Metric]:
         else:
             families.append(GaugeMetricFamily(f"node_memory_{key}", help_text, value=value))
     return families
+
+
+def create(context: Context, settings: Any) -> MemoryCollector:
+    return MemoryCollector(context.procfs)

@@ -11,8 +11,12 @@ import errno
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 # (metric suffix, sysfs attribute, is a counter), in node_exporter's order.
 PROPERTIES: tuple[tuple[str, str, bool], ...] = (
@@ -135,3 +139,8 @@ def netclass_families(interfaces: Interfaces, ignore_invalid_speed: bool) -> lis
             properties[name].add_metric([device], float(value))
     families: list[Metric] = [up, info, *properties.values()]
     return [family for family in families if family.samples]
+
+
+def create(context: Context, settings: Any) -> NetclassCollector:
+    return NetclassCollector(context.sysfs, settings.ignored_devices,
+                             settings.ignore_invalid_speed)

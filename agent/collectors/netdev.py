@@ -6,10 +6,15 @@ and /proc/net/dev lacks, comes from /sys/class/net/<device>/statistics/rx_nohand
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
+
+from agent.collectors.common import DeviceFilter
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 NetStats = dict[str, dict[str, float]]
 
@@ -33,20 +38,6 @@ def parse_net_dev(text: str) -> NetStats:
             raise ValueError(f"invalid /proc/net/dev line: {line!r}")
         stats[device.strip()] = {key: float(value) for key, value in zip(keys, values, strict=True)}
     return stats
-
-
-class DeviceFilter:
-    """node_exporter's device filter: a device is kept if it matches the include regex,
-    or does not match the exclude regex (the two are mutually exclusive); both unanchored."""
-
-    def __init__(self, include: str | None, exclude: str | None) -> None:
-        self._include = re.compile(include) if include else None
-        self._exclude = re.compile(exclude) if exclude else None
-
-    def ignored(self, device: str) -> bool:
-        if self._exclude is not None and self._exclude.search(device):
-            return True
-        return self._include is not None and not self._include.search(device)
 
 
 class NetdevCollector:
@@ -83,3 +74,8 @@ def netdev_families(stats: NetStats) -> list[Metric]:
                     f"node_network_{key}", f"Network device statistic {key}.", labels=["device"])
             families[key].add_metric([device], value)
     return [families[key] for key in sorted(families)]
+
+
+def create(context: Context, settings: Any) -> NetdevCollector:
+    return NetdevCollector(context.procfs, settings.device_include, settings.device_exclude,
+                           sysfs=context.sysfs)

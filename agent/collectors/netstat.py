@@ -10,8 +10,12 @@ import contextlib
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric, UnknownMetricFamily
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 NetStats = dict[str, dict[str, float]]
 
@@ -74,3 +78,7 @@ def netstat_families(stats: NetStats, wanted: Callable[[str], object]) -> list[M
                 families.append(UnknownMetricFamily(
                     f"node_netstat_{key}", f"Statistic {protocol}{name}.", value=value))
     return sorted(families, key=lambda family: family.name)
+
+
+def create(context: Context, settings: Any) -> NetstatCollector:
+    return NetstatCollector(context.procfs, settings.fields)

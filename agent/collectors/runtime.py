@@ -13,13 +13,16 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 from agent.httpmetrics import RequestMetrics
 from agent.pool import DaemonThreadPool
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 GC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
@@ -131,3 +134,7 @@ class RuntimeCollector:
                 value=probes.pool.pending))
         out.extend(probes.requests.collect())
         return out
+
+
+def create(context: Context, settings: Any) -> RuntimeCollector:
+    return RuntimeCollector(context.probes or RuntimeProbes())

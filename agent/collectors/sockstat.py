@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 # The keys node_exporter knows; others are ignored. 'inuse' is exported even when absent.
 KEYS = ("inuse", "orphan", "tw", "alloc", "mem", "memory")
@@ -66,3 +70,7 @@ def sockstat_families(ipv4: Sockstat | None, ipv6: Sockstat | None,
                     f"Number of {protocol} sockets in state {key}.", value)
     return [GaugeMetricFamily(f"node_sockstat_{name}", help_text, value=value)
             for name, (help_text, value) in sorted(values.items())]
+
+
+def create(context: Context, settings: Any) -> SockstatCollector:
+    return SockstatCollector(context.procfs)

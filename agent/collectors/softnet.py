@@ -7,9 +7,12 @@ position and exports the first three columns only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 MIN_COLUMNS = 9  # the narrowest format, from Linux 2.6.23
 
@@ -52,3 +55,7 @@ def softnet_families(stats: list[Softnet]) -> list[Metric]:
         processed.add_metric([str(cpu)], stat.processed)
         squeezed.add_metric([str(cpu)], stat.times_squeezed)
     return [dropped, processed, squeezed]
+
+
+def create(context: Context, settings: Any) -> SoftnetCollector:
+    return SoftnetCollector(context.procfs)

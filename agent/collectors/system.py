@@ -1,7 +1,9 @@
-"""system: node_exporter's stat, time, uname, os, filefd and pressure collectors in one.
+"""node_exporter's stat, time, uname, os, filefd and pressure collectors: one reader, each
+collector a part of it (SystemCollector with every part is what `collect --once` of all six
+gives, and what the SSH node module reuses).
 
-/proc/stat is essential: a run without it fails. Every other source is optional and only
-leaves its own metrics out when it is missing or unreadable.
+/proc/stat is essential to the stat part: a run without it fails. Every other source is
+optional and only leaves its own metrics out when it is missing or unreadable.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
+
 log = logging.getLogger("hostagent.system")
+PARTS = frozenset({"stat", "time", "uname", "os", "filefd", "pressure"})
 T = TypeVar("T")
 
 # /proc/stat key -> (metric name, help, is a counter), as node_exporter's stat collector;
@@ -129,29 +135,34 @@ def _optional(path: Path, parse: Callable[[str], T]) -> T | None:
 
 
 class SystemCollector:
-    def __init__(self, procfs: Path, sysfs: Path, rootfs: Path) -> None:
+    def __init__(self, procfs: Path, sysfs: Path, rootfs: Path,
+                 parts: frozenset[str] = PARTS) -> None:
+        self._parts = parts
         self._procfs = procfs
         self._sysfs = sysfs
         self._rootfs = rootfs
         self._os_release_cache: tuple[tuple[object, ...], dict[str, str]] | None = None
 
     def collect(self) -> list[Metric]:
-        return system_families(self.read())
+        return system_families(self.read(), self._parts)
 
     def read(self) -> SystemReadings:
-        stat = parse_stat((self._procfs / "stat").read_text())
+        """Reads the sources of this collector's parts only."""
+        parts = self._parts
+        stat = parse_stat((self._procfs / "stat").read_text()) if "stat" in parts else {}
         now = time.time()
         local = time.localtime(now)
         pressure = {resource: _optional(self._procfs / "pressure" / resource, parse_pressure)
-                    for resource in ("cpu", "io", "memory")}
+                    for resource in ("cpu", "io", "memory")} if "pressure" in parts else {}
         return SystemReadings(
             stat=stat,
             now=now,
             zone=(local.tm_zone, local.tm_gmtoff),
-            clocksources=self._clocksources(),
-            uname=self._uname(),
-            os_release=self._os_release(),
-            filefd=_optional(self._procfs / "sys" / "fs" / "file-nr", parse_file_nr),
+            clocksources=self._clocksources() if "time" in parts else [],
+            uname=self._uname() if "uname" in parts else {},
+            os_release=self._os_release() if "os" in parts else None,
+            filefd=(_optional(self._procfs / "sys" / "fs" / "file-nr", parse_file_nr)
+                    if "filefd" in parts else None),
             pressure={resource: lines for resource, lines in pressure.items() if lines},
         )
 
@@ -204,12 +215,14 @@ def time_seconds_family(now: float) -> Metric:
                              value=now)
 
 
-def system_families(r: SystemReadings) -> list[Metric]:
+def system_families(r: SystemReadings, parts: frozenset[str] = PARTS) -> list[Metric]:
     families = stat_families(r.stat)
-    families += _time_families(r)
-    families.append(_info("node_uname_info",
-                          "Labeled system information as provided by the uname system call.",
-                          r.uname))
+    if "time" in parts:
+        families += _time_families(r)
+    if "uname" in parts:
+        families.append(_info("node_uname_info",
+                              "Labeled system information as provided by the uname system call.",
+                              r.uname))
     if r.os_release is not None:
         families += _os_families(r.os_release)
     if r.filefd is not None:
@@ -262,3 +275,17 @@ def _info(name: str, help_text: str, labels: dict[str, str]) -> Metric:
     family = GaugeMetricFamily(name, help_text, labels=list(labels))
     family.add_metric(list(labels.values()), 1)
     return family
+
+
+def _part(name: str) -> Any:
+    def create(context: Context, settings: Any) -> SystemCollector:
+        return SystemCollector(context.procfs, context.sysfs, context.rootfs, frozenset({name}))
+    return create
+
+
+create_stat = _part("stat")
+create_time = _part("time")
+create_uname = _part("uname")
+create_os = _part("os")
+create_filefd = _part("filefd")
+create_pressure = _part("pressure")

@@ -13,12 +13,16 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from agent.logs import kv
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 log = logging.getLogger("hostagent.textfile")
 
@@ -196,3 +200,7 @@ def textfile_families(families: list[Metric], mtimes: dict[str, float],
         "node_textfile_scrape_error",
         "1 if there was an error opening or reading a file, 0 otherwise", value=int(errored)))
     return out
+
+
+def create(context: Context, settings: Any) -> TextfileCollector:
+    return TextfileCollector(settings.directory)

@@ -10,9 +10,12 @@ import ctypes
 import functools
 import os
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 TIME_ERROR = 5  # adjtimex's return value while the clock is not synchronized
 STA_NANO = 0x2000  # status bit: offset and jitter are in nanoseconds, not microseconds
@@ -136,3 +139,7 @@ def timex_families(t: Timex) -> list[Metric]:
         for name, help_text, value in counters
     ]
     return families
+
+
+def create(context: Context, settings: Any) -> TimexCollector:
+    return TimexCollector()

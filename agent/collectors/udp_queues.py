@@ -4,8 +4,12 @@ summed over /proc/net/udp (ip="v4") and /proc/net/udp6 (ip="v6")."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 HELP = "Number of allocated memory in the kernel for UDP datagrams in bytes."
 
@@ -47,3 +51,7 @@ def udp_queues_families(queues: dict[str, tuple[int, int]]) -> list[Metric]:
         family.add_metric(["tx", ip], tx)
         family.add_metric(["rx", ip], rx)
     return [family]
+
+
+def create(context: Context, settings: Any) -> UdpQueuesCollector:
+    return UdpQueuesCollector(context.procfs)

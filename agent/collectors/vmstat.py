@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric, UnknownMetricFamily
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
 
 
 def parse_vmstat(text: str) -> dict[str, float]:
@@ -34,3 +38,7 @@ def vmstat_families(fields: dict[str, float]) -> list[Metric]:
                             value=fields[key])
         for key in sorted(fields)
     ]
+
+
+def create(context: Context, settings: Any) -> VmstatCollector:
+    return VmstatCollector(context.procfs, settings.fields)

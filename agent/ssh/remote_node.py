@@ -17,14 +17,15 @@ from collections.abc import Mapping
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.cpu import CpuTimes, _monotonic, cpu_families, parse_stat_cpus
+from agent.collectors.catalog import DiskstatsSettings, FilesystemSettings
+from agent.collectors.common import DeviceFilter
+from agent.collectors.cpu import CpuTimes, cpu_families, keep_monotonic, parse_stat_cpus
 from agent.collectors.diskstats import diskstats_families, parse_diskstats
 from agent.collectors.filesystem import Mount, filesystem_families, parse_mounts
 from agent.collectors.load import load_families, parse_loadavg
 from agent.collectors.memory import memory_families, parse_meminfo
-from agent.collectors.netdev import DeviceFilter, netdev_families, parse_net_dev
+from agent.collectors.netdev import netdev_families, parse_net_dev
 from agent.collectors.system import parse_stat, stat_families, time_seconds_family
-from agent.config import DiskstatsSettings, FilesystemSettings
 
 PROC_FILES = ("stat", "meminfo", "loadavg", "uptime", "net/dev", "diskstats", "self/mounts")
 ESSENTIAL = ("stat", "meminfo", "loadavg")
@@ -92,7 +93,7 @@ class RemoteNode:
         clk_tck = sections.get("clk_tck", "").strip()
         user_hz = float(clk_tck) if clk_tck.isdigit() else USER_HZ
         cpus = parse_stat_cpus(sections["stat"], user_hz)
-        self._cpus = {cpu: _monotonic(self._cpus.get(cpu), t) for cpu, t in cpus.items()}
+        self._cpus = {cpu: keep_monotonic(self._cpus.get(cpu), t) for cpu, t in cpus.items()}
         stat = parse_stat(sections["stat"])
         families = [*cpu_families(self._cpus), *stat_families(stat),
                     *memory_families(parse_meminfo(sections["meminfo"])),

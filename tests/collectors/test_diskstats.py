@@ -5,8 +5,8 @@ from pathlib import Path
 from prometheus_client.metrics_core import Metric
 from pytest import approx
 
+from agent.collectors.catalog import DiskstatsSettings
 from agent.collectors.diskstats import DiskstatsCollector, parse_diskstats, parse_udev
-from agent.config import DiskstatsSettings
 from tests.golden import FIXTURES, assert_golden
 
 DISKSTATS = FIXTURES / "diskstats"
@@ -48,8 +48,9 @@ def test_parse_udev_keeps_only_properties() -> None:
 
 def test_default_exclude_drops_partitions_and_loop_devices() -> None:
     c = collector()
-    assert [d for d in ("loop0", "sda1", "nvme0n1p1", "fd0") if not c.ignored(d)] == []
-    assert [d for d in ("sda", "nvme0n1", "dm-0", "sr0", "zram0") if c.ignored(d)] == []
+    dropped = ("loop0", "sda1", "nvme0n1p1", "fd0", "zram0", "ram1")
+    assert [d for d in dropped if not c.ignored(d)] == []
+    assert [d for d in ("sda", "nvme0n1", "dm-0", "sr0", "zramx") if c.ignored(d)] == []
 
 
 def test_include_filter() -> None:

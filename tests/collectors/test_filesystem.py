@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics_core import Metric
 
+from agent.collectors.catalog import FilesystemSettings
 from agent.collectors.filesystem import (
     WORKERS,
     FilesystemCollector,
@@ -17,7 +18,6 @@ from agent.collectors.filesystem import (
     parse_mounts,
     strip_rootfs,
 )
-from agent.config import FilesystemSettings
 from tests.golden import FIXTURES, assert_golden
 
 PROC = FIXTURES / "filesystem" / "proc"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics_core import Metric
 
+from agent.collectors.catalog import NetstatSettings
 from agent.collectors.netstat import NetstatCollector, parse_netstat, parse_snmp6
-from agent.config import NetstatSettings
 from tests.golden import FIXTURES, assert_golden
 
 PROC = FIXTURES / "netstat" / "proc"
@@ -52,7 +52,8 @@ def test_golden_with_the_default_fields() -> None:
     families = NetstatCollector(PROC, DEFAULT_FIELDS).collect()
     assert all(f.type == "unknown" for f in families)  # untyped, as node_exporter
     got = values(families)
-    assert len(got) == 40
+    assert len(got) == 42
+    assert got["TcpExt_TCPOFOQueue"] >= 0 and got["TcpExt_TCPRcvQDrop"] >= 0
     assert got["Ip_Forwarding"] == 1
     assert got["Tcp_CurrEstab"] == 42
     assert got["TcpExt_TCPTimeouts"] == 3141
@@ -84,7 +85,7 @@ def test_snmp6_is_optional(tmp_path: Path) -> None:
     for name in ("netstat", "snmp"):
         shutil.copy(PROC / "net" / name, tmp_path / "net" / name)
     got = values(NetstatCollector(tmp_path, DEFAULT_FIELDS).collect())
-    assert len(got) == 28
+    assert len(got) == 30
     assert not any(key.startswith(("Ip6", "Icmp6", "Udp6", "UdpLite6")) for key in got)
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics_core import Metric
 
+from agent.collectors.catalog import VmstatSettings
 from agent.collectors.vmstat import VmstatCollector, parse_vmstat
-from agent.config import VmstatSettings
 from tests.golden import FIXTURES, assert_golden
 
 PROC = FIXTURES / "vmstat" / "proc"

@@ -1,0 +1,170 @@
+"""The collector catalog: one declaration per collector. The configuration model, the command
+line, the node_exporter equivalence of the agent's own series and the factories all derive from
+it, so adding a collector is its own module plus one entry here.
+
+A collector module provides `create(context, settings) -> Collector` (or the function named
+after the colon) and is imported only when the collector is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from agent.collectors.base import Collector
+from agent.collectors.settings import (
+    CollectorSettings,
+    DeviceFilterSettings,
+    FieldsSettings,
+    check_regex,
+)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a factory may use besides its settings. `state` survives rebuilds on reload (one
+    dict per collector name), for what must outlive a collector instance, such as hung calls."""
+
+    procfs: Path = Path("/proc")
+    sysfs: Path = Path("/sys")
+    rootfs: Path = Path("/")
+    udev_data: Path = Path("/run/udev/data")
+    probes: Any = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Declaration:
+    name: str  # node_exporter's collector name where the collector reproduces one
+    factory: str  # "agent.collectors.MODULE" or "agent.collectors.MODULE:function"
+    settings: type[CollectorSettings] = CollectorSettings
+    default: bool = True  # enabled unless configured otherwise, as in node_exporter
+    help: str = ""
+    node_exporter: bool = True  # False: hostagent's own, no node_scrape_collector_* alias
+
+    def create(self, context: Context, settings: CollectorSettings) -> Collector:
+        module, _, function = self.factory.partition(":")
+        built: Collector = getattr(importlib.import_module(module), function or "create")(
+            context, settings)
+        return built
+
+
+# --- settings of the collectors that have more than the common ones ---------------------------
+
+class DiskstatsSettings(DeviceFilterSettings):
+    device_exclude: str | None = Field(
+        r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$",
+        description="regex of devices to exclude")
+
+
+class FilesystemSettings(CollectorSettings):
+    mount_points_exclude: str = Field(
+        r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)",
+        description="regex of mount points to exclude")
+    fs_types_exclude: str = Field(
+        r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs"
+        r"|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs"
+        r"|squashfs|sysfs|tracefs)$",
+        description="regex of filesystem types to exclude")
+    mount_timeout: float | None = Field(None, gt=0, description="per-mount statvfs timeout")
+
+    _check_regex = field_validator("mount_points_exclude", "fs_types_exclude")(check_regex)
+
+    @model_validator(mode="after")
+    def _mount_timeout_within_timeout(self) -> FilesystemSettings:
+        if self.mount_timeout is not None and self.mount_timeout >= self.effective_timeout:
+            raise ValueError(f"mount_timeout ({self.mount_timeout}) must be below the "
+                             f"collector's timeout ({self.effective_timeout})")
+        return self
+
+    @property
+    def effective_mount_timeout(self) -> float:
+        """Below the collector's timeout, so a hung mount costs that mount, not the whole run."""
+        if self.mount_timeout is not None:
+            return self.mount_timeout
+        return min(5.0, self.effective_timeout / 2)
+
+
+class TextfileSettings(CollectorSettings):
+    directory: Path | None = Field(None, description="directory of *.prom files")
+
+
+class VmstatSettings(FieldsSettings):
+    fields: str = Field(r"^(oom_kill|pgpg|pswp|pg.*fault).*",
+                        description="regex of /proc/vmstat fields to export")
+
+
+class NetstatSettings(FieldsSettings):
+    fields: str = Field(
+        r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs"
+        r"|OutMsgs)|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts|TCPOFOQueue"
+        r"|TCPRcvQDrop)|Tcp_(ActiveOpens|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs"
+        r"|CurrEstab)|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$",
+        description="regex of netstat fields to export")
+
+
+class NetclassSettings(CollectorSettings):
+    ignored_devices: str = Field("^$", description="regex of net devices to ignore")
+    ignore_invalid_speed: bool = Field(False, description="ignore devices where the speed "
+                                       "is invalid")
+
+    _check_regex = field_validator("ignored_devices")(check_regex)
+
+
+# --- the declarations, in node_exporter's alphabetical order -----------------------------------
+
+DECLARATIONS: tuple[Declaration, ...] = (
+    Declaration("arp", "agent.collectors.arp", DeviceFilterSettings,
+                help="ARP statistics from /proc/net/arp"),
+    Declaration("conntrack", "agent.collectors.conntrack",
+                help="conntrack statistics (entries, limit, per-CPU stats)"),
+    Declaration("cpu", "agent.collectors.cpu", help="CPU time per mode from /proc/stat"),
+    Declaration("diskstats", "agent.collectors.diskstats", DiskstatsSettings,
+                help="disk I/O statistics"),
+    Declaration("entropy", "agent.collectors.entropy", help="available entropy"),
+    Declaration("filefd", "agent.collectors.system:create_filefd",
+                help="file descriptor statistics from /proc/sys/fs/file-nr"),
+    Declaration("filesystem", "agent.collectors.filesystem", FilesystemSettings,
+                help="filesystem statistics (space, inodes) per mount point"),
+    Declaration("loadavg", "agent.collectors.load", help="load average"),
+    Declaration("meminfo", "agent.collectors.memory", help="memory statistics from /proc/meminfo"),
+    Declaration("netclass", "agent.collectors.netclass", NetclassSettings,
+                help="network interface properties from /sys/class/net"),
+    Declaration("netdev", "agent.collectors.netdev", DeviceFilterSettings,
+                help="network device statistics"),
+    Declaration("netstat", "agent.collectors.netstat", NetstatSettings,
+                help="network statistics from /proc/net/netstat, snmp, snmp6"),
+    Declaration("os", "agent.collectors.system:create_os", help="os-release information"),
+    Declaration("pressure", "agent.collectors.system:create_pressure",
+                help="pressure stall information (PSI)"),
+    Declaration("sockstat", "agent.collectors.sockstat", help="socket statistics"),
+    Declaration("softnet", "agent.collectors.softnet", help="softnet statistics"),
+    Declaration("stat", "agent.collectors.system:create_stat",
+                help="kernel statistics from /proc/stat (boot time, forks, interrupts)"),
+    Declaration("textfile", "agent.collectors.textfile", TextfileSettings,
+                help="metrics from *.prom files in a directory"),
+    Declaration("time", "agent.collectors.system:create_time",
+                help="the current system time and clock sources"),
+    Declaration("timex", "agent.collectors.timex", help="adjtimex clock state"),
+    Declaration("udp_queues", "agent.collectors.udp_queues", help="UDP queue lengths"),
+    Declaration("uname", "agent.collectors.system:create_uname",
+                help="system information from uname"),
+    Declaration("vmstat", "agent.collectors.vmstat", VmstatSettings,
+                help="statistics from /proc/vmstat"),
+    Declaration("runtime", "agent.collectors.runtime", node_exporter=False,
+                help="the agent's own event-loop lag, GC pauses, tasks and threads"),
+)
+
+BY_NAME: dict[str, Declaration] = {d.name: d for d in DECLARATIONS}
+
+# Names earlier versions of hostagent used, each standing for these collectors (YAML keys and
+# --collector.NAME flags).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "memory": ("meminfo",),
+    "load": ("loadavg",),
+    "system": ("stat", "time", "uname", "os", "filefd", "pressure"),
+}
