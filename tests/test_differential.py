@@ -99,8 +99,9 @@ def compare(name: str, config: Config, url: str) -> None:
     before = scrape(url)
     mine = ours(name, config)
     after = scrape(url)
-    assert mine, f"{name} produced nothing"
     theirs_keys = before.keys() & after.keys()
+    # Nothing on either side is agreement (a source this machine lacks, such as hwmon in a
+    # container); nothing on ours alone is caught below as series hostagent lacks.
     only_theirs = sorted(k for k in theirs_keys if k not in mine)
     only_mine = sorted(k for k in mine if k not in before and k not in after)
     assert not only_theirs, f"node_exporter exposes series hostagent lacks: {only_theirs[:10]}"
