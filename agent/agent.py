@@ -200,8 +200,7 @@ class Agent:
         async with self._reload_lock:
             self.notifier.reloading()
             try:
-                new = await asyncio.to_thread(self.source.load)
-                await self.endpoint.load(new.web.config_file)
+                new = await self._read_config()
             except ConfigError as exc:
                 for problem in exc.problems:
                     log.error("reload rejected, keeping the running config",
@@ -232,6 +231,20 @@ class Agent:
             self._publish_reload_state()
             log.info("reloaded", extra=kv(collectors=len(jobs)))
             self.notifier.ready(self._status_line())
+
+    async def _read_config(self) -> Config:
+        """The new config and web config, or ConfigError. A surprise while reading them
+        becomes one too, naming only its type: its message or traceback could quote the
+        file, password hashes included."""
+        try:
+            new = await asyncio.to_thread(self.source.load)
+            await self.endpoint.load(new.web.config_file)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError([f"reading the configuration failed: {type(exc).__name__}"]
+                              ) from None
+        return new
 
     def _keep_restart_only(self, new: Config) -> Config:
         for section, name in RESTART_ONLY:

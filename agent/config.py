@@ -264,9 +264,16 @@ def build(data: dict[str, Any]) -> Config:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Never the exception itself: it carries the whole file, password hashes and all.
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{path}: not UTF-8: byte 0x{raw[exc.start]:02x} at line {line}"]
+                          ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

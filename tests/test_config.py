@@ -153,3 +153,21 @@ def test_mount_timeout_stays_below_the_collector_timeout(tmp_path: Path) -> None
     assert load(None).collectors.filesystem.effective_mount_timeout == 5
     [found] = problems(tmp_path, "collectors: {filesystem: {interval: 5, mount_timeout: 5}}")
     assert found.startswith("collectors.filesystem: mount_timeout (5.0) must be below")
+
+
+def test_a_byte_that_is_not_utf8_is_one_line_that_quotes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.pki import bcrypt_hash
+
+    secret = bcrypt_hash("hunter2")
+    web = tmp_path / "web.yml"
+    web.write_bytes(b"basic_auth_users:\n  alice: " + secret.encode() + b"\n# caf\xe9\n")
+    config = write(tmp_path, f"web: {{config_file: {web}}}\n")
+    assert main(["check-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"{web}: not UTF-8: byte 0xe9 at line 3\n"
+
+    config.write_bytes(b"web: {max_requests: 3}\n\xff\n")
+    assert main(["check-config", str(config)]) == 2
+    assert main(["run", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == f"{config}: not UTF-8: byte 0xff at line 2\n" * 2

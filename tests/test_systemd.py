@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import os
 import re
@@ -299,3 +300,46 @@ def test_unit_file_verifies_and_is_hardened(tmp_path: Path) -> None:
     for directive in ("Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=on-failure",
                       "RestartPreventExitStatus=2", "ExecReload=/bin/kill -HUP $MAINPID"):
         assert directive in text
+
+
+async def test_reload_of_a_file_that_is_not_utf8_is_rejected_and_leaks_nothing(
+        listener: NotifyListener, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.pki import bcrypt_hash
+
+    secret = bcrypt_hash("hunter2")
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  alice: {secret}\n")
+    path = tmp_path / "hostagent.yml"
+    path.write_text(f"web: {{listen_address: '127.0.0.1:0', enable_lifecycle: true, "
+                    f"config_file: {web}, auth_exempt_probes: true}}\n")
+    source = ConfigSource(path)
+    agent, task = await start_agent(source.load(), listener, tmp_path, source)
+    base = f"http://{agent.addresses[0]}"
+    try:
+        web.write_bytes(web.read_bytes() + b"# caf\xe9\n")
+        # Over POST: 400 naming the file; the metric and systemd hear about it.
+        request = urllib.request.Request(f"{base}/-/reload", method="POST", headers={
+            "Authorization": "Basic " + base64.b64encode(b"alice:hunter2").decode()})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            await asyncio.to_thread(urllib.request.urlopen, request, timeout=10)
+        assert info.value.code == 400
+        assert info.value.read().decode() == f"{web}: not UTF-8: byte 0xe9 at line 3\n"
+        reloading = await asyncio.to_thread(listener.wait_for, "RELOADING=1")
+        await asyncio.to_thread(listener.wait_for, "READY=1", 15, reloading + 1)
+        assert agent.registry.snapshots["config"].families[0].samples[0].value == 0.0
+
+        # Through SIGHUP: logged as one rejected problem, nothing escapes the task.
+        os.kill(os.getpid(), signal.SIGHUP)
+        reloading = await asyncio.to_thread(listener.wait_for, "RELOADING=1", 15, reloading + 1)
+        await asyncio.to_thread(listener.wait_for, "READY=1", 15, reloading + 1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and agent._reloads:
+            await asyncio.sleep(0.01)
+        assert not agent._reloads
+    finally:
+        agent.request_stop()
+        await task
+    text = "\n".join(f"{r.getMessage()} {getattr(r, 'kv', '')} {r.exc_text or ''}"
+                     for r in caplog.records)
+    assert secret not in text and "never retrieved" not in text
+    assert text.count("not UTF-8") == 2, text
