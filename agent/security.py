@@ -138,6 +138,7 @@ class Endpoint:
         self._loaded = False
         self._seen: webconfig.Stamp = ()
         self._lock = asyncio.Lock()
+        self._has_file = asyncio.Event()  # the watcher sleeps on it while there is no file
 
     async def load(self, path: Path | None) -> None:
         """Read path (in a thread) and apply it. ConfigError leaves the running one in place."""
@@ -154,14 +155,20 @@ class Endpoint:
             if new.users != self.settings.users:  # else keep the remembered credentials
                 self.auth = BasicAuth(new.users, new.decoy)
             self.settings, self._seen, self._loaded = new, new.stamp, True
+            if new.path is None:
+                self._has_file.clear()
+            else:
+                self._has_file.set()
             if new.path is not None:
                 log.info("web config loaded", extra=kv(
                     file=str(new.path), tls=new.tls, users=len(new.users),
                     client_auth=_client_auth(new.context)))
 
     async def watch(self) -> None:
-        """Re-read the file when it, or a file it names, changes (mtime, size or inode)."""
+        """Re-read the file when it, or a file it names, changes (mtime, size or inode).
+        Without a file (the usual case) it polls nothing and never wakes."""
         while True:
+            await self._has_file.wait()
             await asyncio.sleep(self.poll_interval)
             current = self.settings
             if current.path is None:

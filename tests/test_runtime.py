@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import selectors
 import threading
 import time
+from typing import Any
 
 import aiohttp
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent import collectors
 from agent.agent import Agent, build_jobs
 from agent.collectors.runtime import (
     GcPauses,
@@ -175,3 +178,37 @@ async def test_agent_exports_runtime_metrics() -> None:
                 "hostagent_executor_pending"} <= names
         assert agent.probes.gc_pauses._callback in gc.callbacks
     assert agent.probes.gc_pauses._callback not in gc.callbacks
+
+
+class CountingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """Counts the event loop's waits: each is a wake-up of an idle loop."""
+
+    waits = 0
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        if timeout is None or timeout > 0:
+            CountingSelector.waits += 1
+        return super().select(timeout)  # type: ignore[no-any-return]
+
+
+def test_an_idle_agent_wakes_its_loop_about_once_a_second() -> None:
+    """What an idle agent costs is mostly its wake-ups: one collector, no scrapes, no web
+    config file; the only periodic wake-up left is the loop-lag timer's, once a second."""
+    config = Config.model_validate({
+        "web": {"listen_address": "127.0.0.1:0"}, "scheduler": {"jitter": 0},
+        "collectors": {name: {"enabled": name == "cpu"} for name in collectors.FACTORIES}})
+
+    async def scenario() -> int:
+        agent = Agent(config)
+        async with running(agent) as base, aiohttp.ClientSession() as session:
+            await wait_ready(session, base)
+            await asyncio.sleep(0.5)  # start-up settles
+            before = CountingSelector.waits
+            await asyncio.sleep(4)
+            return CountingSelector.waits - before
+
+    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(CountingSelector())
+                        ) as runner:
+        waits = runner.run(scenario())
+    # 4 s at 1 Hz, the 5 s status check and the sleep above: 6 at most; 4 Hz would be 16+.
+    assert waits <= 7, waits

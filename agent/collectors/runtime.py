@@ -1,6 +1,6 @@
 """The agent's own runtime: event-loop lag, GC pauses, tasks, threads, queued collector work.
 
-Probes record as things happen (a timer task on the loop, a gc callback); collect() runs in a
+Probes record as things happen (a timer on the loop, a gc callback); collect() runs in a
 worker thread and only reads what they recorded.
 """
 
@@ -58,20 +58,55 @@ class Histogram:
 
 
 class LoopLagProbe:
-    """A task that sleeps a fixed period and records how late it wakes up; a blocked loop
-    wakes it late. It also notes the number of tasks, which only the loop may look at."""
+    """A timer that records how late it fires; a blocked loop fires it late. One plain
+    call_later callback per period (no task, no coroutine): on an idle agent each wake-up of
+    the loop costs more than the work it does, so the period is a second. A block longer than
+    the period always shows; a shorter one when it covers a due time. It also notes the number
+    of tasks (which only the loop may look at) every TASKS_EVERY ticks."""
 
-    def __init__(self, period: float = 0.25) -> None:
+    TASKS_EVERY = 15
+
+    def __init__(self, period: float = 1.0) -> None:
         self.period = period
         self.lag = Histogram(LAG_BUCKETS)
         self.tasks: int | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._ticks = 0
+
+    def start(self) -> None:
+        """Start ticking on the running loop (again after stop())."""
+        self.stop()
+        self._ticks = 0
+        self._count_tasks()
+        self._schedule(asyncio.get_running_loop())
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
     async def run(self) -> None:
-        while True:
-            self.tasks = len(asyncio.all_tasks())
-            due = time.perf_counter() + self.period
-            await asyncio.sleep(self.period)
-            self.lag.observe(max(0.0, time.perf_counter() - due))
+        """start(), then wait (costing nothing) until cancelled, and stop()."""
+        self.start()
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self.stop()
+
+    def _count_tasks(self) -> None:
+        self.tasks = len(asyncio.all_tasks())
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._due = time.perf_counter() + self.period
+        self._handle = loop.call_later(self.period, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.lag.observe(max(0.0, time.perf_counter() - self._due))
+        self._ticks += 1
+        if self._ticks % self.TASKS_EVERY == 0:
+            self._count_tasks()
+        self._schedule(loop)
 
 
 class GcPauses:
