@@ -18,7 +18,7 @@ from agent.collectors.base import Collector
 from agent.collectors.catalog import BY_NAME, Context
 from agent.collectors.runtime import RuntimeProbes
 from agent.config import Config, ConfigError, ConfigSource, parse_listen_address
-from agent.formats import Demand
+from agent.formats import OPENMETRICS, Demand
 from agent.health import Health
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
@@ -88,7 +88,9 @@ class Agent:
         if jobs is None:
             jobs = build_jobs(config, probes=self.probes, state=self._collector_state)
         self._jobs = {job.name: job for job in jobs}
-        self.demand = Demand()
+        # Prometheus's format is ready before /-/ready says 200: a cold burst of scrapes
+        # finds its bytes instead of piling up behind a first render.
+        self.demand = Demand([OPENMETRICS])
         self.scheduler = Scheduler(self._jobs.values(), self.registry, self._pool,
                                    config.scheduler.jitter, self.demand)
         self.renderer = Renderer(self.registry, self.scheduler.statuses, self._render_pool,

@@ -185,10 +185,12 @@ class Renderer:
         return render(self._registry.generation, self._registry.snapshots, self._statuses(),
                       self._runtime, self._demand.formats)
 
-    async def _render(self) -> None:
+    async def _render(self, missing: str | None = None) -> None:
         # Inputs are captured on the loop so the render thread sees one consistent generation;
         # renders never overlap, so an older one cannot replace a newer one.
         async with self._lock:
+            if missing is not None and missing in self.current.bodies:
+                return  # rendered while this request waited: one render serves the burst
             args = (self._registry.generation, self._registry.snapshots, self._statuses(),
                     self._runtime, self._demand.formats)
             loop = asyncio.get_running_loop()
@@ -215,5 +217,5 @@ class Renderer:
         """The current body in a format, rendering it now if nobody asked for it before."""
         if fmt not in self.current.bodies:
             self._demand.add(fmt)
-            await self._render()
+            await self._render(fmt)
         return self.current.bodies[fmt]

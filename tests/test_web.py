@@ -262,3 +262,21 @@ async def test_write_timeout_aborts_a_stalled_reader_of_a_small_gzip_body() -> N
         head, _, body = received.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200")
         assert len(body) < size, "aborted, not flushed to the end"
+
+
+async def test_a_cold_burst_of_prometheus_scrapes_gets_no_503() -> None:
+    """Prometheus's format is rendered before /-/ready says 200, so scrapes arriving together
+    right after do not wait for a first render and pile past web.max_requests."""
+    agent = Agent(config(max_requests=5))
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with running(agent) as base, aiohttp.ClientSession(connector=connector) as session:
+        await wait_ready(session, base)
+
+        async def scrape() -> int:
+            async with session.get(f"{base}/metrics", headers={
+                    "Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}) as response:
+                await response.read()
+                return response.status
+
+        statuses = await asyncio.gather(*(scrape() for _ in range(30)))
+    assert statuses == [200] * 30
