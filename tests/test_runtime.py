@@ -14,8 +14,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent import collectors
 from agent.agent import Agent, build_jobs
+from agent.collectors.catalog import BY_NAME
 from agent.collectors.runtime import (
     GcPauses,
     Histogram,
@@ -196,7 +196,7 @@ def test_an_idle_agent_wakes_its_loop_about_once_a_second() -> None:
     config file; the only periodic wake-up left is the loop-lag timer's, once a second."""
     config = Config.model_validate({
         "web": {"listen_address": "127.0.0.1:0"}, "scheduler": {"jitter": 0},
-        "collectors": {name: {"enabled": name == "cpu"} for name in collectors.FACTORIES}})
+        "collectors": {name: {"enabled": name == "cpu"} for name in BY_NAME}})
 
     async def scenario() -> int:
         agent = Agent(config)

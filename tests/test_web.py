@@ -193,7 +193,7 @@ async def test_only_formats_that_were_asked_for_are_rendered() -> None:
     agent.scheduler._states["ok"].job.collector.release.set()  # type: ignore[attr-defined]
     async with running(agent) as base, aiohttp.ClientSession() as session:
         await wait_ready(session, base)
-        assert dict(agent.renderer.current.bodies) == {}
+        assert set(agent.renderer.current.bodies) == {OPENMETRICS}  # Prometheus's, up front
         async with session.get(f"{base}/metrics", headers={"Accept": PROMETHEUS_ACCEPT}) as r:
             assert r.status == 200 and (await r.read()).endswith(b"# EOF\n")
         generation = agent.renderer.current.generation
