@@ -131,6 +131,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("filesystem", "agent.collectors.filesystem", FilesystemSettings,
                 help="filesystem statistics (space, inodes) per mount point"),
     Declaration("loadavg", "agent.collectors.load", help="load average"),
+    Declaration("mdadm", "agent.collectors.mdadm",
+                help="md software RAID state from /proc/mdstat and /sys/block/md*/md"),
     Declaration("meminfo", "agent.collectors.memory", help="memory statistics from /proc/meminfo"),
     Declaration("netclass", "agent.collectors.netclass", NetclassSettings,
                 help="network interface properties from /sys/class/net"),

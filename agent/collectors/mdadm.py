@@ -1,0 +1,167 @@
+"""mdadm: node_md_* from /proc/mdstat and /sys/block/md*/md, as node_exporter's latest release
+(parsing rules of prometheus/procfs's MDStat and sysfs Mdraids).
+
+No /proc/mdstat (md module not loaded) means no series. An array whose sysfs attributes cannot
+be read is skipped in the sysfs series; a malformed /proc/mdstat fails the run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from agent.collectors.common import list_dir, read_text
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
+
+STATUS_LINE = re.compile(r"(\d+) blocks .*\[(\d+)/(\d+)\] \[([U_]+)\]")
+RECOVERY_BLOCKS = re.compile(r"\((\d+)/(\d+)\)")
+
+# node_md_state's state label -> the activity state procfs reports. "resync" and "check" are
+# looked up as "resyncing" and "checking"; a reshaping array has none of the five set.
+STATES = (("active", "active"), ("inactive", "inactive"), ("recovering", "recovering"),
+          ("resync", "resyncing"), ("check", "checking"))
+
+
+@dataclass(frozen=True)
+class MDStat:
+    name: str
+    state: str  # active, inactive, recovering, resyncing, checking, reshaping, ...
+    disks_active: int
+    disks_total: int
+    disks_failed: int
+    disks_spare: int
+    blocks_total: int
+    blocks_synced: int
+
+
+@dataclass(frozen=True)
+class Mdraid:
+    device: str
+    disks: int  # raid_disks
+    degraded: int  # 0 for levels without redundancy
+
+
+def parse_mdstat(text: str) -> list[MDStat]:
+    """procfs's parser: a device line, a status line, an optional bitmap line and an optional
+    sync line. ValueError names what did not parse."""
+    lines = text.split("\n")
+    stats = []
+    for i, line in enumerate(lines):
+        if not line.strip() or line[0] == " " or line.startswith(("unused", "Personalities")):
+            continue
+        fields = line.split()
+        if len(fields) < 3:
+            raise ValueError(f"mdstat: expected 3+ fields in {line!r}")
+        name, state = fields[0], fields[2]
+        if len(lines) <= i + 3:
+            raise ValueError(f"mdstat: too few lines for md device {name}")
+        failed, spare = line.count("(F)"), line.count("(S)")
+        active, total, size = _status(line, lines[i + 1])
+        sync_line = lines[i + 3] if "bitmap" in lines[i + 2] else lines[i + 2]
+        synced = size
+        recovering, reshaping = "recovery" in sync_line, "reshape" in sync_line
+        resyncing, checking = "resync" in sync_line, "check" in sync_line
+        if recovering or reshaping or resyncing or checking:
+            state = ("recovering" if recovering else "reshaping" if reshaping
+                     else "checking" if checking else "resyncing")
+            if "PENDING" in sync_line or "DELAYED" in sync_line:
+                synced = 0
+            else:
+                match = RECOVERY_BLOCKS.search(sync_line)
+                if match is None:
+                    raise ValueError(f"mdstat: unexpected sync line for {name}: {sync_line!r}")
+                synced = int(match.group(1))
+        stats.append(MDStat(name, state, active, total, failed, spare, size, synced))
+    return stats
+
+
+def _status(device_line: str, status_line: str) -> tuple[int, int, int]:
+    """(active, total, size in blocks) from the device and status lines."""
+    fields = status_line.split()
+    if not fields or not fields[0].isdigit():
+        raise ValueError(f"mdstat: unexpected status line {status_line!r}")
+    size = int(fields[0])
+    if "raid0" in device_line or "linear" in device_line:
+        total = device_line.count("[")  # only member disks carry [N] on the device line
+        return total, total, size
+    if "inactive" in device_line:
+        return 0, 0, size
+    match = STATUS_LINE.search(status_line)
+    if match is None:
+        raise ValueError(f"mdstat: no [total/active] in status line {status_line!r}")
+    return int(match.group(3)), int(match.group(2)), size
+
+
+def read_mdraids(sysfs: Path) -> list[Mdraid]:
+    """Arrays under /sys/block/md*/md; one whose attributes cannot be read is left out."""
+    block = sysfs / "block"
+    raids = []
+    for device in list_dir(block):
+        if not device.startswith("md"):
+            continue
+        md = block / device / "md"
+        level, disks = read_text(md / "level"), read_text(md / "raid_disks")
+        if level is None or disks is None or not disks.isdigit():
+            continue
+        degraded = 0
+        if level in ("raid1", "raid4", "raid5", "raid6", "raid10"):
+            text = read_text(md / "degraded")
+            if text is None or not text.isdigit():
+                continue
+            degraded = int(text)
+        raids.append(Mdraid(device, int(disks), degraded))
+    return raids
+
+
+def mdadm_families(stats: list[MDStat], raids: list[Mdraid]) -> list[Metric]:
+    required = GaugeMetricFamily("node_md_disks_required", "Total number of disks of device.",
+                                 labels=["device"])
+    disks = GaugeMetricFamily("node_md_disks", "Number of active/failed/spare disks of device.",
+                              labels=["device", "state"])
+    state = GaugeMetricFamily("node_md_state", "Indicates the state of md-device.",
+                              labels=["device", "state"])
+    blocks = GaugeMetricFamily("node_md_blocks", "Total number of blocks on device.",
+                               labels=["device"])
+    synced = GaugeMetricFamily("node_md_blocks_synced", "Number of blocks synced on device.",
+                               labels=["device"])
+    for md in stats:
+        required.add_metric([md.name], md.disks_total)
+        disks.add_metric([md.name, "active"], md.disks_active)
+        disks.add_metric([md.name, "failed"], md.disks_failed)
+        disks.add_metric([md.name, "spare"], md.disks_spare)
+        for label, activity in STATES:
+            state.add_metric([md.name, label], 1.0 if md.state == activity else 0.0)
+        blocks.add_metric([md.name], md.blocks_total)
+        synced.add_metric([md.name], md.blocks_synced)
+    raid_disks = GaugeMetricFamily("node_md_raid_disks", "Number of raid disks on device.",
+                                   labels=["device"])
+    degraded = GaugeMetricFamily("node_md_degraded", "Number of degraded disks on device.",
+                                 labels=["device"])
+    for raid in raids:
+        raid_disks.add_metric([raid.device], raid.disks)
+        degraded.add_metric([raid.device], raid.degraded)
+    families: list[Metric] = [required, disks, state, blocks, synced, raid_disks, degraded]
+    return [family for family in families if family.samples]
+
+
+class MdadmCollector:
+    def __init__(self, procfs: Path, sysfs: Path) -> None:
+        self._mdstat = procfs / "mdstat"
+        self._sysfs = sysfs
+
+    def collect(self) -> list[Metric]:
+        try:
+            text = self._mdstat.read_text()
+        except FileNotFoundError:
+            return []
+        return mdadm_families(parse_mdstat(text), read_mdraids(self._sysfs))
+
+
+def create(context: Context, settings: Any) -> MdadmCollector:
+    return MdadmCollector(context.procfs, context.sysfs)
