@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real tools the tests run against (Debian packages).
 TEST_PACKAGES := prometheus prometheus-node-exporter prometheus-alertmanager wrk systemd \
-	chromium openssh-server openssh-client
+	chromium openssh-server openssh-client lintian
 
 PREFIX ?= /usr/local/lib/hostagent
 UNIT_DIR ?= /etc/systemd/system
 
-.PHONY: run test test-deps lint bench install clean
+.PHONY: run test test-deps lint bench install clean deb pyz
 
 $(BIN)/hostagent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ test-deps:
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES)
 
 lint: $(BIN)/hostagent
-	$(BIN)/ruff check agent tests bench
+	$(BIN)/ruff check agent tests bench packaging
 	$(BIN)/mypy
 
 test: test-deps $(BIN)/hostagent lint
@@ -49,5 +49,13 @@ install:
 	systemctl daemon-reload
 	systemctl enable --now hostagent.service
 
+# Release artifacts (packaging/build.py): build/hostagent_VERSION_ARCH.deb and ./hostagent.pyz,
+# for this machine's architecture and Python. Dependency wheels are cached in build/wheelhouse.
+deb: $(BIN)/hostagent
+	$(BIN)/python packaging/build.py deb
+
+pyz: $(BIN)/hostagent
+	$(BIN)/python packaging/build.py pyz
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build hostagent.pyz *.egg-info .pytest_cache .mypy_cache .ruff_cache
