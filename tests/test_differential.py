@@ -29,7 +29,7 @@ from agent.config import Config
 from agent.formats import TEXT, encode
 
 # Series node_exporter adds about itself, not about the host.
-NOT_HOST = ("node_scrape_", "node_exporter_", "go_", "process_", "promhttp_")
+NOT_HOST = ("node_scrape_", "node_exporter_", "go_", "process_", "promhttp_", "hostagent_")
 
 # Gauges that legitimately move between two reads a few milliseconds apart: relative slack.
 VOLATILE = {

@@ -5,13 +5,20 @@ client-side timestamps, is skipped whole and sets node_textfile_scrape_error to 
 files are still exported, each with its node_textfile_mtime_seconds. Families of the same name
 from several files are merged. A family that conflicts with one read before (another type or
 HELP) and a series already read are dropped with a warning, as node_exporter drops them.
-"""
+
+Whatever sits in the directory, one file cannot sink the collector or the agent: only regular
+files are opened (a FIFO would block the read forever, a link to /dev/zero never end), and
+without blocking; a file over MAX_FILE_BYTES, the files past MAX_TOTAL_BYTES or MAX_FILES, and
+those left when the time budget is spent are skipped as errors, never read whole. Each file's
+outcome is hostagent_textfile_file_error{file}."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
+import stat
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +37,8 @@ TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
 # Sample names a family owns, by the parser's type name (counters as family + "_total").
 SUFFIXES = {"counter": ("_total",), "summary": ("", "_sum", "_count"),
             "histogram": ("_bucket", "_sum", "_count")}
-OWN_NAMES = frozenset({"node_textfile_mtime_seconds", "node_textfile_scrape_error"})
+OWN_NAMES = frozenset({"node_textfile_mtime_seconds", "node_textfile_scrape_error",
+                       "hostagent_textfile_file_error"})
 _COMMENT = re.compile(r"#\s+(HELP|TYPE)\s+(\S+)\s*(.*)$")
 
 
@@ -154,15 +162,51 @@ def merge_files(files: list[tuple[str, list[Metric]]]) -> list[Metric]:
     return [merged[name] for name in sorted(merged) if merged[name].samples]
 
 
+# Limits. Parsed, a file takes about 20 times its size in memory for a moment (8 MB of text,
+# 140 000 series: 160 MB, 2.4 s of CPU): these keep the agent within its unit's MemoryMax
+# whatever lands in the directory. Real textfiles are kilobytes.
+MAX_FILE_BYTES = 4 << 20
+MAX_TOTAL_BYTES = 8 << 20
+MAX_FILES = 1000
+# Share of the collector's timeout spent parsing; files left after it are skipped, so a slow
+# file costs the files after it this tick, never every file (a timed-out run exports none).
+BUDGET_SHARE = 0.5
+
+
+def read_limited(path: str, limit: int) -> tuple[bytes, int]:
+    """A regular file's bytes (at most limit) and its mtime in ns; OSError or TextfileError
+    otherwise. Neither a FIFO, a device nor a file that grows while read can block or flood."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise TextfileError("not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)  # the file opened, in case it was swapped since the stat
+        if not stat.S_ISREG(info.st_mode):
+            raise TextfileError("not a regular file")
+        if info.st_size > limit:
+            raise TextfileError(f"larger than the limit of {limit} bytes")
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise TextfileError(f"larger than the limit of {limit} bytes")
+        return b"".join(chunks), info.st_mtime_ns
+    finally:
+        os.close(fd)
+
+
 class TextfileCollector:
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(self, directory: Path | None, budget: float = 5.0) -> None:
         self._directory = directory
+        self._budget = budget  # seconds of parsing per run
 
     def collect(self) -> list[Metric]:
         if self._directory is None:
             return textfile_families([], {}, errored=False)
         files: list[tuple[str, list[Metric]]] = []
         mtimes: dict[str, float] = {}
+        outcomes: dict[str, bool] = {}  # file -> read and parsed
         errored = False
         try:
             names = sorted(p.name for p in self._directory.iterdir() if p.name.endswith(".prom"))
@@ -170,26 +214,45 @@ class TextfileCollector:
             log.error("failed to read textfile collector directory",
                       extra=kv(path=self._directory, err=exc))
             names, errored = [], True
-        for name in names:
+        deadline = time.monotonic() + self._budget
+        left = MAX_TOTAL_BYTES
+        for index, name in enumerate(names):
             # node_exporter labels the file with its joined, cleaned path.
             path = os.path.normpath(self._directory / name)
             try:
-                with open(path, encoding="utf-8", newline="") as handle:
-                    text = handle.read()
-                    mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
-                families = parse_textfile(text)
+                if index >= MAX_FILES:
+                    raise TextfileError(f"more than {MAX_FILES} files in the directory")
+                if index and time.monotonic() > deadline:
+                    raise TextfileError(f"not read: {self._budget:g}s of parsing spent on "
+                                        "the files before it")
+                raw, mtime_ns = read_limited(path, MAX_FILE_BYTES)
+                if len(raw) > left:
+                    raise TextfileError(f"skipped: with the files before it, over the total "
+                                        f"limit of {MAX_TOTAL_BYTES} bytes")
+                left -= len(raw)
+                families = parse_textfile(raw.decode("utf-8"))
             except (OSError, ValueError) as exc:
                 log.warning("skipping textfile", extra=kv(file=path, err=exc))
                 errored = True
+                outcomes[path] = False
                 continue
             files.append((path, families))
             mtimes[path] = float(mtime_ns // 1_000_000_000)
-        return textfile_families(merge_files(files), mtimes, errored)
+            outcomes[path] = True
+        return textfile_families(merge_files(files), mtimes, errored, outcomes)
 
 
 def textfile_families(families: list[Metric], mtimes: dict[str, float],
-                      errored: bool) -> list[Metric]:
+                      errored: bool, outcomes: dict[str, bool] | None = None) -> list[Metric]:
     out = list(families)
+    if outcomes:
+        per_file = GaugeMetricFamily(
+            "hostagent_textfile_file_error",
+            "1 if this file was skipped (unreadable, invalid, not a regular file, over a size "
+            "limit or past the time budget), 0 if it was exported.", labels=["file"])
+        for path in sorted(outcomes):
+            per_file.add_metric([path], 0 if outcomes[path] else 1)
+        out.append(per_file)
     if mtimes:
         mtime = GaugeMetricFamily("node_textfile_mtime_seconds",
                                   "Unixtime mtime of textfiles successfully read.", labels=["file"])
@@ -203,4 +266,4 @@ def textfile_families(families: list[Metric], mtimes: dict[str, float],
 
 
 def create(context: Context, settings: Any) -> TextfileCollector:
-    return TextfileCollector(settings.directory)
+    return TextfileCollector(settings.directory, settings.effective_timeout * BUDGET_SHARE)

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
+from agent.collectors import textfile
 from agent.collectors.textfile import (
     TextfileCollector,
     TextfileError,
@@ -103,7 +106,10 @@ def test_invalid_and_timestamped_files_are_skipped_and_valid_ones_exported(
             1718023400}
     # Not recursive, *.prom only, nothing of the skipped files.
     assert set(families) == {"raid_degraded", "node_textfile_mtime_seconds",
-                             "node_textfile_scrape_error"}
+                             "node_textfile_scrape_error", "hostagent_textfile_file_error"}
+    assert series([families["hostagent_textfile_file_error"]]) == {
+        ("hostagent_textfile_file_error", frozenset({("file", f"{directory}/{name}.prom")})): v
+        for name, v in (("good", 0), ("broken", 1), ("timestamped", 1))}
     logged = {str(kv["file"]): str(kv["err"]) for _, kv in warnings(caplog)}
     assert set(logged) == {f"{directory}/broken.prom", f"{directory}/timestamped.prom"}
     assert "parsing error" in logged[f"{directory}/broken.prom"]
@@ -115,7 +121,7 @@ def test_timestamped_file_is_rejected_whole(tmp_path: Path) -> None:
     with pytest.raises(TextfileError, match="timestamps"):
         parse_textfile((tmp_path / "ts.prom").read_text())
     families = by_name(TextfileCollector(tmp_path).collect())
-    assert set(families) == {"node_textfile_scrape_error"}
+    assert set(families) == {"node_textfile_scrape_error", "hostagent_textfile_file_error"}
     assert families["node_textfile_scrape_error"].samples[0].value == 1
 
 
@@ -161,7 +167,8 @@ def test_the_collectors_own_names_cannot_be_overridden(tmp_path: Path) -> None:
     (tmp_path / "a.prom").write_text("node_textfile_scrape_error 0\nok 1\n")
     families = TextfileCollector(tmp_path).collect()
     assert [f.name for f in families] == [
-        "ok", "node_textfile_mtime_seconds", "node_textfile_scrape_error"]
+        "ok", "hostagent_textfile_file_error", "node_textfile_mtime_seconds",
+        "node_textfile_scrape_error"]
 
 
 @pytest.mark.parametrize(("text", "reason"), [
@@ -205,4 +212,83 @@ def test_parse_accepts_what_node_exporter_accepts() -> None:
 def test_a_file_with_crlf_line_ends_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "dos.prom").write_bytes(b"a 1\r\n")
     families = TextfileCollector(tmp_path).collect()
-    assert [(f.name, f.samples[0].value) for f in families] == [("node_textfile_scrape_error", 1)]
+    assert [(f.name, f.samples[0].value) for f in families] == [
+        ("hostagent_textfile_file_error", 1), ("node_textfile_scrape_error", 1)]
+
+
+def collect_within(collector: TextfileCollector, seconds: float = 10) -> dict[str, Metric]:
+    """collect() in a thread: a collector blocked on a file fails the test, not the run."""
+    out: list[list[Metric]] = []
+    worker = threading.Thread(target=lambda: out.append(collector.collect()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert out, f"collect() still blocked after {seconds}s"
+    return by_name(out[0])
+
+
+def file_errors(families: dict[str, Metric]) -> dict[str, float]:
+    return {Path(s.labels["file"]).name: s.value
+            for s in families["hostagent_textfile_file_error"].samples}
+
+
+def test_only_regular_files_are_read_and_none_blocks(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.prom")
+    (tmp_path / "zero.prom").symlink_to("/dev/zero")
+    (tmp_path / "dir.prom").mkdir()
+    (tmp_path / "linked.prom").symlink_to(tmp_path / "target.txt")
+    (tmp_path / "target.txt").write_text("linked_value 2\n")
+    (tmp_path / "good.prom").write_text("good_value 1\n")
+    try:
+        families = collect_within(TextfileCollector(tmp_path))
+    finally:
+        with contextlib.suppress(OSError):  # release a reader blocked on the FIFO
+            os.close(os.open(tmp_path / "fifo.prom", os.O_WRONLY | os.O_NONBLOCK))
+    assert families["good_value"].samples[0].value == 1
+    assert families["linked_value"].samples[0].value == 2  # a link to a regular file is read
+    assert file_errors(families) == {"dir.prom": 1, "fifo.prom": 1, "good.prom": 0,
+                                     "linked.prom": 0, "zero.prom": 1}
+    assert families["node_textfile_scrape_error"].samples[0].value == 1
+    # Deleting the FIFO is enough: nothing was left stuck on it.
+    (tmp_path / "fifo.prom").unlink()
+    (tmp_path / "zero.prom").unlink()
+    (tmp_path / "dir.prom").rmdir()
+    again = collect_within(TextfileCollector(tmp_path))
+    assert again["node_textfile_scrape_error"].samples[0].value == 0
+
+
+def test_size_and_count_limits_skip_files_not_the_collector(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(textfile, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(textfile, "MAX_TOTAL_BYTES", 150)
+    monkeypatch.setattr(textfile, "MAX_FILES", 4)
+    (tmp_path / "a_big.prom").write_text("".join(f"big{n} 1\n" for n in range(20)))  # 140 B
+    (tmp_path / "b.prom").write_text("b_value 1\n")  # 10 B
+    (tmp_path / "c.prom").write_text("".join(f"c{n} 1\n" for n in range(15)))  # 80 B
+    (tmp_path / "d.prom").write_text("".join(f"d{n} 1\n" for n in range(12)))  # 62 B: over
+    (tmp_path / "e.prom").write_text("e_value 1\n")  # the fifth file
+    families = collect_within(TextfileCollector(tmp_path))
+    assert file_errors(families) == {"a_big.prom": 1, "b.prom": 0, "c.prom": 0, "d.prom": 1,
+                                     "e.prom": 1}
+    assert "b_value" in families and "c0" in families
+    assert not {"big0", "d0", "e_value"} & families.keys()
+    logged = {Path(str(kv["file"])).name: str(kv["err"]) for _, kv in warnings(caplog)}
+    assert "larger than the limit of 100 bytes" in logged["a_big.prom"]
+    assert "total limit of 150 bytes" in logged["d.prom"]
+    assert "more than 4 files" in logged["e.prom"]
+
+
+def test_a_slow_file_costs_the_files_after_it_this_tick_not_every_file(
+        tmp_path: Path) -> None:
+    (tmp_path / "a.prom").write_text("a_value 1\n")
+    (tmp_path / "b.prom").write_text("b_value 1\n")
+    families = collect_within(TextfileCollector(tmp_path, budget=0.0))
+    assert "a_value" in families and "b_value" not in families
+    assert file_errors(families) == {"a.prom": 0, "b.prom": 1}
+
+
+def test_the_budget_is_a_share_of_the_collectors_timeout() -> None:
+    from agent.collectors.catalog import Context, TextfileSettings
+
+    collector = textfile.create(Context(), TextfileSettings(interval=4))
+    assert collector._budget == 4 * 0.8 * textfile.BUDGET_SHARE
