@@ -89,6 +89,18 @@ class FilesystemSettings(CollectorSettings):
         return min(5.0, self.effective_timeout / 2)
 
 
+class HwmonSettings(CollectorSettings):
+    chip_include: str | None = Field(None, description="regex of hwmon chips to include")
+    chip_exclude: str | None = Field(None, description="regex of hwmon chips to exclude")
+    sensor_include: str | None = Field(None, description="regex of hwmon sensors (CHIP;SENSOR) "
+                                       "to include")
+    sensor_exclude: str | None = Field(None, description="regex of hwmon sensors (CHIP;SENSOR) "
+                                       "to exclude")
+
+    _check_regex = field_validator("chip_include", "chip_exclude", "sensor_include",
+                                   "sensor_exclude")(check_regex)
+
+
 class TextfileSettings(CollectorSettings):
     directory: Path | None = Field(None, description="directory of *.prom files")
 
@@ -130,6 +142,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="file descriptor statistics from /proc/sys/fs/file-nr"),
     Declaration("filesystem", "agent.collectors.filesystem", FilesystemSettings,
                 help="filesystem statistics (space, inodes) per mount point"),
+    Declaration("hwmon", "agent.collectors.hwmon", HwmonSettings,
+                help="hardware sensors from /sys/class/hwmon"),
     Declaration("loadavg", "agent.collectors.load", help="load average"),
     Declaration("mdadm", "agent.collectors.mdadm",
                 help="md software RAID state from /proc/mdstat and /sys/block/md*/md"),

@@ -59,3 +59,52 @@ def list_dir(path: Path | str) -> list[str]:
         return sorted(os.listdir(path))
     except OSError:
         return []
+
+
+# node_exporter and procfs read sysfs attributes with one read of this many bytes: a broken
+# driver that answers EAGAIN fails at once instead of being polled, and longer values are cut.
+SYSFS_READ_SIZE = 128
+
+
+def read_attribute_bytes(path: Path | str, size: int = SYSFS_READ_SIZE) -> bytes:
+    """One read(2) of a sysfs attribute; OSError as the kernel reports it (EIO, EAGAIN, ...)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
+
+
+def read_attribute(path: Path | str) -> str | None:
+    """procfs's SysReadFile: one read, surrounding whitespace trimmed; None when unreadable."""
+    try:
+        return read_attribute_bytes(path).decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
+_GO_FLOAT = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|infinity|nan)",
+                       re.IGNORECASE)
+
+
+def parse_float(text: str) -> float | None:
+    """Go's strconv.ParseFloat for decimal text: no surrounding spaces, no underscores."""
+    if not _GO_FLOAT.fullmatch(text):
+        return None
+    return float(text)
+
+
+def parse_int(text: str, base: int = 10) -> int | None:
+    """Go's strconv.ParseInt/ParseUint; base 0 accepts the 0x, 0o and 0b prefixes."""
+    if not text or text != text.strip() or "_" in text:
+        return None
+    try:
+        return int(text, base)
+    except ValueError:
+        return None
+
+
+def read_int_attribute(path: Path | str) -> int | None:
+    """An integer attribute (decimal), None when missing, unreadable or not a number."""
+    text = read_attribute(path)
+    return None if text is None else parse_int(text)

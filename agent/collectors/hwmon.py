@@ -1,0 +1,261 @@
+"""hwmon: node_hwmon_* from /sys/class/hwmon (temperatures, fans, voltages, currents, power,
+energy, humidity, PWM, frequency, intrusion), as node_exporter's latest release.
+
+Each chip directory and its `device` directory are scanned for sensor files named
+<type><number>_<property>; every readable numeric value becomes a series named after the type
+and property, in base units. A value that cannot be read (EIO, EAGAIN from a broken driver) is
+skipped with its sensor attribute, never the whole collection.
+
+Cost: one directory listing per chip (two with `device`) and one read(2) per sensor file, so a
+collection grows linearly with the number of sensor files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from agent.collectors.common import DeviceFilter, parse_float, read_attribute_bytes
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
+
+INVALID_CHARS = re.compile(r"[^a-z0-9:_]")
+FILENAME = re.compile(r"^(?P<type>[^0-9]+)(?P<id>[0-9]*)?(_(?P<property>.+))?$")
+SENSOR_TYPES = frozenset({"vrm", "beep_enable", "update_interval", "in", "cpu", "fan", "pwm",
+                          "temp", "curr", "power", "energy", "humidity", "intrusion", "freq"})
+LABELS = ("chip", "sensor")
+
+Sensors = dict[str, dict[str, str]]  # sensor ("temp1") -> property ("input", "" ...) -> value
+
+
+def clean_name(name: str) -> str:
+    """node_exporter's cleanMetricName: lower case, [^a-z0-9:_] to _, outer _ trimmed."""
+    return INVALID_CHARS.sub("_", name.lower()).strip("_")
+
+
+def explode_filename(filename: str) -> tuple[str, int, str] | None:
+    """"temp1_crit_alarm" -> ("temp", 1, "crit_alarm"); "pwm2" -> ("pwm", 2, "")."""
+    match = FILENAME.match(filename)
+    if match is None:
+        return None
+    number = int(match["id"]) if match["id"] else 0
+    return match["type"], number, match["property"] or ""
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode(errors="replace").strip("\n")
+
+
+def collect_sensor_data(directory: str, data: Sensors) -> None:
+    """Adds the readable sensor files of one directory; OSError if it cannot be listed."""
+    for filename in os.listdir(directory):
+        parts = explode_filename(filename)
+        if parts is None or parts[0] not in SENSOR_TYPES:
+            continue
+        try:
+            raw = read_attribute_bytes(os.path.join(directory, filename))
+        except OSError:  # a directory, or a driver that answers EIO / EAGAIN
+            continue
+        sensor_type, number, prop = parts
+        data.setdefault(f"{sensor_type}{number}", {})[prop] = _decode(raw)
+
+
+def _read_name(directory: str) -> str | None:
+    try:
+        with open(os.path.join(directory, "name"), "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    return clean_name(raw.decode(errors="replace")) or None
+
+
+def chip_name(directory: str) -> str | None:
+    """A stable name for the chip: the device's bus and address (platform_coretemp_0), else
+    the `name` file, else the hwmonN directory name."""
+    try:
+        device = os.path.realpath(os.path.join(directory, "device"), strict=True)
+    except OSError:
+        device = None
+    if device is not None:
+        prefix, dev_name = os.path.split(device)
+        dev_type = os.path.basename(prefix.rstrip("/"))
+        clean_dev, clean_type = clean_name(dev_name), clean_name(dev_type)
+        if clean_type and clean_dev:
+            return f"{clean_type}_{clean_dev}"
+        if clean_dev:
+            return clean_dev
+    named = _read_name(directory)
+    if named:
+        return named
+    try:
+        real = os.path.realpath(directory, strict=True)
+    except OSError:
+        return None
+    return clean_name(os.path.basename(real)) or None
+
+
+class Families:
+    """Families by name, first help and type kept; a repeated series is dropped (node_exporter
+    rejects both), output sorted by name and label values as node_exporter's registry does."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        self._seen: set[tuple[str, tuple[str, ...]]] = set()
+
+    def add(self, name: str, help_text: str, labels: Iterable[str], values: list[str],
+            value: float, counter: bool = False) -> None:
+        key = (name, tuple(values))
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        family = self._families.get(name)
+        if family is None:
+            family = (CounterMetricFamily(name, help_text, labels=list(labels)) if counter
+                      else GaugeMetricFamily(name, help_text, labels=list(labels)))
+            self._families[name] = family
+        family.add_metric(values, value)
+
+    def result(self) -> list[Metric]:
+        out: list[Metric] = []
+        for name in sorted(self._families):
+            family = self._families[name]
+            family.samples.sort(key=lambda s: tuple(v for _, v in sorted(s.labels.items())))
+            out.append(family)
+        return out
+
+
+def sensor_families(chip: str, data: Sensors, out: Families,
+                    sensor_filter: DeviceFilter) -> None:
+    for sensor in sorted(data):
+        if sensor_filter.ignored(f"{chip};{sensor}"):
+            continue
+        values = data[sensor]
+        parts = explode_filename(sensor)
+        sensor_type = parts[0] if parts else sensor
+        labels = [chip, sensor]
+        if "label" in values:
+            out.add("node_hwmon_sensor_label", "Label for given chip and sensor",
+                    ("chip", "sensor", "label"), [chip, sensor, values["label"]], 1.0)
+        if sensor_type == "beep_enable":
+            out.add("node_hwmon_beep_enabled", "Hardware beep enabled", LABELS, labels,
+                    1.0 if values.get("") == "1" else 0.0)
+            continue
+        if sensor_type in ("vrm", "update_interval"):
+            parsed = parse_float(values.get("", ""))
+            if parsed is None:
+                continue
+            if sensor_type == "vrm":
+                out.add("node_hwmon_voltage_regulator_version", "Hardware voltage regulator",
+                        LABELS, labels, parsed)
+            else:
+                out.add("node_hwmon_update_interval_seconds", "Hardware monitor update interval",
+                        LABELS, labels, parsed * 0.001)
+            continue
+        for element in sorted(values):
+            if element != "label":
+                _element(out, sensor_type, element, values, labels)
+
+
+def _element(out: Families, sensor_type: str, element: str, values: dict[str, str],
+             labels: list[str]) -> None:
+    name = f"node_hwmon_{sensor_type}"
+    if element == "input":
+        if "" in values:  # both tempN and tempN_input: the latter keeps its suffix
+            name += "_input"
+    elif element:
+        name += "_" + clean_name(element)
+    value = parse_float(values[element])
+    if value is None:
+        return
+    if element in ("fault", "alarm"):
+        out.add(name, f"Hardware sensor {element} status ({sensor_type})", LABELS, labels, value)
+    elif element == "beep":
+        out.add(name + "_enabled", "Hardware monitor sensor has beeping enabled", LABELS, labels,
+                value)
+    elif sensor_type in ("in", "cpu"):
+        out.add(name + "_volts", f"Hardware monitor for voltage ({element})", LABELS, labels,
+                value * 0.001)
+    elif sensor_type == "temp" and element != "type":
+        out.add(name + "_celsius", f"Hardware monitor for temperature ({element or 'input'})",
+                LABELS, labels, value * 0.001)
+    elif sensor_type == "curr":
+        out.add(name + "_amps", f"Hardware monitor for current ({element})", LABELS, labels,
+                value * 0.001)
+    elif sensor_type == "energy":
+        out.add(name + "_joule_total", f"Hardware monitor for joules used so far ({element})",
+                LABELS, labels, value / 1000000.0, counter=True)
+    elif sensor_type == "power" and element == "accuracy":
+        out.add(name, "Hardware monitor power meter accuracy, as a ratio", LABELS, labels,
+                value / 1000000.0)
+    elif sensor_type == "power" and element in ("average_interval", "average_interval_min",
+                                                "average_interval_max"):
+        out.add(name + "_seconds", f"Hardware monitor power usage update interval ({element})",
+                LABELS, labels, value * 0.001)
+    elif sensor_type == "power":
+        out.add(name + "_watt", f"Hardware monitor for power usage in watts ({element})",
+                LABELS, labels, value / 1000000.0)
+    elif sensor_type == "humidity":
+        out.add(name, "Hardware monitor for humidity, as a ratio (multiply with 100.0 to get "
+                f"the humidity as a percentage) ({element})", LABELS, labels, value / 1000000.0)
+    elif sensor_type == "fan" and element in ("input", "min", "max", "target"):
+        out.add(name + "_rpm", f"Hardware monitor for fan revolutions per minute ({element})",
+                LABELS, labels, value)
+    elif sensor_type == "freq" and element == "input":
+        # As node_exporter: only labelled frequency inputs, the label standing for the sensor.
+        if "label" in values:
+            out.add(name + "_freq_mhz", "Hardware monitor for GPU frequency in MHz", LABELS,
+                    [labels[0], clean_name(values["label"])], value / 1000000.0)
+    else:
+        out.add(name, f"Hardware monitor {sensor_type} element {element}", LABELS, labels,
+                value)
+
+
+def list_chips(class_hwmon: str) -> list[str]:
+    """Chip directories (symlinks followed); none when /sys/class/hwmon does not exist."""
+    try:
+        entries = sorted(os.listdir(class_hwmon))
+    except FileNotFoundError:
+        return []
+    return [path for path in (os.path.join(class_hwmon, e) for e in entries)
+            if os.path.isdir(path)]
+
+
+class HwmonCollector:
+    def __init__(self, sysfs: Path, chip_filter: DeviceFilter,
+                 sensor_filter: DeviceFilter) -> None:
+        self._class_hwmon = str(sysfs / "class" / "hwmon")
+        self._chips = chip_filter
+        self._sensors = sensor_filter
+
+    def collect(self) -> list[Metric]:
+        out = Families()
+        for directory in list_chips(self._class_hwmon):
+            chip = chip_name(directory)
+            if chip is None or self._chips.ignored(chip):
+                continue
+            data: Sensors = {}
+            try:
+                collect_sensor_data(directory, data)
+                device = os.path.join(directory, "device")
+                if os.path.exists(device):
+                    collect_sensor_data(device, data)
+            except OSError:  # the chip went away while being read
+                continue
+            human = _read_name(directory)
+            if human is not None:
+                out.add("node_hwmon_chip_names", "Annotation metric for human-readable chip names",
+                        ("chip", "chip_name"), [chip, human], 1.0)
+            sensor_families(chip, data, out, self._sensors)
+        return out.result()
+
+
+def create(context: Context, settings: Any) -> HwmonCollector:
+    return HwmonCollector(context.sysfs,
+                          DeviceFilter(settings.chip_include, settings.chip_exclude),
+                          DeviceFilter(settings.sensor_include, settings.sensor_exclude))
