@@ -16,10 +16,11 @@ from agent import __version__, logs, webconfig
 from agent.config import Config, ConfigError, ConfigSource, load
 from agent.flags import add_runtime_flags, overrides
 from agent.formats import TEXT
+from agent.relay import cli as relay_cli
 from agent.ssh import exec_cmd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
-COMMANDS = ("run", "check-config", "collect", "profile", "ssh")
+COMMANDS = ("run", "check-config", "collect", "profile", "ssh", "relay")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
         dest="ssh_command", required=True, metavar="SUBCOMMAND")
     exec_cmd.add_arguments(ssh.add_parser(
         "exec", help="run a command on many hosts: hostagent ssh exec -H HOST ... -- COMMAND"))
+    relay_cli.add_arguments(sub.add_parser(
+        "relay", help="relay Alertmanager notifications to WeCom and DingTalk robots"))
     return top
 
 
@@ -61,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _profile(args.url, args.seconds, args.hz, args.output)
     if args.command == "ssh":
         return exec_cmd.main(args)
+    if args.command == "relay":
+        return relay_cli.main(args)
     try:
         if args.command == "check-config":
             checked = load(args.file)

@@ -1,0 +1,1 @@
+"""`hostagent relay`: Alertmanager webhook notifications to WeCom and DingTalk group robots."""

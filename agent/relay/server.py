@@ -1,0 +1,218 @@
+"""The relay process: reads its config and secrets, serves the webhook, /metrics and probes,
+and runs one outbox per robot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+import zoneinfo
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent import __version__
+from agent.config import parse_listen_address
+from agent.logs import kv
+from agent.relay.config import RelayConfig, Route, read_secret
+from agent.relay.delivery import Outbox
+from agent.relay.message import Templates
+from agent.relay.metrics import RelayMetrics
+from agent.relay.notification import PayloadError, parse
+from agent.relay.robots import DingTalk, Redactor, Robot, WeCom
+from agent.systemd import Notifier
+
+log = logging.getLogger("hostagent.relay")
+WEBHOOK_PATH = "/alertmanager/{route}"
+MAX_BODY = 4 << 20  # Alertmanager sends every alert of a group unless max_alerts caps it
+
+
+class StartupError(Exception):
+    pass
+
+
+def build_robots(config: RelayConfig) -> tuple[dict[str, list[tuple[Robot, str]]], list[str]]:
+    """Per route, its robots and an identity (robots named twice share one outbox); and every
+    secret, for redaction. ConfigError names the field and file when a secret is unreadable."""
+    robots: dict[str, list[tuple[Robot, str]]] = {}
+    secrets: list[str] = []
+    for index, route in enumerate(config.routes):
+        mine: list[tuple[Robot, str]] = []
+        where = f"routes[{index}]"
+        if route.wecom is not None:
+            key = read_secret(route.wecom.key_file, f"{where}.wecom.key_file")
+            secrets.append(key)
+            mine.append((WeCom(route.wecom.url, key), f"wecom {route.wecom.url} {key}"))
+        if route.dingtalk is not None:
+            settings = route.dingtalk
+            token = read_secret(settings.token_file, f"{where}.dingtalk.token_file")
+            secret = (read_secret(settings.secret_file, f"{where}.dingtalk.secret_file")
+                      if settings.secret_file is not None else None)
+            secrets += [token, secret or ""]
+            mine.append((DingTalk(settings.url, token, secret),
+                         f"dingtalk {settings.url} {token} {secret}"))
+        robots[route.name] = mine
+    return robots, secrets
+
+
+class Relay:
+    def __init__(self, config: RelayConfig, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.metrics = RelayMetrics()
+        self.templates = Templates(zoneinfo.ZoneInfo(config.timezone), config.template_file)
+        self.robots, secrets = build_robots(config)
+        self.redact = Redactor(secrets)
+        self.routes = {route.name: route for route in config.routes}
+        self.outboxes: dict[str, Outbox] = {}
+        self.addresses: list[str] = []
+        self.started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._stopping = False
+        for route in config.routes:
+            for result in ("delivered", "duplicate", "pending", "failed", "invalid"):
+                self.metrics.notifications.labels(route.name, result)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _outbox(self, robot: Robot, identity: str, route: Route,
+                session: aiohttp.ClientSession) -> Outbox:
+        box = self.outboxes.get(identity)
+        if box is None:
+            settings = route.wecom if robot.kind == "wecom" else route.dingtalk
+            assert settings is not None
+            box = Outbox(robot, route.name, session, settings.rate_limit, self.config.retry,
+                         settings.timeout, self.config.dedup_window, self.metrics, self.redact)
+            self.outboxes[identity] = box
+        return box
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.metrics.requests.middleware()],
+                              client_max_size=MAX_BODY)
+        app.router.add_post(WEBHOOK_PATH, self.webhook)
+        app.router.add_get("/metrics", self.metrics_page)
+        app.router.add_get("/-/healthy", self.healthy)
+        app.router.add_get("/-/ready", self.ready)
+        return app
+
+    async def healthy(self, request: web.Request) -> web.Response:
+        return web.Response(text="Healthy\n")
+
+    async def ready(self, request: web.Request) -> web.Response:
+        if self.started.is_set() and not self._stopping:
+            return web.Response(text="Ready\n")
+        return web.Response(status=503, text="Not ready\n")
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        name = request.match_info["route"]
+        route = self.routes.get(name)
+        if route is None:
+            return web.Response(status=404, text=f"no route named {name[:64]!r}\n")
+        try:
+            notification = parse(json.loads(await request.read()))
+        except (ValueError, PayloadError) as exc:
+            self.metrics.notifications.labels(name, "invalid").inc()
+            problem = str(exc) if isinstance(exc, PayloadError) else "the body is not JSON"
+            log.warning("invalid notification", extra=kv(route=name, problem=problem))
+            return web.Response(status=400, text=f"{problem}\n")
+        key = notification.key()
+        firing = notification.status == "firing"
+        mention = route.mention if route.mention.anyone and (
+            firing or route.mention.resolved) else None
+        futures: list[asyncio.Future[bool]] = []
+        duplicate = True
+        for robot, identity in self.robots[name]:
+            box = self.outboxes[identity]
+            line = robot.mention_line(mention) if mention else ""
+            message = self.templates.render(notification, robot.limit, line)
+            bodies = [("", robot.markdown(message, mention))]
+            extra = robot.mention(message, mention) if mention else None
+            if extra is not None:
+                bodies.append((":mention", extra))
+            for suffix, body in bodies:
+                message_key = f"{name}:{key}{suffix}"
+                duplicate = duplicate and box.delivered(message_key)
+                futures.append(box.submit(message_key, name, body))
+        done, pending = await asyncio.wait(futures, timeout=self.config.response_timeout)
+        fields = kv(route=name, status=notification.status, alerts=len(notification.alerts),
+                    key=key[:12])
+        if pending:
+            self.metrics.notifications.labels(name, "pending").inc()
+            log.info("delivery still in progress, answering 503", extra=fields)
+            return web.Response(status=503, text="delivery in progress, retry later\n")
+        if not all(f.result() for f in done):
+            self.metrics.notifications.labels(name, "failed").inc()
+            return web.Response(status=502, text="a robot did not accept the message\n")
+        result = "duplicate" if duplicate else "delivered"
+        self.metrics.notifications.labels(name, result).inc()
+        log.info(f"notification {result}", extra=fields)
+        return web.Response(text=f"{result}\n")
+
+    async def run(self) -> int:
+        timeout = aiohttp.ClientTimeout(total=None)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for route in self.config.routes:
+                for robot, identity in self.robots[route.name]:
+                    self._outbox(robot, identity, route, session)
+            for box in self.outboxes.values():
+                box.start()
+            runner = web.AppRunner(self.app(), access_log=None,
+                                   shutdown_timeout=self.config.shutdown_timeout)
+            await runner.setup()
+            host, port = parse_listen_address(self.config.listen_address)
+            try:
+                await web.TCPSite(runner, host, port).start()
+            except OSError as exc:
+                await runner.cleanup()
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise StartupError(
+                    f"cannot listen on {self.config.listen_address}: {reason}") from None
+            self.addresses = [_format(a) for a in runner.addresses]
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+            log.info("listening", extra=kv(version=__version__, address=",".join(self.addresses),
+                                           routes=len(self.routes), robots=len(self.outboxes)))
+            self.started.set()
+            self.notifier.ready(f"relaying for {len(self.routes)} routes")
+            try:
+                await self._stop.wait()
+            finally:
+                log.info("shutting down")
+                self._stopping = True
+                self.notifier.stopping()
+                started = time.monotonic()
+                await runner.cleanup()  # in-flight webhooks finish or are cut at the timeout
+                log.debug("web server stopped", extra=kv(seconds=time.monotonic() - started))
+                for box in self.outboxes.values():
+                    await box.stop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        return 0
+
+
+def _format(address: object) -> str:
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(address)
+
+
+def check(path: Path) -> RelayConfig:
+    """Validate a relay config, its secrets and its template (ConfigError otherwise)."""
+    from agent.relay.config import load
+
+    config = load(path)
+    build_robots(config)
+    Templates(zoneinfo.ZoneInfo(config.timezone), config.template_file)
+    return config
