@@ -8,14 +8,18 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.config import ConfigError, Strict, _describe, parse_listen_address, read_yaml
+from agent.config import ConfigError, _describe, parse_listen_address, read_yaml
 
 DEFAULT_PORT = 9111
 WECOM_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
 DINGTALK_URL = "https://oapi.dingtalk.com/robot/send"
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RateLimit(Strict):
