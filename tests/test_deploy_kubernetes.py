@@ -46,12 +46,15 @@ def container() -> dict[str, Any]:
 
 
 def host_path(container_path: str) -> str:
-    """The node's path behind a path in the container, through the hostPath volume mounts."""
+    """The node's path behind a path in the container, through the hostPath volume mounts
+    (a path below a mount point maps below the node's path)."""
     volumes = {volume["name"]: volume for volume in pod_spec()["volumes"]}
-    for mount in container()["volumeMounts"]:
-        if container_path == mount["mountPath"]:
-            return str(volumes[mount["name"]]["hostPath"]["path"])
-    raise AssertionError(f"{container_path} is not a volume mount")
+    path = Path(container_path)
+    for mount in sorted(container()["volumeMounts"], key=lambda m: -len(m["mountPath"])):
+        if path.is_relative_to(mount["mountPath"]):
+            node = Path(volumes[mount["name"]]["hostPath"]["path"])
+            return str(node / path.relative_to(mount["mountPath"]))
+    raise AssertionError(f"{container_path} is not under a volume mount")
 
 
 def config_file(tmp_path: Path, container_path: str) -> Path:

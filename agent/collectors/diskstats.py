@@ -1,4 +1,5 @@
-"""diskstats: node_disk_* from /proc/diskstats and udev properties, as in node_exporter 1.5."""
+"""diskstats: node_disk_* from /proc/diskstats, the udev database and /sys/block, as
+node_exporter's latest release (procfs's blockdevice parsing)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.common import DeviceFilter
+from agent.collectors.common import DeviceFilter, list_dir, read_text
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -54,6 +55,20 @@ ATA_PROPERTIES = {
 }
 
 
+# /sys/block/<dev>/queue files procfs's SysBlockDeviceQueueStats reads: unsigned, signed, any
+# text. If one is missing or malformed it returns nothing, so node_exporter's rotational label
+# is "0" unless every one of them reads.
+QUEUE_UINT = ("add_random", "dax", "discard_granularity", "discard_max_hw_bytes",
+              "discard_max_bytes", "hw_sector_size", "io_poll", "io_timeout", "iostats",
+              "logical_block_size", "max_hw_sectors_kb", "max_integrity_segments",
+              "max_sectors_kb", "max_segments", "max_segment_size", "minimum_io_size", "nomerges",
+              "nr_requests", "optimal_io_size", "physical_block_size", "read_ahead_kb",
+              "rq_affinity", "write_same_max_bytes", "nr_zones", "chunk_sectors", "fua",
+              "max_discard_segments", "write_zeroes_max_bytes")
+QUEUE_INT = ("io_poll_delay", "wbt_lat_usec")
+QUEUE_TEXT = ("write_cache", "zoned", "scheduler")
+
+
 @dataclass(frozen=True)
 class Disk:
     major: int
@@ -84,9 +99,35 @@ def parse_udev(text: str) -> dict[str, str]:
     return properties
 
 
+def serial(props: dict[str, str]) -> str:
+    """The serial printed on the label, else the short serial, else ID_SERIAL (virtio)."""
+    return (props.get("SCSI_IDENT_SERIAL") or props.get("ID_SERIAL_SHORT")
+            or props.get("ID_SERIAL") or "")
+
+
+def rotational(queue: Path) -> str:
+    """node_exporter's rotational label for /sys/block/<dev>/queue (see QUEUE_UINT)."""
+    value = _uint(read_text(queue / "rotational"))
+    if not value:  # 0, or unreadable: "0" either way, without reading the rest
+        return "0"
+    if (any(_uint(read_text(queue / name)) is None for name in QUEUE_UINT)
+            or any(_int(read_text(queue / name)) is None for name in QUEUE_INT)
+            or any(read_text(queue / name) is None for name in QUEUE_TEXT)):
+        return "0"
+    return format(value, "b")  # node_exporter formats it in base 2
+
+
+def _uint(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.removeprefix("-").isdigit() else None
+
+
 class DiskstatsCollector:
-    """sysfs is accepted for a uniform factory signature: node_exporter 1.5's diskstats
-    reads only /proc/diskstats and the udev database (by default /run/udev/data)."""
+    """/proc/diskstats for the counters, the udev database (by default /run/udev/data) for
+    identity, /sys/block/<dev> for rotational and device mapper backing devices."""
 
     def __init__(
         self,
@@ -97,6 +138,7 @@ class DiskstatsCollector:
         udev_data: Path = Path("/run/udev/data"),
     ) -> None:
         self._diskstats = procfs / "diskstats"
+        self._block = sysfs / "block"
         self._udev_data = udev_data
         self._filter = DeviceFilter(device_include, device_exclude)
 
@@ -106,7 +148,11 @@ class DiskstatsCollector:
     def collect(self) -> list[Metric]:
         disks = parse_diskstats(self._diskstats.read_text())
         disks = [d for d in disks if not self.ignored(d.device)]
-        return diskstats_families(disks, {d.device: self._udev(d) for d in disks})
+        udev = {d.device: self._udev(d) for d in disks}
+        return diskstats_families(
+            disks, udev, {d.device: rotational(self._block / d.device / "queue") for d in disks},
+            {d.device: list_dir(self._block / d.device / "slaves") for d in disks
+             if udev[d.device].get("DM_NAME")})
 
     def _udev(self, disk: Disk) -> dict[str, str]:
         try:
@@ -115,11 +161,17 @@ class DiskstatsCollector:
             return {}
 
 
-def diskstats_families(disks: list[Disk], udev: dict[str, dict[str, str]]) -> list[Metric]:
-    """Families in node_exporter's order; those without any sample are left out."""
+def diskstats_families(disks: list[Disk], udev: dict[str, dict[str, str]],
+                       rotation: dict[str, str] | None = None,
+                       slaves: dict[str, list[str]] | None = None) -> list[Metric]:
+    """Families in node_exporter's order; those without any sample are left out. rotation:
+    the rotational label per device ("0" where absent); slaves: the backing devices of
+    device mapper devices."""
+    rotation, slaves = rotation or {}, slaves or {}
     info = GaugeMetricFamily(
         "node_disk_info", "Info of /sys/block/<block_device>.",
-        labels=["device", "major", "minor", "path", "wwn", "model", "serial", "revision"])
+        labels=["device", "major", "minor", "path", "wwn", "model", "serial", "revision",
+                "rotational"])
     stats: list[GaugeMetricFamily | CounterMetricFamily] = [
         (GaugeMetricFamily if name in GAUGES else CounterMetricFamily)(
             f"node_disk_{name}", help_text, labels=["device"])
@@ -131,6 +183,10 @@ def diskstats_families(disks: list[Disk], udev: dict[str, dict[str, str]]) -> li
     device_mapper = GaugeMetricFamily(
         "node_disk_device_mapper_info", "Info about disk device mapper.",
         labels=["device", "name", "uuid", "vg_name", "lv_name", "lv_layer"])
+    backing = GaugeMetricFamily(
+        "node_disk_device_mapper_backing_device_info",
+        "Info about the underlying block devices of a device mapper device.",
+        labels=["device", "backing_device"])
     ata = {key: GaugeMetricFamily(f"node_disk_{name}", help_text, labels=["device"])
            for key, (name, help_text) in ATA_PROPERTIES.items()}
 
@@ -138,7 +194,8 @@ def diskstats_families(disks: list[Disk], udev: dict[str, dict[str, str]]) -> li
         dev, props = disk.device, udev.get(disk.device, {})
         info.add_metric([dev, str(disk.major), str(disk.minor), props.get("ID_PATH", ""),
                          props.get("ID_WWN", ""), props.get("ID_MODEL", ""),
-                         props.get("ID_SERIAL_SHORT", ""), props.get("ID_REVISION", "")], 1.0)
+                         serial(props), props.get("ID_REVISION", ""),
+                         rotation.get(dev, "0")], 1.0)
         for family, (_, _, scale), raw in zip(stats, STATS, disk.stats, strict=False):
             family.add_metric([dev], raw * scale)
         if props.get("ID_FS_TYPE"):
@@ -148,13 +205,15 @@ def diskstats_families(disks: list[Disk], udev: dict[str, dict[str, str]]) -> li
             device_mapper.add_metric([dev] + [props.get(f"DM_{key}", "") for key in
                                               ("NAME", "UUID", "VG_NAME", "LV_NAME", "LV_LAYER")],
                                      1.0)
+            for backing_device in sorted(slaves.get(dev, [])):
+                backing.add_metric([dev, backing_device], 1.0)
         if props.get("ID_ATA"):
             for key, family in ata.items():
                 value = _number(props.get(key))
                 if value is not None:
                     family.add_metric([dev], value)
 
-    families: list[Metric] = [info, *stats, filesystem, device_mapper, *ata.values()]
+    families: list[Metric] = [info, *stats, filesystem, device_mapper, backing, *ata.values()]
     return [family for family in families if family.samples]
 
 

@@ -15,7 +15,7 @@ DEFAULT_EXCLUDE = DiskstatsSettings().device_exclude
 
 def collector(proc: str = "proc", include: str | None = None,
               exclude: str | None = DEFAULT_EXCLUDE) -> DiskstatsCollector:
-    return DiskstatsCollector(DISKSTATS / proc, Path("/nonexistent/sys"), include, exclude,
+    return DiskstatsCollector(DISKSTATS / proc, DISKSTATS / "sys", include, exclude,
                               udev_data=DISKSTATS / "udev")
 
 
@@ -32,7 +32,7 @@ def test_parse_modern_kernel_line_has_discard_and_flush_fields() -> None:
     assert len(sda.stats) == 17
     assert sda.stats[:3] == (1201554, 263823, 118231548)
     assert sda.stats[-2:] == (402213, 315268)
-    assert len(disks) == 8
+    assert len(disks) == 10
 
 
 def test_parse_kernel_3_10_line_has_eleven_fields() -> None:
@@ -60,7 +60,8 @@ def test_include_filter() -> None:
 
 def test_modern_values_and_units() -> None:
     families = collector().collect()
-    assert set(samples(families, "node_disk_io_now")) == {"sda", "nvme0n1", "dm-0", "sr0"}
+    assert set(samples(families, "node_disk_io_now")) == {"sda", "nvme0n1", "dm-0", "sr0", "sdb",
+                                                          "vda"}
     assert samples(families, "node_disk_read_bytes_total")["sda"] == 118231548 * 512
     assert samples(families, "node_disk_written_bytes_total")["sda"] == 251920856 * 512
     assert samples(families, "node_disk_read_time_seconds_total")["sda"] == 312.771
@@ -82,7 +83,7 @@ def test_udev_properties() -> None:
     assert info["sda"]["wwn"] == "0x5002538e40a1b2c3"
     assert info["nvme0n1"]["model"] == "Samsung SSD 970 EVO Plus 1TB"
     assert info["sr0"] == {"device": "sr0", "major": "11", "minor": "0", "path": "", "wwn": "",
-                           "model": "", "serial": "", "revision": ""}
+                           "model": "", "serial": "", "revision": "", "rotational": "0"}
     assert samples(families, "node_disk_ata_rotation_rate_rpm") == {"sda": 0}
     assert samples(families, "node_disk_ata_write_cache_enabled") == {"sda": 1}
     fs = [s.labels for f in families for s in f.samples if s.name == "node_disk_filesystem_info"]
@@ -101,3 +102,35 @@ def test_old_kernel_without_discard_fields_nor_udev() -> None:
     assert samples(families, "node_disk_io_time_weighted_seconds_total")["dm-0"] == 46440.3
     assert set(samples(families, "node_disk_info")) == {"sda", "dm-0"}
     assert_golden(families, "diskstats_3.10")
+
+
+def info_labels() -> dict[str, dict[str, str]]:
+    return {s.labels["device"]: s.labels for f in collector().collect() for s in f.samples
+            if s.name == "node_disk_info"}
+
+
+def test_serial_prefers_the_label_serial_then_short_then_full() -> None:
+    info = info_labels()
+    assert info["sdb"]["serial"] == "ZC11ABCD"  # SCSI_IDENT_SERIAL
+    assert info["sda"]["serial"] == "S3Z1NB0K123456A"  # ID_SERIAL_SHORT
+    assert info["vda"]["serial"] == "virtio-disk-0001"  # ID_SERIAL only
+
+
+def test_rotational_needs_every_queue_attribute_as_procfs_reads_them() -> None:
+    rotation = {device: labels["rotational"] for device, labels in info_labels().items()}
+    assert rotation == {"sda": "0", "nvme0n1": "0", "sdb": "1", "vda": "1",
+                        # rotational is 1 but a queue attribute is missing: procfs gives up
+                        "dm-0": "0", "sr0": "0"}
+
+
+def test_device_mapper_backing_devices_sorted() -> None:
+    backing = [s.labels for f in collector().collect() for s in f.samples
+               if s.name == "node_disk_device_mapper_backing_device_info"]
+    assert backing == [{"device": "dm-0", "backing_device": "nvme0n1p1"},
+                       {"device": "dm-0", "backing_device": "sda2"}]
+
+
+def test_udev_file_without_filesystem_type_has_no_filesystem_info() -> None:
+    fs = {s.labels["device"] for f in collector().collect() for s in f.samples
+          if s.name == "node_disk_filesystem_info"}
+    assert fs == {"dm-0"}  # vda's ID_FS_TYPE is empty
