@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real tools the tests run against (Debian packages).
-TEST_PACKAGES := prometheus prometheus-node-exporter prometheus-alertmanager wrk systemd \
+TEST_PACKAGES := prometheus prometheus-node-exporter prometheus-alertmanager wrk systemd dbus-daemon \
 	chromium openssh-server openssh-client lintian
 
 PREFIX ?= /usr/local/lib/hostagent

@@ -127,6 +127,21 @@ class NetclassSettings(CollectorSettings):
     _check_regex = field_validator("ignored_devices")(check_regex)
 
 
+class SystemdSettings(CollectorSettings):
+    unit_include: str = Field(".+", description="regex of systemd units to include (units "
+                              "must match include and not match exclude)")
+    unit_exclude: str = Field(r".+\.(automount|device|mount|scope|slice)",
+                              description="regex of systemd units to exclude")
+    enable_task_metrics: bool = Field(False, description="service units' tasks metrics "
+                                      "unit_tasks_current and unit_tasks_max")
+    enable_restarts_metrics: bool = Field(False, description="service units' "
+                                          "service_restart_total")
+    enable_start_time_metrics: bool = Field(False, description="units' "
+                                            "unit_start_time_seconds")
+
+    _check_regex = field_validator("unit_include", "unit_exclude")(check_regex)
+
+
 # --- the declarations, in node_exporter's alphabetical order -----------------------------------
 
 DECLARATIONS: tuple[Declaration, ...] = (
@@ -161,6 +176,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("softnet", "agent.collectors.softnet", help="softnet statistics"),
     Declaration("stat", "agent.collectors.system:create_stat",
                 help="kernel statistics from /proc/stat (boot time, forks, interrupts)"),
+    Declaration("systemd", "agent.collectors.systemd", SystemdSettings, default=False,
+                help="service and system status from systemd over D-Bus"),
     Declaration("textfile", "agent.collectors.textfile", TextfileSettings,
                 help="metrics from *.prom files in a directory"),
     Declaration("time", "agent.collectors.system:create_time",

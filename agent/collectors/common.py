@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
+
+from prometheus_client.metrics_core import Metric
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -108,3 +111,17 @@ def read_int_attribute(path: Path | str) -> int | None:
     """An integer attribute (decimal), None when missing, unreadable or not a number."""
     text = read_attribute(path)
     return None if text is None else parse_int(text)
+
+
+def go_order(families: Iterable[Metric]) -> list[Metric]:
+    """Families by name and each family's samples by label values (in label-name order), as
+    node_exporter's registry orders its output."""
+    ordered = sorted(families, key=exposed_name)
+    for family in ordered:
+        family.samples.sort(key=lambda s: [s.labels[k] for k in sorted(s.labels)])
+    return ordered
+
+
+def exposed_name(family: Metric) -> str:
+    """The name the text format shows (prometheus_client keeps counters' names without _total)."""
+    return family.name + "_total" if family.type == "counter" else family.name
