@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real tools the tests run against (Debian packages).
 TEST_PACKAGES := prometheus prometheus-node-exporter prometheus-alertmanager wrk systemd dbus-daemon \
-	chromium openssh-server openssh-client lintian
+	chromium openssh-server openssh-client lintian prometheus-process-exporter
 
 PREFIX ?= /usr/local/lib/hostagent
 UNIT_DIR ?= /etc/systemd/system

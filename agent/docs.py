@@ -33,8 +33,10 @@ def collectors_reference() -> str:
         for field, info in type(settings).model_fields.items():
             if field in COMMON:
                 continue
-            rows.append(f"`collectors.{name}.{field}` (`--{setting_flag(name, field, info)}`"
-                        f", {_cell(getattr(settings, field))}): {info.description or ''}")
+            flag = setting_flag(name, field, info)
+            shown = f"`--{flag}`, " if flag else ""
+            rows.append(f"`collectors.{name}.{field}` ({shown}{_cell(getattr(settings, field))})"
+                        f": {info.description or ''}")
         state = "enabled" if declaration.default else "disabled"
         origin = "" if declaration.node_exporter else " (hostagent's own)"
         lines.append(f"| `{name}` | {state} | {declaration.help}{origin} | "

@@ -78,10 +78,11 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def setting_flag(collector: str, field: str, info: FieldInfo) -> str:
+def setting_flag(collector: str, field: str, info: FieldInfo) -> str | None:
+    """The setting's flag name; None for settings only the file can hold (lists)."""
     extra = info.json_schema_extra
     if isinstance(extra, dict) and isinstance(extra.get("flag"), str):
-        return str(extra["flag"])
+        return str(extra["flag"]) or None
     return f"collector.{collector}.{field.replace('_', '-')}"
 
 
@@ -116,13 +117,15 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         for field, info in type(settings).model_fields.items():
             if field == "enabled":
                 continue
-            flag = setting_flag(name, field, info)
+            setting = setting_flag(name, field, info)
+            if setting is None:
+                continue
             dest = f"set:collectors.{name}.{field}"
             help_text = f"{info.description or field} (default: {_show(getattr(settings, field))})"
             if info.annotation is bool:
-                _switch(group, flag, dest, help_text)
+                _switch(group, setting, dest, help_text)
             else:
-                group.add_argument(f"--{flag}", dest=dest, metavar="VALUE",
+                group.add_argument(f"--{setting}", dest=dest, metavar="VALUE",
                                    type=_value_type(info), help=help_text)
     for alias, names in ALIASES.items():
         _switch(parser, f"collector.{alias}", f"enable:{alias}",

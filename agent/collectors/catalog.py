@@ -21,6 +21,7 @@ from agent.collectors.settings import (
     DeviceFilterSettings,
     FieldsSettings,
     check_regex,
+    flag,
 )
 
 
@@ -127,6 +128,45 @@ class NetclassSettings(CollectorSettings):
     _check_regex = field_validator("ignored_devices")(check_regex)
 
 
+class ProcessGroupsSettings(CollectorSettings):
+    config_file: Path | None = Field(None, description="a process-exporter configuration "
+                                     "file (its process_names)")
+    process_names: list[dict[str, Any]] = Field(
+        [], description="process-exporter process_names entries, inline (file only)",
+        json_schema_extra=flag(""))
+    children: bool = Field(True, description="a process no entry matches joins the group of "
+                           "its nearest grouped ancestor (process-exporter's -children)")
+    smaps: bool = Field(True, description="read smaps_rollup for the proportional memory "
+                        "types (process-exporter's -gather-smaps)")
+    services: bool = Field(True, description="CPU, memory, I/O, OOM kills, tasks and pressure "
+                           "per systemd service, from its cgroup")
+    top_n: int = Field(10, ge=0, le=100, description="how many top CPU and top memory "
+                       "consumers to export (0: none)")
+
+    @field_validator("config_file")
+    @classmethod
+    def _check_file(cls, value: Path | None) -> Path | None:
+        from agent.collectors.process_matching import GroupingError, load_config_file
+
+        if value is not None:
+            try:
+                load_config_file(value)
+            except GroupingError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("process_names")
+    @classmethod
+    def _check_entries(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from agent.collectors.process_matching import GroupingError, parse_process_names
+
+        try:
+            parse_process_names(value, "entries")
+        except GroupingError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class SystemdSettings(CollectorSettings):
     unit_include: str = Field(".+", description="regex of systemd units to include (units "
                               "must match include and not match exclude)")
@@ -188,6 +228,10 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="system information from uname"),
     Declaration("vmstat", "agent.collectors.vmstat", VmstatSettings,
                 help="statistics from /proc/vmstat"),
+    Declaration("process_groups", "agent.collectors.process_groups", ProcessGroupsSettings,
+                default=False, node_exporter=False,
+                help="processes by group (process-exporter's namedprocess_namegroup_* series), "
+                     "per systemd service accounting and the top CPU and memory consumers"),
     Declaration("runtime", "agent.collectors.runtime", node_exporter=False,
                 help="the agent's own event-loop lag, GC pauses, tasks and threads"),
 )

@@ -24,7 +24,7 @@ def check_regex(value: str | None) -> str | None:
 
 def flag(name: str) -> dict[str, Any]:
     """A setting's node_exporter flag name, where it is not collector.NAME.FIELD-WITH-DASHES:
-    Field(..., json_schema_extra=flag("collector.cpu.info.flags-include"))."""
+    Field(..., json_schema_extra=flag("collector.cpu.info.flags-include")); "" for none."""
     return {"flag": name}
 
 
