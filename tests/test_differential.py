@@ -69,6 +69,9 @@ CHANGED_SINCE_1_5: set[str] = {
     # node_disk_info gained the rotational label, node_disk_info's serial falls back to
     # SCSI_IDENT_SERIAL and ID_SERIAL, node_disk_device_mapper_backing_device_info is new.
     "diskstats",
+    # node_nfsd_requests_total gained method="WdelegGetattr", "SetClientID" and
+    # "SetClientIDConfirm" for NFSv4.
+    "nfsd",
     # node_systemd_virtualization_info is new; needs a systemd manager on the bus, which
     # tests/collectors/test_systemd.py provides and compares there.
     "systemd",
