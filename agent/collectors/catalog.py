@@ -120,6 +120,22 @@ class NetstatSettings(FieldsSettings):
         description="regex of netstat fields to export")
 
 
+class InterruptsSettings(CollectorSettings):
+    name_include: str | None = Field(None, description="regex of interrupts to include, "
+                                     "matched against NAME;INFO;DEVICES")
+    name_exclude: str | None = Field(None, description="regex of interrupts to exclude, "
+                                     "matched against NAME;INFO;DEVICES")
+    include_zeros: bool = Field(True, description="include interrupts that have a zero value")
+
+    _check_regex = field_validator("name_include", "name_exclude")(check_regex)
+
+    @model_validator(mode="after")
+    def _one_filter(self) -> InterruptsSettings:
+        if self.name_include is not None and self.name_exclude is not None:
+            raise ValueError("name_include and name_exclude are mutually exclusive")
+        return self
+
+
 class NetclassSettings(CollectorSettings):
     ignored_devices: str = Field("^$", description="regex of net devices to ignore")
     ignore_invalid_speed: bool = Field(False, description="ignore devices where the speed "
@@ -199,6 +215,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="filesystem statistics (space, inodes) per mount point"),
     Declaration("hwmon", "agent.collectors.hwmon", HwmonSettings,
                 help="hardware sensors from /sys/class/hwmon"),
+    Declaration("interrupts", "agent.collectors.interrupts", InterruptsSettings, default=False,
+                help="interrupt counts per CPU from /proc/interrupts"),
     Declaration("loadavg", "agent.collectors.load", help="load average"),
     Declaration("mdadm", "agent.collectors.mdadm",
                 help="md software RAID state from /proc/mdstat and /sys/block/md*/md"),
@@ -216,6 +234,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("os", "agent.collectors.system:create_os", help="os-release information"),
     Declaration("pressure", "agent.collectors.system:create_pressure",
                 help="pressure stall information (PSI)"),
+    Declaration("processes", "agent.collectors.processes", default=False,
+                help="process and thread counts by state, and the kernel's limits"),
     Declaration("sockstat", "agent.collectors.sockstat", help="socket statistics"),
     Declaration("softnet", "agent.collectors.softnet", help="softnet statistics"),
     Declaration("stat", "agent.collectors.system:create_stat",
