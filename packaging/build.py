@@ -32,6 +32,8 @@ INSTALL_BASE = "/opt/hostagent"
 DEB_PYTHON = "/usr/bin/python3.11"
 MAINTAINER = "hostagent maintainers <dev@hostagent.invalid>"
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+# pip runs without the caller's PYTHONPATH: a checkout on it would count as installed.
+PIP_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PIP_NO_INPUT": "1"}
 
 
 def tree_version() -> str:
@@ -43,6 +45,7 @@ def tree_version() -> str:
 
 
 def run(*argv: str | Path, **kwargs: object) -> None:
+    kwargs.setdefault("env", PIP_ENV)
     subprocess.run([str(a) for a in argv], check=True, **kwargs)  # type: ignore[call-overload]
 
 
@@ -71,8 +74,7 @@ def own_wheel(version: str, work: Path) -> Path:
     init.write_text(re.sub(r'^__version__ = ".*"$', f'__version__ = "{version}"',
                            init.read_text(), flags=re.MULTILINE))
     dist = work / "dist"
-    run(*PIP, "wheel", "--no-deps", "--wheel-dir", dist, source,
-        env={**os.environ, "PIP_NO_INPUT": "1"}, stdout=subprocess.DEVNULL)
+    run(*PIP, "wheel", "--no-deps", "--wheel-dir", dist, source, stdout=subprocess.DEVNULL)
     (wheel,) = dist.glob("hostagent-*.whl")
     return wheel
 
@@ -131,8 +133,8 @@ def build_venv(release: Path, final: str, wheelhouse: Path, wheel: Path, version
     if objects:
         run("strip", "--strip-unneeded", "--remove-section=.comment", "--remove-section=.note",
             *objects)
-    leaked = [str(p.relative_to(release)) for p in release.rglob("*")
-              if p.is_file() and not p.is_symlink() and staged.encode() in p.read_bytes()]
+    leaked = [str(p.relative_to(release)) for p in release.rglob("*") if staged != final
+              and p.is_file() and not p.is_symlink() and staged.encode() in p.read_bytes()]
     if leaked:
         raise SystemExit(f"build path left in {', '.join(leaked)}")
 
