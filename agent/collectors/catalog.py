@@ -102,6 +102,14 @@ class HwmonSettings(CollectorSettings):
                                    "sensor_exclude")(check_regex)
 
 
+class PowerSupplyClassSettings(CollectorSettings):
+    ignored_supplies: str = Field(
+        "^$", description="regex of power supplies to ignore",
+        json_schema_extra=flag("collector.powersupply.ignored-supplies"))
+
+    _check_regex = field_validator("ignored_supplies")(check_regex)
+
+
 class TextfileSettings(CollectorSettings):
     directory: Path | None = Field(None, description="directory of *.prom files")
 
@@ -206,8 +214,12 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("conntrack", "agent.collectors.conntrack",
                 help="conntrack statistics (entries, limit, per-CPU stats)"),
     Declaration("cpu", "agent.collectors.cpu", help="CPU time per mode from /proc/stat"),
+    Declaration("cpufreq", "agent.collectors.cpufreq",
+                help="CPU frequency scaling from /sys/devices/system/cpu/cpu*/cpufreq"),
     Declaration("diskstats", "agent.collectors.diskstats", DiskstatsSettings,
                 help="disk I/O statistics"),
+    Declaration("edac", "agent.collectors.edac",
+                help="ECC memory error counters from /sys/devices/system/edac"),
     Declaration("entropy", "agent.collectors.entropy", help="available entropy"),
     Declaration("filefd", "agent.collectors.system:create_filefd",
                 help="file descriptor statistics from /proc/sys/fs/file-nr"),
@@ -232,10 +244,15 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("nfsd", "agent.collectors.nfsd",
                 help="NFS server RPC statistics from /proc/net/rpc/nfsd"),
     Declaration("os", "agent.collectors.system:create_os", help="os-release information"),
+    Declaration("powersupplyclass", "agent.collectors.powersupplyclass",
+                PowerSupplyClassSettings,
+                help="power supplies and batteries from /sys/class/power_supply"),
     Declaration("pressure", "agent.collectors.system:create_pressure",
                 help="pressure stall information (PSI)"),
     Declaration("processes", "agent.collectors.processes", default=False,
                 help="process and thread counts by state, and the kernel's limits"),
+    Declaration("schedstat", "agent.collectors.schedstat",
+                help="scheduler statistics per CPU from /proc/schedstat"),
     Declaration("sockstat", "agent.collectors.sockstat", help="socket statistics"),
     Declaration("softnet", "agent.collectors.softnet", help="softnet statistics"),
     Declaration("stat", "agent.collectors.system:create_stat",
@@ -244,6 +261,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="service and system status from systemd over D-Bus"),
     Declaration("textfile", "agent.collectors.textfile", TextfileSettings,
                 help="metrics from *.prom files in a directory"),
+    Declaration("thermal_zone", "agent.collectors.thermal_zone",
+                help="thermal zone temperatures and cooling devices from /sys/class/thermal"),
     Declaration("time", "agent.collectors.system:create_time",
                 help="the current system time and clock sources"),
     Declaration("timex", "agent.collectors.timex", help="adjtimex clock state"),

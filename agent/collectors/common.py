@@ -1,5 +1,5 @@
-"""Helpers collectors share: device filters, file-change stamps, the
-Prometheus label-name rule, small sysfs readers."""
+"""Helpers collectors share: device filters, file-change stamps, the Prometheus label-name
+rule, small sysfs readers with node_exporter's read semantics, sorted metric families."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -126,3 +127,38 @@ def go_order(families: Iterable[Metric]) -> list[Metric]:
 def exposed_name(family: Metric) -> str:
     """The name the text format shows (prometheus_client keeps counters' names without _total)."""
     return family.name + "_total" if family.type == "counter" else family.name
+
+
+class Families:
+    """Families by name, first help and type kept; a repeated series is dropped (node_exporter
+    rejects both), output sorted by name and label values as node_exporter's registry does."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        self._seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+
+    def add(self, name: str, help_text: str, labels: Iterable[str], values: list[str],
+            value: float, counter: bool = False) -> None:
+        """labels may differ between samples of a family (node_power_supply_info)."""
+        pairs = dict(zip(labels, values, strict=True))
+        key = (name, tuple(sorted(pairs.items())))
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        family = self._families.get(name)
+        if family is None:
+            family = (CounterMetricFamily(name, help_text, labels=list(pairs)) if counter
+                      else GaugeMetricFamily(name, help_text, labels=list(pairs)))
+            self._families[name] = family
+        if counter:
+            family.add_metric(values, value)
+        else:
+            family.samples.append(Sample(family.name, pairs, value))
+
+    def result(self) -> list[Metric]:
+        out: list[Metric] = []
+        for name in sorted(self._families):
+            family = self._families[name]
+            family.samples.sort(key=lambda s: tuple(v for _, v in sorted(s.labels.items())))
+            out.append(family)
+        return out

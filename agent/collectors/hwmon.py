@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import DeviceFilter, parse_float, read_attribute_bytes
+from agent.collectors.common import DeviceFilter, Families, parse_float, read_attribute_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -98,36 +97,6 @@ def chip_name(directory: str) -> str | None:
     except OSError:
         return None
     return clean_name(os.path.basename(real)) or None
-
-
-class Families:
-    """Families by name, first help and type kept; a repeated series is dropped (node_exporter
-    rejects both), output sorted by name and label values as node_exporter's registry does."""
-
-    def __init__(self) -> None:
-        self._families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
-        self._seen: set[tuple[str, tuple[str, ...]]] = set()
-
-    def add(self, name: str, help_text: str, labels: Iterable[str], values: list[str],
-            value: float, counter: bool = False) -> None:
-        key = (name, tuple(values))
-        if key in self._seen:
-            return
-        self._seen.add(key)
-        family = self._families.get(name)
-        if family is None:
-            family = (CounterMetricFamily(name, help_text, labels=list(labels)) if counter
-                      else GaugeMetricFamily(name, help_text, labels=list(labels)))
-            self._families[name] = family
-        family.add_metric(values, value)
-
-    def result(self) -> list[Metric]:
-        out: list[Metric] = []
-        for name in sorted(self._families):
-            family = self._families[name]
-            family.samples.sort(key=lambda s: tuple(v for _, v in sorted(s.labels.items())))
-            out.append(family)
-        return out
 
 
 def sensor_families(chip: str, data: Sensors, out: Families,

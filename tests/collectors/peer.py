@@ -15,14 +15,14 @@ from agent.formats import TEXT, encode
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def parse(text: str, prefix: str) -> Series:
+def parse(text: str, prefix: str | tuple[str, ...]) -> Series:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for f in text_string_to_metric_families(text) for s in f.samples
             if s.name.startswith(prefix)}
 
 
 def assert_matches_peer(node_exporter: Callable[..., str], collector: str, flags: Iterable[str],
-                        families: list[Metric], prefix: str,
+                        families: list[Metric], prefix: str | tuple[str, ...],
                         newer: Callable[[str, dict[str, str]], bool] = lambda name, labels: False,
                         ) -> None:
     """newer(name, labels): a series the latest release has and 1.5 lacks."""

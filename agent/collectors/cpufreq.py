@@ -1,0 +1,84 @@
+"""cpufreq: node_cpu_frequency_* and node_cpu_scaling_* from
+/sys/devices/system/cpu/cpu*/cpufreq, as node_exporter's latest release (kHz -> Hz).
+
+An attribute the CPU does not have, or that only root may read (cpuinfo_cur_freq), is left
+out; CPUs without a cpufreq directory report nothing.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import Families, parse_int, read_attribute, read_text
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
+
+# (attribute, metric, help), in node_exporter's order.
+FREQUENCIES = (
+    ("cpuinfo_cur_freq", "node_cpu_frequency_hertz", "Current CPU thread frequency in hertz."),
+    ("cpuinfo_min_freq", "node_cpu_frequency_min_hertz",
+     "Minimum CPU thread frequency in hertz."),
+    ("cpuinfo_max_freq", "node_cpu_frequency_max_hertz",
+     "Maximum CPU thread frequency in hertz."),
+    ("scaling_cur_freq", "node_cpu_scaling_frequency_hertz",
+     "Current scaled CPU thread frequency in hertz."),
+    ("scaling_min_freq", "node_cpu_scaling_frequency_min_hertz",
+     "Minimum scaled CPU thread frequency in hertz."),
+    ("scaling_max_freq", "node_cpu_scaling_frequency_max_hertz",
+     "Maximum scaled CPU thread frequency in hertz."),
+)
+
+
+def cpufreq_families(cpus: dict[str, dict[str, str]]) -> list[Metric]:
+    """cpu number -> {attribute: trimmed value} of its cpufreq directory."""
+    out = Families()
+    for cpu, attributes in cpus.items():
+        for attribute, name, help_text in FREQUENCIES:
+            khz = parse_int(attributes.get(attribute, ""))
+            if khz is not None and khz >= 0:
+                out.add(name, help_text, ("cpu",), [cpu], khz * 1000.0)
+        governor = attributes.get("scaling_governor", "")
+        if governor:
+            for available in attributes.get("scaling_available_governors", "").split(" "):
+                out.add("node_cpu_scaling_governor", "Current enabled CPU frequency governor.",
+                        ("cpu", "governor"), [cpu, available],
+                        1.0 if available == governor else 0.0)
+    return out.result()
+
+
+def read_cpufreq(sysfs: Path) -> dict[str, dict[str, str]]:
+    cpus: dict[str, dict[str, str]] = {}
+    pattern = os.path.join(glob.escape(str(sysfs / "devices/system/cpu")), "cpu[0-9]*")
+    for cpu in sorted(glob.glob(pattern)):
+        directory = os.path.join(cpu, "cpufreq")
+        if not os.path.isdir(directory):
+            continue
+        attributes: dict[str, str] = {}
+        for attribute, _, _ in FREQUENCIES:
+            value = read_text(os.path.join(directory, attribute))
+            if value is not None:
+                attributes[attribute] = value
+        for attribute in ("scaling_governor", "scaling_available_governors"):
+            value = read_attribute(os.path.join(directory, attribute))
+            if value is not None:
+                attributes[attribute] = value
+        cpus[os.path.basename(cpu).removeprefix("cpu")] = attributes
+    return cpus
+
+
+class CpufreqCollector:
+    def __init__(self, sysfs: Path) -> None:
+        self._sysfs = sysfs
+
+    def collect(self) -> list[Metric]:
+        return cpufreq_families(read_cpufreq(self._sysfs))
+
+
+def create(context: Context, settings: Any) -> CpufreqCollector:
+    return CpufreqCollector(context.sysfs)
