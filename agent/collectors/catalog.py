@@ -271,6 +271,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="system information from uname"),
     Declaration("vmstat", "agent.collectors.vmstat", VmstatSettings,
                 help="statistics from /proc/vmstat"),
+    Declaration("xfs", "agent.collectors.xfs",
+                help="XFS runtime statistics per filesystem from /sys/fs/xfs"),
     Declaration("process_groups", "agent.collectors.process_groups", ProcessGroupsSettings,
                 default=False, node_exporter=False,
                 help="processes by group (process-exporter's namedprocess_namegroup_* series), "
