@@ -144,6 +144,20 @@ class InterruptsSettings(CollectorSettings):
         return self
 
 
+class IpvsSettings(CollectorSettings):
+    backend_labels: str = Field(
+        "local_address,local_port,remote_address,remote_port,proto,local_mark",
+        description="comma-separated labels of the IPVS backend series")
+
+    @field_validator("backend_labels")
+    @classmethod
+    def _known_labels(cls, value: str) -> str:
+        from agent.collectors.ipvs import parse_backend_labels
+
+        parse_backend_labels(value)
+        return value
+
+
 class NetclassSettings(CollectorSettings):
     ignored_devices: str = Field("^$", description="regex of net devices to ignore")
     ignore_invalid_speed: bool = Field(False, description="ignore devices where the speed "
@@ -211,6 +225,8 @@ class SystemdSettings(CollectorSettings):
 DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("arp", "agent.collectors.arp", DeviceFilterSettings,
                 help="ARP statistics from /proc/net/arp"),
+    Declaration("bonding", "agent.collectors.bonding",
+                help="configured and active slaves of Linux bonding interfaces"),
     Declaration("conntrack", "agent.collectors.conntrack",
                 help="conntrack statistics (entries, limit, per-CPU stats)"),
     Declaration("cpu", "agent.collectors.cpu", help="CPU time per mode from /proc/stat"),
@@ -229,6 +245,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="hardware sensors from /sys/class/hwmon"),
     Declaration("interrupts", "agent.collectors.interrupts", InterruptsSettings, default=False,
                 help="interrupt counts per CPU from /proc/interrupts"),
+    Declaration("ipvs", "agent.collectors.ipvs", IpvsSettings,
+                help="IPVS connection statistics from /proc/net/ip_vs*"),
     Declaration("loadavg", "agent.collectors.load", help="load average"),
     Declaration("mdadm", "agent.collectors.mdadm",
                 help="md software RAID state from /proc/mdstat and /sys/block/md*/md"),

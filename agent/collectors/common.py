@@ -116,8 +116,8 @@ def read_int_attribute(path: Path | str) -> int | None:
 
 def go_order(families: Iterable[Metric]) -> list[Metric]:
     """Families by name and each family's samples by label values (in label-name order), as
-    node_exporter's registry orders its output; a family without samples is left out, as
-    there."""
+    node_exporter's registry orders its output (the text encoder sorts labels by name); a
+    family without samples is left out, as there."""
     ordered = sorted((f for f in families if f.samples), key=exposed_name)
     for family in ordered:
         family.samples.sort(key=lambda s: [s.labels[k] for k in sorted(s.labels)])

@@ -66,3 +66,12 @@ def test_bad_value_and_empty_file() -> None:
         interrupts_families(parsed, DeviceFilter(None, None), True)
     with pytest.raises(ValueError, match="empty"):
         parse_interrupts("")
+
+
+def test_matches_node_exporter_on_the_fixture(node_exporter) -> None:  # type: ignore[no-untyped-def]
+    from agent.config import Config
+    from tests.test_differential import compare
+
+    url = node_exporter("--collector.disable-defaults", "--collector.interrupts",
+                        f"--path.procfs={PROC}")
+    compare("interrupts", Config.model_validate({"paths": {"procfs": str(PROC)}}), url)

@@ -62,3 +62,12 @@ def test_live_host_reads_without_errors() -> None:
     found = values(families)
     assert found[("node_processes_pids",)] >= 1
     assert found[("node_processes_threads",)] >= found[("node_processes_pids",)]
+
+
+def test_matches_node_exporter_on_the_fixture(node_exporter) -> None:  # type: ignore[no-untyped-def]
+    from agent.config import Config
+    from tests.test_differential import compare
+
+    url = node_exporter("--collector.disable-defaults", "--collector.processes",
+                        f"--path.procfs={PROC}")
+    compare("processes", Config.model_validate({"paths": {"procfs": str(PROC)}}), url)
