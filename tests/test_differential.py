@@ -66,6 +66,8 @@ def node_exporter_collectors() -> set[str]:
 # The live peer is Debian's node_exporter 1.5; these collectors' output changed since (the
 # reference is the latest release), so they are checked against fixtures instead.
 CHANGED_SINCE_1_5: set[str] = {
+    # node_btrfs_commits_total, node_btrfs_*_commit_seconds are new.
+    "btrfs",
     # node_disk_info gained the rotational label, node_disk_info's serial falls back to
     # SCSI_IDENT_SERIAL and ID_SERIAL, node_disk_device_mapper_backing_device_info is new.
     "diskstats",

@@ -227,6 +227,9 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="ARP statistics from /proc/net/arp"),
     Declaration("bonding", "agent.collectors.bonding",
                 help="configured and active slaves of Linux bonding interfaces"),
+    Declaration("btrfs", "agent.collectors.btrfs",
+                help="btrfs allocation, commit and device statistics from /sys/fs/btrfs and "
+                     "device error counters by ioctl"),
     Declaration("conntrack", "agent.collectors.conntrack",
                 help="conntrack statistics (entries, limit, per-CPU stats)"),
     Declaration("cpu", "agent.collectors.cpu", help="CPU time per mode from /proc/stat"),
