@@ -275,6 +275,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("schedstat", "agent.collectors.schedstat",
                 help="scheduler statistics per CPU from /proc/schedstat"),
     Declaration("sockstat", "agent.collectors.sockstat", help="socket statistics"),
+    Declaration("softirqs", "agent.collectors.softirqs", default=False,
+                help="softirq counts per CPU from /proc/softirqs"),
     Declaration("softnet", "agent.collectors.softnet", help="softnet statistics"),
     Declaration("stat", "agent.collectors.system:create_stat",
                 help="kernel statistics from /proc/stat (boot time, forks, interrupts)"),
