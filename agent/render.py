@@ -12,10 +12,11 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client.metrics_core import Metric
 
+from agent import memory
 from agent.formats import CONTENT_TYPES, OPENMETRICS, OPENMETRICS_EOF, Demand, encode
 from agent.logs import kv
 from agent.registry import Registry, Snapshot
@@ -159,6 +160,13 @@ def render(
     return Exposition(generation, complete, bodies)
 
 
+def _render_then_trim(*args: Any) -> Exposition:
+    """In the render thread: the render, then (now and then) freed heap back to the system."""
+    exposition = render(*args)
+    memory.maybe_trim()
+    return exposition
+
+
 class Renderer:
     """Re-renders in its own thread whenever the registry changes; bursts coalesce."""
 
@@ -194,7 +202,7 @@ class Renderer:
             args = (self._registry.generation, self._registry.snapshots, self._statuses(),
                     self._runtime, self._demand.formats)
             loop = asyncio.get_running_loop()
-            self.current = await loop.run_in_executor(self._executor, render, *args)
+            self.current = await loop.run_in_executor(self._executor, _render_then_trim, *args)
 
     async def run(self) -> None:
         while True:
