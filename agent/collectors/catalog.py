@@ -110,6 +110,11 @@ class PowerSupplyClassSettings(CollectorSettings):
     _check_regex = field_validator("ignored_supplies")(check_regex)
 
 
+class RaplSettings(CollectorSettings):
+    enable_zone_label: bool = Field(False, description="one node_rapl_joules_total family "
+                                    "with a rapl_zone label")
+
+
 class TextfileSettings(CollectorSettings):
     directory: Path | None = Field(None, description="directory of *.prom files")
 
@@ -237,6 +242,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="CPU frequency scaling from /sys/devices/system/cpu/cpu*/cpufreq"),
     Declaration("diskstats", "agent.collectors.diskstats", DiskstatsSettings,
                 help="disk I/O statistics"),
+    Declaration("dmi", "agent.collectors.dmi",
+                help="BIOS, board, chassis and product information from /sys/class/dmi/id"),
     Declaration("edac", "agent.collectors.edac",
                 help="ECC memory error counters from /sys/devices/system/edac"),
     Declaration("entropy", "agent.collectors.entropy", help="available entropy"),
@@ -264,6 +271,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="NFS client RPC statistics from /proc/net/rpc/nfs"),
     Declaration("nfsd", "agent.collectors.nfsd",
                 help="NFS server RPC statistics from /proc/net/rpc/nfsd"),
+    Declaration("nvme", "agent.collectors.nvme",
+                help="NVMe controllers and namespaces from /sys/class/nvme"),
     Declaration("os", "agent.collectors.system:create_os", help="os-release information"),
     Declaration("powersupplyclass", "agent.collectors.powersupplyclass",
                 PowerSupplyClassSettings,
@@ -272,8 +281,12 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="pressure stall information (PSI)"),
     Declaration("processes", "agent.collectors.processes", default=False,
                 help="process and thread counts by state, and the kernel's limits"),
+    Declaration("rapl", "agent.collectors.rapl", RaplSettings,
+                help="RAPL energy counters from /sys/class/powercap"),
     Declaration("schedstat", "agent.collectors.schedstat",
                 help="scheduler statistics per CPU from /proc/schedstat"),
+    Declaration("selinux", "agent.collectors.selinux",
+                help="SELinux status and enforcement modes"),
     Declaration("sockstat", "agent.collectors.sockstat", help="socket statistics"),
     Declaration("softirqs", "agent.collectors.softirqs", default=False,
                 help="softirq counts per CPU from /proc/softirqs"),
@@ -300,6 +313,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 default=False, node_exporter=False,
                 help="processes by group (process-exporter's namedprocess_namegroup_* series), "
                      "per systemd service accounting and the top CPU and memory consumers"),
+    Declaration("watchdog", "agent.collectors.watchdog",
+                help="watchdog devices from /sys/class/watchdog"),
     Declaration("runtime", "agent.collectors.runtime", node_exporter=False,
                 help="the agent's own event-loop lag, GC pauses, tasks and threads"),
 )
