@@ -210,6 +210,10 @@ class ProcessGroupsSettings(CollectorSettings):
         return value
 
 
+class StatSettings(CollectorSettings):
+    softirq: bool = Field(False, description="export softirq calls per vector")
+
+
 class SystemdSettings(CollectorSettings):
     unit_include: str = Field(".+", description="regex of systemd units to include (units "
                               "must match include and not match exclude)")
@@ -291,7 +295,7 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("softirqs", "agent.collectors.softirqs", default=False,
                 help="softirq counts per CPU from /proc/softirqs"),
     Declaration("softnet", "agent.collectors.softnet", help="softnet statistics"),
-    Declaration("stat", "agent.collectors.system:create_stat",
+    Declaration("stat", "agent.collectors.system:create_stat", StatSettings,
                 help="kernel statistics from /proc/stat (boot time, forks, interrupts)"),
     Declaration("systemd", "agent.collectors.systemd", SystemdSettings, default=False,
                 help="service and system status from systemd over D-Bus"),

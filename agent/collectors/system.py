@@ -42,7 +42,8 @@ CLOCKSOURCE_DIR = "devices/system/clocksource"
 OS_RELEASE_LABELS = ("build_id", "id", "id_like", "image_id", "image_version", "name",
                      "pretty_name", "variant", "variant_id", "version", "version_codename",
                      "version_id")
-# (resource, line, metric name, help): node_exporter reads no "full" line for cpu.
+# (resource, line, metric name, help): node_exporter reads no "full" line for cpu, and irq
+# (Linux 6.1+) has only a "full" line.
 PRESSURE = (
     ("cpu", "some", "node_pressure_cpu_waiting_seconds",
      "Total time in seconds that processes have waited for CPU time"),
@@ -54,8 +55,13 @@ PRESSURE = (
      "Total time in seconds that processes have waited for memory"),
     ("memory", "full", "node_pressure_memory_stalled_seconds",
      "Total time in seconds no process could make progress due to memory congestion"),
+    ("irq", "full", "node_pressure_irq_stalled_seconds",
+     "Total time in seconds no process could make progress due to IRQ congestion"),
 )
 _VERSION = re.compile(r"[0-9]+\.?[0-9]*")
+# The per-vector columns of /proc/stat's softirq line, after the total.
+SOFTIRQ_VECTORS = ("hi", "timer", "net_tx", "net_rx", "block", "block_iopoll", "tasklet",
+                   "sched", "hrtimer", "rcu")
 
 
 def parse_stat(text: str) -> dict[str, float]:
@@ -66,6 +72,16 @@ def parse_stat(text: str) -> dict[str, float]:
         if key in STAT and values:
             out[key] = float(values[0])
     return out
+
+
+def parse_softirq(text: str) -> dict[str, float]:
+    """/proc/stat's 'softirq TOTAL HI TIMER ...' line -> {vector: calls}."""
+    for line in text.splitlines():
+        key, *values = line.split() or [""]
+        if key == "softirq":
+            return {vector: float(value)
+                    for vector, value in zip(SOFTIRQ_VECTORS, values[1:], strict=False)}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -124,6 +140,7 @@ class SystemReadings:
     os_release: dict[str, str] | None
     filefd: tuple[float, float] | None
     pressure: dict[str, dict[str, float]]
+    softirq: dict[str, float] | None = None  # with the stat collector's softirq option
 
 
 def _optional(path: Path, parse: Callable[[str], T]) -> T | None:
@@ -136,8 +153,9 @@ def _optional(path: Path, parse: Callable[[str], T]) -> T | None:
 
 class SystemCollector:
     def __init__(self, procfs: Path, sysfs: Path, rootfs: Path,
-                 parts: frozenset[str] = PARTS) -> None:
+                 parts: frozenset[str] = PARTS, softirq: bool = False) -> None:
         self._parts = parts
+        self._softirq = softirq
         self._procfs = procfs
         self._sysfs = sysfs
         self._rootfs = rootfs
@@ -149,11 +167,12 @@ class SystemCollector:
     def read(self) -> SystemReadings:
         """Reads the sources of this collector's parts only."""
         parts = self._parts
-        stat = parse_stat((self._procfs / "stat").read_text()) if "stat" in parts else {}
+        stat_text = (self._procfs / "stat").read_text() if "stat" in parts else ""
+        stat = parse_stat(stat_text)
         now = time.time()
         local = time.localtime(now)
         pressure = {resource: _optional(self._procfs / "pressure" / resource, parse_pressure)
-                    for resource in ("cpu", "io", "memory")} if "pressure" in parts else {}
+                    for resource in ("cpu", "io", "memory", "irq")} if "pressure" in parts else {}
         return SystemReadings(
             stat=stat,
             now=now,
@@ -164,6 +183,7 @@ class SystemCollector:
             filefd=(_optional(self._procfs / "sys" / "fs" / "file-nr", parse_file_nr)
                     if "filefd" in parts else None),
             pressure={resource: lines for resource, lines in pressure.items() if lines},
+            softirq=parse_softirq(stat_text) if self._softirq else None,
         )
 
     def _clocksources(self) -> list[Clocksource]:
@@ -217,6 +237,12 @@ def time_seconds_family(now: float) -> Metric:
 
 def system_families(r: SystemReadings, parts: frozenset[str] = PARTS) -> list[Metric]:
     families = stat_families(r.stat)
+    if r.softirq is not None:
+        softirqs = CounterMetricFamily("node_softirqs", "Number of softirq calls.",
+                                       labels=["vector"])
+        for vector, calls in sorted(r.softirq.items()):
+            softirqs.add_metric([vector], calls)
+        families.append(softirqs)
     if "time" in parts:
         families += _time_families(r)
     if "uname" in parts:
@@ -283,7 +309,12 @@ def _part(name: str) -> Any:
     return create
 
 
-create_stat = _part("stat")
+def create_stat(context: Context, settings: Any) -> SystemCollector:
+    return SystemCollector(context.procfs, context.sysfs, context.rootfs, frozenset({"stat"}),
+                           softirq=settings.softirq)
+
+
+
 create_time = _part("time")
 create_uname = _part("uname")
 create_os = _part("os")

@@ -93,6 +93,8 @@ def test_golden() -> None:
     assert got["node_pressure_memory_stalled_seconds_total"] == pytest.approx(0.810442)
     # node_exporter reads no "full" line for cpu.
     assert "node_pressure_cpu_stalled_seconds_total" not in got
+    # irq (Linux 6.1+) has only a "full" line.
+    assert got["node_pressure_irq_stalled_seconds_total"] == pytest.approx(0.008494)
     assert_golden(families, "system")
 
 
@@ -129,6 +131,7 @@ def test_pressure_absent_means_no_pressure_metrics(tree: Path) -> None:
 
 def test_pressure_per_resource(tree: Path) -> None:
     (tree / "proc/pressure/memory").unlink()
+    (tree / "proc/pressure/irq").unlink()  # kernels before 6.1
     names = {f.name for f in collector(tree).collect()}
     assert {n for n in names if n.startswith("node_pressure_")} == {
         "node_pressure_cpu_waiting_seconds", "node_pressure_io_waiting_seconds",
@@ -172,3 +175,39 @@ def test_missing_proc_stat_fails_the_run(tree: Path) -> None:
 def test_runs_on_this_host() -> None:
     names = {f.name for f in SystemCollector(Path("/proc"), Path("/sys"), Path("/")).collect()}
     assert {"node_boot_time_seconds", "node_time_seconds", "node_uname_info"} <= names
+
+
+def test_softirq_per_vector_with_the_option() -> None:
+    plain = SystemCollector(SYSTEM / "proc", SYSTEM / "sys", SYSTEM, frozenset({"stat"}))
+    assert "node_softirqs" not in {f.name for f in plain.collect()}
+    with_vectors = SystemCollector(SYSTEM / "proc", SYSTEM / "sys", SYSTEM, frozenset({"stat"}),
+                                   softirq=True)
+    [family] = [f for f in with_vectors.collect() if f.name == "node_softirqs"]
+    got = {s.labels["vector"]: s.value for s in family.samples}
+    assert list(got) == sorted(got)  # node_exporter's (sorted) order
+    assert got == {"hi": 41, "timer": 30211042, "net_tx": 18, "net_rx": 2021093,
+                   "block": 402141, "block_iopoll": 0, "tasklet": 10441, "sched": 33211094,
+                   "hrtimer": 0, "rcu": 24565003}
+
+
+@pytest.mark.parametrize("flags", [[], ["--collector.stat.softirq"]])
+def test_stat_matches_node_exporter_on_the_fixture(node_exporter, flags: list[str]) -> None:  # type: ignore[no-untyped-def]
+    from agent.config import Config
+    from tests.test_differential import compare
+
+    url = node_exporter("--collector.disable-defaults", "--collector.stat",
+                        f"--path.procfs={SYSTEM / 'proc'}", *flags)
+    config = Config.model_validate({"paths": {"procfs": str(SYSTEM / "proc")},
+                                    "collectors": {"stat": {"softirq": bool(flags)}}})
+    compare("stat", config, url)
+
+
+def test_pressure_matches_node_exporter_on_the_fixture(node_exporter) -> None:  # type: ignore[no-untyped-def]
+    from agent.config import Config
+    from tests.test_differential import compare
+
+    url = node_exporter("--collector.disable-defaults", "--collector.pressure",
+                        f"--path.procfs={SYSTEM / 'proc'}")
+    # node_pressure_irq_stalled_seconds_total is newer than the live peer (1.5).
+    compare("pressure", Config.model_validate({"paths": {"procfs": str(SYSTEM / "proc")}}), url,
+            ignore=("node_pressure_irq_",))
