@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from aiohttp import web
-from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from agent import __version__, security
 from agent.collectors.base import Collector
@@ -23,6 +23,7 @@ from agent.health import Health
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
 from agent.registry import Registry, Snapshot
+from agent.remediation.engine import Engine
 from agent.render import Renderer
 from agent.scheduler import Job, Scheduler
 from agent.ssh import SshSupervisor
@@ -97,6 +98,8 @@ class Agent:
                                  self.demand, not config.web.disable_exporter_metrics)
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
         self.ssh = SshSupervisor(self.registry, self.demand)
+        self.remediation = Engine(self.families_of, self._publish_remediation,
+                                  self.ssh.run_on, self.ssh.check_success)
         self.addresses: list[str] = []
         self.runner: web.AppRunner | None = None
         self.endpoint = security.Endpoint()
@@ -144,6 +147,7 @@ class Agent:
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         self.scheduler.start()
         await self.ssh.apply(self.config.ssh)
+        await self.remediation.apply(self.config.remediation)
         self.probes.gc_pauses.start()
         background = [
             asyncio.create_task(self.renderer.run(), name="renderer"),
@@ -174,6 +178,7 @@ class Agent:
         self.health.stopping = True
         # Stops accepting, lets in-flight requests finish within the grace period.
         await runner.cleanup()
+        await self.remediation.stop()
         await self.scheduler.stop()
         await self.ssh.stop()
         for task in background:
@@ -184,6 +189,21 @@ class Agent:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._render_pool.shutdown(wait=False, cancel_futures=True)
         log.info("stopped")
+
+    # Remediation reads the agent's own series and publishes its counters
+
+    def families_of(self, target: str) -> list[Metric]:
+        """The families of the local host, or of one SSH target (its node module)."""
+        snapshots = self.registry.snapshots
+        if target != "local":
+            snapshot = snapshots.get(f"ssh:{target}")
+            return list(snapshot.families) if snapshot is not None else []
+        return [family for name, snapshot in snapshots.items()
+                if not name.startswith("ssh:") and name != "remediation"
+                for family in snapshot.families]
+
+    def _publish_remediation(self, families: list[Metric]) -> None:
+        self.registry.publish(Snapshot.of("remediation", families, self.demand.formats))
 
     # Reload
 
@@ -220,6 +240,7 @@ class Agent:
                 logging.getLogger().setLevel(new.logging.level.upper())
                 self.scheduler.jitter = new.scheduler.jitter
                 await self.ssh.apply(new.ssh)
+                await self.remediation.apply(new.remediation)
             except Exception as exc:
                 # Not a config problem: report it as a failed reload rather than lose it.
                 log.exception("reload failed while applying the new config")

@@ -20,7 +20,7 @@ from agent.relay import cli as relay_cli
 from agent.ssh import exec_cmd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
-COMMANDS = ("run", "check-config", "collect", "profile", "ssh", "relay")
+COMMANDS = ("run", "check-config", "collect", "profile", "ssh", "relay", "remediation")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,6 +51,11 @@ def parser() -> argparse.ArgumentParser:
         "exec", help="run a command on many hosts: hostagent ssh exec -H HOST ... -- COMMAND"))
     relay_cli.add_arguments(sub.add_parser(
         "relay", help="relay Alertmanager notifications to WeCom and DingTalk robots"))
+    remediation = sub.add_parser("remediation", help="self-healing rules").add_subparsers(
+        dest="remediation_command", required=True, metavar="SUBCOMMAND")
+    trial = remediation.add_parser("test", help="evaluate a rule once and print what would run")
+    trial.add_argument("rule", metavar="RULE")
+    add_runtime_flags(trial)
     return top
 
 
@@ -81,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(config.logging.level, config.logging.format)
     if args.command == "collect":
         return _run_loop(_collect_once(config))
+    if args.command == "remediation":
+        from agent.remediation.trial import test_rule
+
+        return _run_loop(test_rule(config, args.rule))
     return _serve(config, source)
 
 

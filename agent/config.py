@@ -20,6 +20,7 @@ from pydantic import (
 from agent.collectors.catalog import ALIASES, DECLARATIONS
 from agent.collectors.common import LABEL_NAME
 from agent.collectors.settings import CollectorSettings, Strict, check_regex
+from agent.remediation.settings import RemediationConfig
 
 DEFAULT_PORT = 9110
 
@@ -239,6 +240,7 @@ class Config(Strict):
     logging: LoggingConfig = LoggingConfig()
     debug: DebugConfig = DebugConfig()
     ssh: SshConfig = SshConfig()
+    remediation: RemediationConfig = RemediationConfig()
 
 
 def _describe(error: dict[str, Any]) -> str:

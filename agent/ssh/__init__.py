@@ -15,6 +15,7 @@ from agent.formats import Demand
 from agent.registry import Registry
 
 if TYPE_CHECKING:
+    from agent.remediation.actions import Outcome
     from agent.ssh.worker import SshWorker
 
 log = logging.getLogger("hostagent.ssh")
@@ -71,6 +72,18 @@ class SshSupervisor:
         if self._gc_threshold is not None:
             gc.set_threshold(*self._gc_threshold)
             self._gc_threshold = None
+
+    async def run_on(self, target: str, command: str, timeout: float) -> Outcome:
+        """A remediation action on a target, over the worker's connection to it."""
+        from agent.remediation.actions import Outcome
+
+        if self.worker is None:
+            return Outcome(None, b"", b"", 0.0, "the SSH worker is not running")
+        return await self.worker.run_on(target, command, timeout)
+
+    def check_success(self, target: str, check: str) -> bool | None:
+        """The last result of a check on a target; None before the first or when unknown."""
+        return self.worker.check_success(target, check) if self.worker is not None else None
 
     def status(self) -> tuple[int, int] | None:
         """(targets up, targets) while the worker runs."""

@@ -21,6 +21,7 @@ from agent.config import SshConfig
 from agent.formats import Demand
 from agent.logs import kv
 from agent.registry import FamilyEncoder, Registry, Snapshot
+from agent.remediation.actions import Outcome
 from agent.ssh import MODULES, probes
 from agent.ssh.connections import (
     ConnectionPool,
@@ -160,6 +161,23 @@ class SshWorker:
     def target(self, name: str) -> Target | None:
         state = self._states.get(name)
         return state.target if state is not None else None
+
+    async def run_on(self, name: str, command: str, timeout: float) -> Outcome:
+        start = time.monotonic()
+        state = self._states.get(name)
+        if state is None:
+            return Outcome(None, b"", b"", 0.0, f"unknown SSH target {name}")
+        try:
+            async with self._pool.session(state.target) as session:
+                done = await session.run(command, timeout)
+        except ProbeError as exc:
+            return Outcome(None, b"", b"", time.monotonic() - start, exc.reason)
+        return Outcome(done.exit_status, done.stdout, done.stderr, time.monotonic() - start)
+
+    def check_success(self, name: str, check: str) -> bool | None:
+        state = self._states.get(name)
+        result = state.checks.get(check) if state is not None else None
+        return result.success if result is not None else None
 
     def up_count(self) -> tuple[int, int]:
         return sum(state.up for state in self._states.values()), len(self._states)
