@@ -91,11 +91,14 @@ def test_runs_on_defaults_scrapes_and_stops_cleanly(agent_process) -> None:
 
 
 def big_textfile(directory: Path) -> None:
-    """~8 MB of series: more than the kernel buffers, so a slow reader keeps a scrape open."""
-    lines = ["# HELP padding_value Padding.", "# TYPE padding_value gauge"]
+    """~6.5 MB of series in two files (each under the textfile collector's per-file cap):
+    more than the kernel buffers, so a slow reader keeps a scrape open."""
     pad = "p" * 250
-    lines += [f'padding_value{{n="{n:06d}{pad}"}} {n}' for n in range(30_000)]
-    (directory / "big.prom").write_text("\n".join(lines) + "\n")
+    for part in range(2):
+        lines = ["# HELP padding_value Padding.", "# TYPE padding_value gauge"]
+        lines += [f'padding_value{{n="{n:06d}{pad}"}} {n}'
+                  for n in range(part * 12_000, (part + 1) * 12_000)]
+        (directory / f"big{part}.prom").write_text("\n".join(lines) + "\n")
 
 
 def test_sigterm_during_a_scrape_completes_it_and_exits_0(agent_process, tmp_path: Path) -> None:
