@@ -81,9 +81,10 @@ CHANGED_SINCE_1_5: set[str] = {
     # tests/collectors/test_systemd.py provides and compares there.
     "systemd",
 }
-# Counts of processes by state: every process started or ended on the host between the reads
-# changes them, so they are checked on fixtures (tests/collectors/test_processes.py).
-UNSTABLE_ON_A_LIVE_HOST = {"processes"}
+# Counts of processes and of TCP connections by state: every process or connection started or
+# ended on the host between the reads changes them, so they are checked on fixtures and
+# loopback connections (tests/collectors/test_processes.py, test_tcpstat.py).
+UNSTABLE_ON_A_LIVE_HOST = {"processes", "tcpstat"}
 NE_1_5 = node_exporter_collectors() - CHANGED_SINCE_1_5 - UNSTABLE_ON_A_LIVE_HOST
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]

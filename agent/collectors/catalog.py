@@ -299,6 +299,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="kernel statistics from /proc/stat (boot time, forks, interrupts)"),
     Declaration("systemd", "agent.collectors.systemd", SystemdSettings, default=False,
                 help="service and system status from systemd over D-Bus"),
+    Declaration("tcpstat", "agent.collectors.tcpstat", default=False,
+                help="TCP connections by state, and queued bytes, over netlink (sock_diag)"),
     Declaration("textfile", "agent.collectors.textfile", TextfileSettings,
                 help="metrics from *.prom files in a directory"),
     Declaration("thermal_zone", "agent.collectors.thermal_zone",
