@@ -71,7 +71,7 @@ def dump(family: int) -> list[bytes]:
     with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as sock:
         sock.settimeout(10)
         sock.sendall(request(family))
-        found = []
+        found: list[bytes] = []
         while True:
             for kind, payload in parse_messages(sock.recv(1 << 16)):
                 if kind == NLMSG_DONE:
