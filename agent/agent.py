@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -24,6 +24,7 @@ from agent.logs import kv
 from agent.pool import DaemonThreadPool
 from agent.registry import Registry, Snapshot
 from agent.remediation.engine import Engine
+from agent.remote_write.settings import RemoteWriteConfig
 from agent.render import Renderer
 from agent.scheduler import Job, Scheduler
 from agent.ssh import SshSupervisor
@@ -31,12 +32,16 @@ from agent.ssh.web import SshRoutes
 from agent.systemd import Notifier
 from agent.web import build_app
 
+if TYPE_CHECKING:
+    from agent.remote_write.pusher import Pusher
+
 log = logging.getLogger("hostagent")
 
 # Settings that only take effect at start; a reload that changes them logs it and keeps the old.
 RESTART_ONLY = (("web", "listen_address"), ("scheduler", "workers"), ("debug", "enabled"),
                 ("debug", "tracemalloc"), ("web", "read_timeout"), ("web", "max_header_size"),
-                ("web", "telemetry_path"), ("web", "disable_exporter_metrics"))
+                ("web", "telemetry_path"), ("web", "disable_exporter_metrics"),
+                *(("remote_write", name) for name in RemoteWriteConfig.model_fields))
 
 
 class StartupError(Exception):
@@ -102,6 +107,7 @@ class Agent:
                                   self.ssh.run_on, self.ssh.check_success)
         self.addresses: list[str] = []
         self.runner: web.AppRunner | None = None
+        self.pusher: Pusher | None = None
         self.endpoint = security.Endpoint()
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
@@ -164,6 +170,7 @@ class Agent:
                                        scheme="https" if self.endpoint.context else "http"))
         self.started.set()
         try:
+            await self._start_push()
             await self._stop.wait()
         finally:
             await self._shutdown(runner, background)
@@ -181,6 +188,8 @@ class Agent:
         await self.remediation.stop()
         await self.scheduler.stop()
         await self.ssh.stop()
+        if self.pusher is not None:
+            await self.pusher.stop()
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -204,6 +213,20 @@ class Agent:
 
     def _publish_remediation(self, families: list[Metric]) -> None:
         self.registry.publish(Snapshot.of("remediation", families, self.demand.formats))
+
+    async def _start_push(self) -> None:
+        if not self.config.remote_write.endpoints:
+            return
+        from agent.remote_write.pusher import Pusher  # only loaded when configured
+
+        self.pusher = Pusher(self.config.remote_write, self.registry,
+                             self.config.web.listen_address)
+        try:
+            await self.pusher.start()
+        except RuntimeError as exc:
+            self.pusher = None
+            raise StartupError(str(exc)) from None
+        self.health.remote_write = self.pusher.status
 
     # Reload
 

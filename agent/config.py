@@ -21,6 +21,7 @@ from agent.collectors.catalog import ALIASES, DECLARATIONS
 from agent.collectors.common import LABEL_NAME
 from agent.collectors.settings import CollectorSettings, Strict, check_regex
 from agent.remediation.settings import RemediationConfig
+from agent.remote_write.settings import RemoteWriteConfig
 
 DEFAULT_PORT = 9110
 
@@ -241,6 +242,7 @@ class Config(Strict):
     debug: DebugConfig = DebugConfig()
     ssh: SshConfig = SshConfig()
     remediation: RemediationConfig = RemediationConfig()
+    remote_write: RemoteWriteConfig = RemoteWriteConfig()
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -24,6 +24,8 @@ class Health:
         self.started = time.time()
         self.stopping = False
         self._was_ready = False
+        # Remote write queues: (degraded, report per queue), when push is configured.
+        self.remote_write: Callable[[], tuple[bool, dict[str, Any]]] | None = None
 
     def ready(self) -> bool:
         """Ready once the served exposition holds every collector's first run, until stopping.
@@ -57,6 +59,10 @@ class Health:
                 "timeouts": status.timeouts,
                 "skipped": status.skipped,
             }
+        queues = None
+        if self.remote_write is not None:
+            failing, queues = self.remote_write()
+            degraded |= failing
         phase = self.phase()
         overall = phase if phase != "running" else ("degraded" if degraded else "ok")
         body = {
@@ -65,4 +71,6 @@ class Health:
             "uptime_seconds": round(now - self.started, 3),
             "collectors": collectors,
         }
+        if queues is not None:
+            body["remote_write"] = queues
         return (503 if phase != "running" else 200), body

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from prometheus_client.metrics_core import Metric
@@ -55,6 +56,8 @@ class Snapshot:
     family_names: frozenset[str]
     # Family name -> format -> bytes: lets the renderer merge a family several snapshots share.
     family_bodies: Mapping[str, Mapping[str, bytes]]
+    # Unix time the families were taken: what remote write stamps their samples with.
+    timestamp: float = field(default_factory=time.time)
 
     @classmethod
     def of(cls, name: str, families: Iterable[Metric], formats: Iterable[str] = (),

@@ -1,0 +1,257 @@
+"""Feeds the remote write queues from the registry: every snapshot a collector or the SSH worker
+publishes is queued once, stamped with its collection time; a snapshot not republished for
+`resend_interval` is queued again at the current time (what a scrape would see), so its series
+never go stale at the receiver. Reads families, never the exposition's bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from agent.logs import kv
+from agent.registry import Registry, Snapshot
+from agent.remote_write.queue import Queue
+from agent.remote_write.relabel import Labels
+from agent.remote_write.settings import RemoteWriteConfig
+
+log = logging.getLogger("hostagent.remote_write")
+
+SNAPSHOT_NAME = "remote_write"
+# Snapshots whose families yield to a built-in collector's of the same name (as on /metrics).
+YIELDING = frozenset({"textfile"})
+SSH_PREFIX = "ssh:"
+
+
+def default_external_labels(listen_address: str, hostname: str | None = None
+                            ) -> dict[str, str]:
+    """instance and job as a scrape of this agent would set them."""
+    port = listen_address.rpartition(":")[2]
+    return {"instance": f"{hostname or socket.gethostname()}:{port}", "job": "hostagent"}
+
+
+def series_of(snapshot: Snapshot, external: Mapping[str, str],
+              hidden: frozenset[str] = frozenset()) -> list[tuple[Labels, float]]:
+    """(sorted labels with __name__, value) for every sample. A series' own labels win over
+    external ones; an SSH target's series carry the target as instance."""
+    base = dict(external)
+    if snapshot.name.startswith(SSH_PREFIX):
+        base["instance"] = snapshot.name.removeprefix(SSH_PREFIX)
+    out = []
+    for family in snapshot.families:
+        if family.name in hidden:
+            continue
+        for sample in family.samples:
+            labels = {**base, **sample.labels, "__name__": sample.name}
+            out.append((tuple(sorted((k, v) for k, v in labels.items() if v != "")),
+                        float(sample.value)))
+    return out
+
+
+def metadata_of(snapshots: Iterable[Snapshot]) -> list[tuple[str, str, str, str]]:
+    """(family name, type, help, unit) per family: the OpenMetrics family names Prometheus
+    records when it scrapes the agent."""
+    seen: dict[str, tuple[str, str, str, str]] = {}
+    for snapshot in snapshots:
+        for family in snapshot.families:
+            seen.setdefault(family.name, (family.name, family.type, family.documentation,
+                                          family.unit))
+    return [seen[name] for name in sorted(seen)]
+
+
+class Pusher:
+    def __init__(self, config: RemoteWriteConfig, registry: Registry, listen_address: str,
+                 metrics_interval: float = 5.0, poll_interval: float = 0.25) -> None:
+        self.config = config
+        self.registry = registry
+        self.external = {**default_external_labels(listen_address), **config.external_labels}
+        self.queues = [Queue(endpoint, Path(config.directory))
+                       for endpoint in config.endpoints]
+        self.metrics_interval = metrics_interval
+        self.poll_interval = poll_interval
+        self._seen: dict[str, tuple[Snapshot, float]] = {}  # name -> (snapshot, queued at)
+        # name -> last timestamp queued: a receiver refuses a whole request over one sample
+        # older than its series' newest, so each snapshot's stamps strictly increase.
+        self._stamps: dict[str, int] = {}  # milliseconds
+        self._tasks: list[asyncio.Task[None]] = []
+        self._families: list[Metric] = []
+
+    async def start(self) -> None:
+        opened: list[Queue] = []
+        try:
+            for queue in self.queues:
+                await queue.open()
+                opened.append(queue)
+        except OSError as exc:
+            for queue in opened:
+                await queue.stop()
+            raise RuntimeError(f"remote_write: cannot open the queue under "
+                               f"{self.config.directory}: {exc.strerror or exc}") from None
+        for queue in self.queues:
+            queue.start()
+            log.info("remote write queue open", extra=kv(
+                remote_name=queue.name, url=queue.url, pending_samples=queue.wal.pending_samples))
+        self._tasks = [asyncio.create_task(self._feed(), name="rw-feed"),
+                       asyncio.create_task(self._publish_metrics(), name="rw-metrics")]
+        self._tasks += [asyncio.create_task(self._metadata(q), name=f"rw-metadata-{q.name}")
+                        for q in self.queues if q.endpoint.metadata_config.send]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for queue in self.queues:
+            await queue.stop()
+
+    # Feeding
+
+    async def _feed(self) -> None:
+        while True:
+            # The renderer clears `changed`; the poll interval catches what a wake-up missed.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.registry.changed.wait(), self.poll_interval)
+            await asyncio.sleep(0.02)  # collectors due on one tick finish together
+            try:
+                await self.feed_once()
+            except Exception as exc:  # a bad family must not stop the push
+                log.error("remote write: queuing samples failed", extra=kv(err=repr(exc)))
+
+    async def feed_once(self, now: float | None = None) -> int:
+        """Queue every new or due snapshot; returns how many were queued."""
+        now = time.time() if now is None else now
+        snapshots = self.registry.snapshots
+        due: list[tuple[Snapshot, float]] = []
+        for name, snapshot in snapshots.items():
+            previous = self._seen.get(name)
+            if previous is None or previous[0] is not snapshot:
+                stamp = getattr(snapshot, "timestamp", None) or now
+                due.append((snapshot, stamp))
+            elif now - previous[1] >= self.config.resend_interval:
+                due.append((snapshot, now))
+        for name in [n for n in self._seen if n not in snapshots]:
+            del self._seen[name]
+        if not due:
+            return 0
+        builtin = frozenset().union(*(s.family_names for n, s in snapshots.items()
+                                      if n not in YIELDING))
+        loop = asyncio.get_running_loop()
+        for snapshot, stamp in due:
+            self._seen[snapshot.name] = (snapshot, now)
+            ms = max(int(stamp * 1000), self._stamps.get(snapshot.name, -1) + 1)
+            self._stamps[snapshot.name] = ms
+            hidden = builtin if snapshot.name in YIELDING else frozenset()
+            series = await loop.run_in_executor(None, series_of, snapshot, self.external,
+                                                hidden)
+            for queue in self.queues:
+                await queue.append(series, ms)
+        return len(due)
+
+    async def _metadata(self, queue: Queue) -> None:
+        while True:
+            entries = metadata_of(self.registry.snapshots.values())
+            if entries:
+                await queue.send_metadata(entries)
+            await asyncio.sleep(queue.endpoint.metadata_config.send_interval)
+
+    # The queues' own series
+
+    async def _publish_metrics(self) -> None:
+        while True:
+            await self.publish_metrics()
+            await asyncio.sleep(self.metrics_interval)
+
+    async def publish_metrics(self) -> None:
+        states = [await queue.pending() for queue in self.queues]
+        self.registry.publish(Snapshot.of(SNAPSHOT_NAME, self.families(states)))
+
+    def families(self, states: list[tuple[int, int, int]]) -> list[Metric]:
+        labels = ["remote_name", "url"]
+
+        def counter(name: str, doc: str, extra: list[str] | None = None) -> CounterMetricFamily:
+            return CounterMetricFamily(f"hostagent_remote_write_{name}", doc,
+                                       labels=labels + (extra or []))
+
+        def gauge(name: str, doc: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"hostagent_remote_write_{name}", doc, labels=labels)
+
+        sent = counter("samples", "Samples delivered to the receiver.")
+        failed = counter("samples_failed", "Samples the receiver refused (4xx other than 429); "
+                         "given up on.")
+        retried = counter("samples_retried", "Samples sent again after a 5xx, 429 or "
+                          "connection error.")
+        dropped = counter("samples_dropped", "Samples never sent: reason=disk_budget when the "
+                          "oldest segment went to stay within max_bytes, reason=relabel when "
+                          "write_relabel_configs dropped the series.", ["reason"])
+        sent_bytes = counter("sent_bytes", "Compressed request bytes delivered.")
+        requests = counter("requests", "Requests attempted, including retries.")
+        metadata = counter("metadata", "Metadata entries delivered.")
+        corrupt = counter("wal_corruptions", "Torn or corrupt records found in the queue's "
+                          "segments; the rest of such a segment is skipped.")
+        pending = gauge("samples_pending", "Samples on disk not yet delivered.")
+        pending_bytes = gauge("pending_bytes", "Bytes on disk not yet delivered.")
+        disk = gauge("wal_bytes", "Bytes of the queue's segment files.")
+        highest = gauge("highest_timestamp_seconds", "Newest sample timestamp queued.")
+        highest_sent = gauge("highest_sent_timestamp_seconds",
+                             "Newest sample timestamp delivered.")
+        lag = gauge("lag_seconds", "How far delivery is behind the newest queued sample.")
+        last_success = gauge("last_success_timestamp_seconds",
+                             "Unix time of the last delivered request.")
+        shards = gauge("shards", "Parallel senders.")
+        for queue, (n_pending, n_bytes, n_disk) in zip(self.queues, states, strict=True):
+            key = [queue.name, queue.url]
+            c = queue.counters
+            sent.add_metric(key, c.samples_sent)
+            failed.add_metric(key, c.samples_failed)
+            retried.add_metric(key, c.samples_retried)
+            dropped.add_metric([*key, "disk_budget"], queue.wal.stats.dropped_samples)
+            dropped.add_metric([*key, "relabel"], c.samples_relabel_dropped)
+            sent_bytes.add_metric(key, c.bytes_sent)
+            requests.add_metric(key, c.requests)
+            metadata.add_metric(key, c.metadata_sent)
+            corrupt.add_metric(key, queue.wal.stats.corrupt_segments)
+            pending.add_metric(key, n_pending)
+            pending_bytes.add_metric(key, n_bytes)
+            disk.add_metric(key, n_disk)
+            highest.add_metric(key, c.highest_timestamp)
+            highest_sent.add_metric(key, c.highest_sent_timestamp)
+            behind = c.highest_timestamp - c.highest_sent_timestamp if n_pending else 0.0
+            lag.add_metric(key, max(0.0, behind))
+            last_success.add_metric(key, c.last_success)
+            shards.add_metric(key, queue.queue.shards)
+        return [sent, failed, retried, dropped, sent_bytes, requests, metadata, corrupt,
+                pending, pending_bytes, disk, highest, highest_sent, lag, last_success, shards]
+
+    # /health
+
+    def status(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
+        """(degraded, per-queue report): degraded when a queue has failed to deliver for
+        longer than `degraded_after`."""
+        now = time.time() if now is None else now
+        degraded = False
+        report = {}
+        for queue in self.queues:
+            failing = queue.failing_since
+            failing_for = None if failing is None else round(now - failing, 3)
+            unhealthy = failing_for is not None and failing_for > self.config.degraded_after
+            degraded |= unhealthy
+            c = queue.counters
+            report[queue.name] = {
+                "url": queue.url,
+                "healthy": not unhealthy,
+                "failing_seconds": failing_for,
+                "last_error": queue.last_error,
+                "last_success_age_seconds": round(now - c.last_success, 3)
+                if c.last_success else None,
+                "samples_sent": c.samples_sent,
+                "samples_failed": c.samples_failed,
+                "samples_dropped": queue.wal.stats.dropped_samples,
+            }
+        return degraded, report
