@@ -172,8 +172,10 @@ class Queue:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._new_data.wait(), wait)
                 continue
+            self.wal.in_flight = end
             await self._send_wave(records)
             await self._in_thread(self.wal.ack, end)
+            self.wal.in_flight = None
             # What arrived meanwhile has waited since the wave was read, at least.
             self._due_from = time.monotonic() if self._new_data.is_set() else 0.0
 

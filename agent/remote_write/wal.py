@@ -106,6 +106,9 @@ class Wal:
         self._last_sync = time.monotonic()
         self._dirty = False
         self.position: Position = (0, 0)
+        # End of the batch being sent (held in memory): the budget dropping its segment
+        # loses only what lies beyond it.
+        self.in_flight: Position | None = None
 
     # Opening and replay
 
@@ -214,8 +217,10 @@ class Wal:
         while self.total_bytes > self.max_bytes and len(self._segments) > 1:
             oldest = self._segments.pop(0)
             if oldest.index >= self.position[0]:
-                offset = self.position[1] if oldest.index == self.position[0] else 0
-                lost = oldest.samples_from(offset)
+                sent_to = max(self.position, self.in_flight or self.position)
+                lost = 0
+                if oldest.index >= sent_to[0]:
+                    lost = oldest.samples_from(sent_to[1] if oldest.index == sent_to[0] else 0)
                 if lost:
                     self.stats.dropped_samples += lost
                     self.stats.dropped_segments += 1
