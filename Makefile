@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real tools the tests run against (Debian packages).
 TEST_PACKAGES := prometheus prometheus-node-exporter prometheus-alertmanager wrk systemd dbus-daemon \
-	chromium openssh-server openssh-client lintian prometheus-process-exporter
+	chromium openssh-server openssh-client lintian prometheus-process-exporter \
+	victoria-metrics
 
 PREFIX ?= /usr/local/lib/hostagent
 UNIT_DIR ?= /etc/systemd/system

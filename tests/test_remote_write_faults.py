@@ -9,9 +9,12 @@ import time
 from collections import Counter
 
 import pytest
+from prometheus_client.metrics_core import GaugeMetricFamily
 
+from agent.registry import Registry, Snapshot
+from agent.remote_write.pusher import Pusher
 from agent.remote_write.queue import Queue
-from agent.remote_write.settings import EndpointConfig
+from agent.remote_write.settings import EndpointConfig, RemoteWriteConfig
 from tests.rw_receivers import Fault, FaultServer
 
 
@@ -154,3 +157,35 @@ async def test_a_restart_resumes_from_disk(tmp_path, server):
     await until(lambda: server.recorder.total() == 150, "the queued samples after restart")
     await queue.stop()
     assert server.recorder.out_of_order() == []
+
+
+async def test_pusher_feeds_from_the_registry_reports_health_and_own_series(tmp_path, server):
+    server.recorder.faults = [Fault(status=503)]
+    registry = Registry()
+    registry.publish(Snapshot.of("load", [GaugeMetricFamily("node_load1", "Load.", value=1)]))
+    config = RemoteWriteConfig(directory=tmp_path, degraded_after=0.2, endpoints=[
+        EndpointConfig(url=server.url, name="q", queue_config={
+            "batch_send_deadline": 0.05, "min_backoff": 0.01, "max_backoff": 0.05},
+            metadata_config={"send_interval": 0.1})])
+    pusher = Pusher(config, registry, "127.0.0.1:9110", metrics_interval=0.05)
+    await pusher.start()
+    try:
+        await until(lambda: pusher.status()[0], "the queue to be reported degraded")
+        report = pusher.status()[1]["q"]
+        assert not report["healthy"] and "HTTP 503" in report["last_error"]
+        server.recorder.faults = []
+        await until(lambda: not pusher.status()[0], "the queue to recover")
+
+        def sent() -> float:
+            own = registry.snapshots["remote_write"]
+            return next(s.value for f in own.families for s in f.samples
+                        if s.name == "hostagent_remote_write_samples_total")
+
+        await until(lambda: sent() >= 1, "the own series to count the delivery")
+        await until(lambda: "node_load1" in server.recorder.metadata, "metadata")
+    finally:
+        await pusher.stop()
+    load = [s for s in server.recorder.samples if dict(s)["__name__"] == "node_load1"]
+    assert len(load) == 1 and dict(load[0])["job"] == "hostagent"
+    assert dict(load[0])["instance"].endswith(":9110")
+    assert "node_load1" in server.recorder.metadata
