@@ -68,7 +68,7 @@ def own_wheel(version: str, work: Path) -> Path:
     source = work / "source"
     shutil.copytree(ROOT / "agent", source / "agent",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "setup.py"):
         shutil.copy2(ROOT / name, source / name)
     init = source / "agent" / "__init__.py"
     init.write_text(re.sub(r'^__version__ = ".*"$', f'__version__ = "{version}"',
