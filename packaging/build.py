@@ -114,6 +114,13 @@ def build_venv(release: Path, final: str, wheelhouse: Path, wheel: Path, version
         data = module.read_bytes()
         if data.startswith(b"#!") and not os.access(module, os.X_OK):
             module.write_bytes(b"\n" + data.split(b"\n", 1)[1])
+    # Some wheels (protobuf's) ship every file executable: only scripts and objects keep it.
+    for path in release.glob("lib/python*/site-packages/**/*"):
+        if path.is_file() and not path.is_symlink() and os.access(path, os.X_OK):
+            with path.open("rb") as f:
+                head = f.read(4)
+            if not head.startswith((b"\x7fELF", b"#!")):
+                path.chmod(0o644)
     staged = str(release)
     cfg = release / "pyvenv.cfg"
     cfg.write_text("".join(line for line in cfg.read_text().splitlines(keepends=True)
