@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,7 +40,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.remote_write import wire
-from bench.common import free_port, wait_http
+from bench.common import ROOT, free_port, wait_http
 
 COLLECTORS = ["cpu", "memory", "load", "netdev", "diskstats", "filesystem", "vmstat"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -120,7 +121,8 @@ class Sender:
 
     def start(self) -> None:
         log = (self.work / f"{self.name}.log").open("ab")
-        self.proc = subprocess.Popen(self.command, stdout=log, stderr=log, cwd=self.work)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this tree's agent, wherever run from
+        self.proc = subprocess.Popen(self.command, stdout=log, stderr=log, cwd=self.work, env=env)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -251,6 +253,7 @@ def main() -> None:
             s.stop()
         vm.terminate()
         vm.wait()
+        shutil.rmtree(work, ignore_errors=True)
 
     print(f"{'sender':<12} {'samples':>8} {'CPU ms/1k samples':>18} {'wire B/sample':>14} "
           f"{'drain s':>8} {'drain samples/s':>16} {'lost on SIGKILL (s of node_load1)':>34}")
