@@ -239,6 +239,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("btrfs", "agent.collectors.btrfs",
                 help="btrfs allocation, commit and device statistics from /sys/fs/btrfs and "
                      "device error counters by ioctl"),
+    Declaration("buddyinfo", "agent.collectors.buddyinfo", default=False,
+                help="free memory blocks per order from /proc/buddyinfo"),
     Declaration("conntrack", "agent.collectors.conntrack",
                 help="conntrack statistics (entries, limit, per-CPU stats)"),
     Declaration("cpu", "agent.collectors.cpu", help="CPU time per mode from /proc/stat"),
@@ -265,6 +267,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("mdadm", "agent.collectors.mdadm",
                 help="md software RAID state from /proc/mdstat and /sys/block/md*/md"),
     Declaration("meminfo", "agent.collectors.memory", help="memory statistics from /proc/meminfo"),
+    Declaration("meminfo_numa", "agent.collectors.meminfo_numa", default=False,
+                help="memory statistics per NUMA node from /sys/devices/system/node"),
     Declaration("netclass", "agent.collectors.netclass", NetclassSettings,
                 help="network interface properties from /sys/class/net"),
     Declaration("netdev", "agent.collectors.netdev", DeviceFilterSettings,
@@ -315,6 +319,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="statistics from /proc/vmstat"),
     Declaration("xfs", "agent.collectors.xfs",
                 help="XFS runtime statistics per filesystem from /sys/fs/xfs"),
+    Declaration("zoneinfo", "agent.collectors.zoneinfo", default=False,
+                help="memory zone statistics per NUMA node from /proc/zoneinfo"),
     Declaration("process_groups", "agent.collectors.process_groups", ProcessGroupsSettings,
                 default=False, node_exporter=False,
                 help="processes by group (process-exporter's namedprocess_namegroup_* series), "
