@@ -80,6 +80,10 @@ CHANGED_SINCE_1_5: set[str] = {
     # kB fields of node_memory_numa_* gained the _bytes suffix (compared on fixtures in
     # tests/collectors/test_meminfo_numa.py).
     "meminfo_numa",
+    # zfs: dbufstats is read under its real name (1.5 looked for dbuf_stats), int64 kstats
+    # (arcstats memory_available_bytes) and node_zfs_zpool_state are new, dataset names keep
+    # their spaces.
+    "zfs",
     # node_systemd_virtualization_info is new; needs a systemd manager on the bus, which
     # tests/collectors/test_systemd.py provides and compares there.
     "systemd",

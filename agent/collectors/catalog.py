@@ -319,6 +319,9 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="statistics from /proc/vmstat"),
     Declaration("xfs", "agent.collectors.xfs",
                 help="XFS runtime statistics per filesystem from /sys/fs/xfs"),
+    Declaration("zfs", "agent.collectors.zfs",
+                help="ZFS statistics, pool I/O, dataset I/O and pool state from "
+                     "/proc/spl/kstat/zfs"),
     Declaration("zoneinfo", "agent.collectors.zoneinfo", default=False,
                 help="memory zone statistics per NUMA node from /proc/zoneinfo"),
     Declaration("process_groups", "agent.collectors.process_groups", ProcessGroupsSettings,

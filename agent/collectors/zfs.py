@@ -1,0 +1,222 @@
+"""zfs: node_zfs_* from the ZFS kstats under /proc/spl/kstat/zfs, as node_exporter's latest
+release: one untyped series per kstat of each global statistics file (named
+node_zfs_<subsystem>_<kstat>, help kstat.zfs.misc.<file>.<kstat>), per pool the io kstat
+(node_zfs_zpool_*), per dataset its objset kstat (node_zfs_zpool_dataset_*) and the pool state
+(node_zfs_zpool_state, one series per state node_exporter knows).
+
+No /proc/spl/kstat/zfs (the module is not loaded) means no series; a statistics file that a
+ZFS version lacks is skipped. A file that does not parse is left out (node_exporter fails
+the whole collector on it, after part of the series were sent, in random map order).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric, UnknownMetricFamily
+
+from agent.collectors.common import go_order, list_dir
+
+if TYPE_CHECKING:
+    from agent.collectors.catalog import Context
+
+# node_exporter's subsystem -> kstat file.
+SUBSYSTEMS: dict[str, str] = {
+    "zfs_abd": "abdstats",
+    "zfs_arc": "arcstats",
+    "zfs_dbuf": "dbufstats",
+    "zfs_dmu_tx": "dmu_tx",
+    "zfs_dnode": "dnodestats",
+    "zfs_fm": "fm",
+    "zfs_vdev_cache": "vdev_cache_stats",
+    "zfs_vdev_mirror": "vdev_mirror_stats",
+    "zfs_xuio": "xuio_stats",
+    "zfs_zfetch": "zfetchstats",
+    "zfs_zil": "zil",
+}
+
+POOL_STATES = ("online", "degraded", "faulted", "offline", "removed", "unavail", "suspended")
+
+KSTAT_INT64 = "3"
+KSTAT_UINT64 = "4"
+UINT64_MAX = 2**64 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+
+
+def _uint(text: str) -> int:
+    """strconv.ParseUint(text, 10, 64)."""
+    if not text.isascii() or not text.isdigit() or int(text) > UINT64_MAX:
+        raise ValueError(f"not an unsigned 64-bit integer: {text!r}")
+    return int(text)
+
+
+def _int(text: str) -> int:
+    """strconv.ParseInt(text, 10, 64)."""
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits.isascii() or not digits.isdigit():
+        raise ValueError(f"not a 64-bit integer: {text!r}")
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"not a 64-bit integer: {text!r}")
+    return value
+
+
+def metric_name(kstat: str) -> str:
+    """node_exporter's name for a kstat: '-' becomes '_'."""
+    return kstat.replace("-", "_")
+
+
+def parse_kstat(text: str) -> list[tuple[str, int]]:
+    """A named kstat ('name type data' header, then one 'name type value' line each): the
+    int64 and uint64 kstats in file order; ValueError if the header is missing or a value
+    does not parse as its type."""
+    values: list[tuple[str, int]] = []
+    started = False
+    for line in text.splitlines():
+        parts = line.split()
+        if not started:
+            started = parts == ["name", "type", "data"]
+            continue
+        if len(parts) < 3:
+            continue
+        if parts[1] == KSTAT_UINT64:
+            values.append((parts[0], _uint(parts[2])))
+        elif parts[1] == KSTAT_INT64:
+            values.append((parts[0], _int(parts[2])))
+    if not started:
+        raise ValueError("no 'name type data' header")
+    return values
+
+
+def parse_pool_io(text: str) -> list[tuple[str, int]]:
+    """A pool's io kstat: a header line starting with nread (12 or more fields), then the
+    values under it."""
+    fields: list[str] | None = None
+    values: list[tuple[str, int]] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if fields is None:
+            if len(parts) >= 12 and parts[0] == "nread":
+                fields = parts
+            continue
+        if len(parts) < len(fields):
+            raise ValueError(f"io: {len(parts)} values for {len(fields)} fields")
+        values.extend((field, _uint(parts[i])) for i, field in enumerate(fields))
+    return values
+
+
+def parse_objset(text: str) -> tuple[str, list[tuple[str, int]]]:
+    """A dataset's objset kstat: its name (the rest of the dataset_name line, inner spaces
+    kept) and its uint64 kstats."""
+    dataset = ""
+    values: list[tuple[str, int]] = []
+    started = False
+    for line in text.splitlines():
+        parts = line.split()
+        if not started:
+            started = parts == ["name", "type", "data"]
+            continue
+        if len(parts) < 3:
+            continue
+        if parts[0] == "dataset_name":
+            # Everything after the type column: dataset names may contain spaces.
+            rest = line.lstrip()[len(parts[0]):].lstrip()[len(parts[1]):]
+            dataset = rest.lstrip()
+            continue
+        if parts[1] == KSTAT_UINT64:
+            values.append((parts[0], _uint(parts[2])))
+    if not started:
+        raise ValueError("no 'name type data' header")
+    return dataset, values
+
+
+def parse_state(text: str) -> str:
+    """The pool state file's first line, lower case (ONLINE, DEGRADED, SUSPENDED, ...)."""
+    lines = text.splitlines()
+    return lines[0].lower() if lines else ""
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+class ZfsCollector:
+    def __init__(self, procfs: Path) -> None:
+        self._base = procfs / "spl" / "kstat" / "zfs"
+
+    def collect(self) -> list[Metric]:
+        if not os.path.isdir(self._base):
+            return []
+        families: dict[str, GaugeMetricFamily | UnknownMetricFamily] = {}
+        seen: set[tuple[str, tuple[str, ...]]] = set()
+
+        def add(name: str, help_text: str, labels: list[str], values: list[str],
+                value: float, gauge: bool = False) -> None:
+            if not _METRIC_NAME.match(name) or (name, tuple(values)) in seen:
+                return
+            seen.add((name, tuple(values)))
+            family = families.get(name)
+            if family is None:
+                family = (GaugeMetricFamily(name, help_text, labels=labels) if gauge
+                          else UnknownMetricFamily(name, help_text, labels=labels))
+                families[name] = family
+            family.add_metric(values, value)
+
+        for subsystem, filename in SUBSYSTEMS.items():
+            text = _read(self._base / filename)
+            if text is None:
+                continue  # a ZFS version without this statistics file
+            try:
+                parsed = parse_kstat(text)
+            except ValueError:
+                continue
+            for kstat, value in parsed:
+                add(f"node_{subsystem}_{metric_name(kstat)}",
+                    f"kstat.zfs.misc.{filename}.{kstat}", [], [], float(value))
+
+        pools = [p for p in list_dir(self._base) if os.path.isdir(self._base / p)]
+        for pool in pools:
+            text = _read(self._base / pool / "io")
+            try:
+                io = parse_pool_io(text) if text is not None else []
+            except ValueError:
+                io = []
+            for field, value in io:
+                add(f"node_zfs_zpool_{metric_name(field)}", f"kstat.zfs.misc.io.{field}",
+                    ["zpool"], [pool], float(value))
+        for pool in pools:
+            for entry in list_dir(self._base / pool):
+                if not entry.startswith("objset-"):
+                    continue
+                text = _read(self._base / pool / entry)
+                if text is None:
+                    continue
+                try:
+                    dataset, objset = parse_objset(text)
+                except ValueError:
+                    continue
+                for kstat, value in objset:
+                    add(f"node_zfs_zpool_dataset_{metric_name(kstat)}",
+                        f"kstat.zfs.misc.objset.{kstat}", ["zpool", "dataset"],
+                        [pool, dataset], float(value))
+        for pool in pools:
+            text = _read(self._base / pool / "state")
+            if text is None:
+                continue
+            state = parse_state(text)
+            for name in POOL_STATES:
+                add("node_zfs_zpool_state", "kstat.zfs.misc.state", ["zpool", "state"],
+                    [pool, name], 1.0 if state == name else 0.0, gauge=True)
+        return go_order(families.values())
+
+
+def create(context: Context, settings: Any) -> ZfsCollector:
+    return ZfsCollector(context.procfs)
