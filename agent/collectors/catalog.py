@@ -56,6 +56,11 @@ class Declaration:
 
 # --- settings of the collectors that have more than the common ones ---------------------------
 
+class BcacheSettings(CollectorSettings):
+    priority_stats: bool = Field(False, description="expose the expensive priority stats",
+                                 json_schema_extra=flag("collector.bcache.priorityStats"))
+
+
 class DiskstatsSettings(DeviceFilterSettings):
     device_exclude: str | None = Field(
         r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$",
@@ -234,6 +239,8 @@ class SystemdSettings(CollectorSettings):
 DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("arp", "agent.collectors.arp", DeviceFilterSettings,
                 help="ARP statistics from /proc/net/arp"),
+    Declaration("bcache", "agent.collectors.bcache", BcacheSettings,
+                help="bcache cache sets, backing and cache devices from /sys/fs/bcache"),
     Declaration("bonding", "agent.collectors.bonding",
                 help="configured and active slaves of Linux bonding interfaces"),
     Declaration("btrfs", "agent.collectors.btrfs",

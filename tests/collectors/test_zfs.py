@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from prometheus_client.metrics_core import Metric
 
 from agent.collectors.zfs import ZfsCollector, parse_kstat, parse_objset, parse_pool_io
+from tests.collectors.peer import assert_matches_peer
 from tests.golden import FIXTURES, assert_golden
 
 ZFS = FIXTURES / "zfs"
@@ -89,3 +91,20 @@ def test_bad_file_is_skipped_not_the_collector(tmp_path: Path) -> None:
 
 def test_no_zfs_module_means_no_series(tmp_path: Path) -> None:
     assert ZfsCollector(tmp_path).collect() == []
+
+
+
+def newer_than_1_5(name: str, labels: dict[str, str]) -> bool:
+    """1.5 looked for dbuf_stats (the kstat is dbufstats), skipped int64 kstats and had no
+    pool state."""
+    return (name.startswith("node_zfs_dbuf_") or name == "node_zfs_arc_memory_available_bytes"
+            or name == "node_zfs_zpool_state")
+
+
+def test_matches_node_exporter_on_the_fixture(node_exporter, tmp_path: Path) -> None:
+    # 1.5 cuts a dataset name at its first space: pool3 ("dataset with  space") is left out.
+    proc = tmp_path / "proc"
+    shutil.copytree(ZFS / "proc", proc)
+    shutil.rmtree(proc / "spl/kstat/zfs/pool3")
+    assert_matches_peer(node_exporter, "zfs", [f"--path.procfs={proc}"],
+                        ZfsCollector(proc).collect(), "node_zfs_", newer_than_1_5)
