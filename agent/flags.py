@@ -124,6 +124,9 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
             help_text = f"{info.description or field} (default: {_show(getattr(settings, field))})"
             if info.annotation is bool:
                 _switch(group, setting, dest, help_text)
+            elif info.annotation == list[str]:  # repeatable, as kingpin's Strings()
+                group.add_argument(f"--{setting}", dest=dest, metavar="VALUE",
+                                   action="append", help=help_text)
             else:
                 group.add_argument(f"--{setting}", dest=dest, metavar="VALUE",
                                    type=_value_type(info), help=help_text)

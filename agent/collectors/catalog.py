@@ -234,6 +234,30 @@ class SystemdSettings(CollectorSettings):
     _check_regex = field_validator("unit_include", "unit_exclude")(check_regex)
 
 
+class SlabinfoSettings(CollectorSettings):
+    slabs_include: str = Field(".*", description="regex of slabs to include")
+    slabs_exclude: str = Field("", description="regex of slabs to exclude")
+
+    _check_regex = field_validator("slabs_include", "slabs_exclude")(check_regex)
+
+
+class SysctlSettings(CollectorSettings):
+    include: list[str] = Field(
+        [], description="numeric sysctls to export, NAME or NAME:key1,key2 (repeatable)")
+    include_info: list[str] = Field(
+        [], description="sysctls to export as node_sysctl_info (repeatable)")
+
+    @field_validator("include", "include_info")
+    @classmethod
+    def _check_names(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            name = entry.partition(":")[0]
+            if not name or name.startswith(("/", ".")) or ".." in name.split(".") \
+                    or "/" in name:
+                raise ValueError(f"invalid sysctl name {entry!r}")
+        return value
+
+
 # --- the declarations, in node_exporter's alphabetical order -----------------------------------
 
 DECLARATIONS: tuple[Declaration, ...] = (
@@ -248,6 +272,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                      "device error counters by ioctl"),
     Declaration("buddyinfo", "agent.collectors.buddyinfo", default=False,
                 help="free memory blocks per order from /proc/buddyinfo"),
+    Declaration("cgroups", "agent.collectors.cgroups", default=False,
+                help="cgroup controllers and their cgroup counts from /proc/cgroups"),
     Declaration("conntrack", "agent.collectors.conntrack",
                 help="conntrack statistics (entries, limit, per-CPU stats)"),
     Declaration("cpu", "agent.collectors.cpu", help="CPU time per mode from /proc/stat"),
@@ -257,6 +283,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="disk I/O statistics"),
     Declaration("dmi", "agent.collectors.dmi",
                 help="BIOS, board, chassis and product information from /sys/class/dmi/id"),
+    Declaration("drbd", "agent.collectors.drbd", default=False,
+                help="DRBD 8 device statistics from /proc/drbd"),
     Declaration("edac", "agent.collectors.edac",
                 help="ECC memory error counters from /sys/devices/system/edac"),
     Declaration("entropy", "agent.collectors.entropy", help="available entropy"),
@@ -270,6 +298,10 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="interrupt counts per CPU from /proc/interrupts"),
     Declaration("ipvs", "agent.collectors.ipvs", IpvsSettings,
                 help="IPVS connection statistics from /proc/net/ip_vs*"),
+    Declaration("ksmd", "agent.collectors.ksmd", default=False,
+                help="kernel samepage merging statistics from /sys/kernel/mm/ksm"),
+    Declaration("lnstat", "agent.collectors.lnstat", default=False,
+                help="network cache statistics per CPU from /proc/net/stat"),
     Declaration("loadavg", "agent.collectors.load", help="load average"),
     Declaration("mdadm", "agent.collectors.mdadm",
                 help="md software RAID state from /proc/mdstat and /sys/block/md*/md"),
@@ -302,12 +334,16 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="scheduler statistics per CPU from /proc/schedstat"),
     Declaration("selinux", "agent.collectors.selinux",
                 help="SELinux status and enforcement modes"),
+    Declaration("slabinfo", "agent.collectors.slabinfo", SlabinfoSettings, default=False,
+                help="kernel slab allocator statistics from /proc/slabinfo"),
     Declaration("sockstat", "agent.collectors.sockstat", help="socket statistics"),
     Declaration("softirqs", "agent.collectors.softirqs", default=False,
                 help="softirq counts per CPU from /proc/softirqs"),
     Declaration("softnet", "agent.collectors.softnet", help="softnet statistics"),
     Declaration("stat", "agent.collectors.system:create_stat", StatSettings,
                 help="kernel statistics from /proc/stat (boot time, forks, interrupts)"),
+    Declaration("sysctl", "agent.collectors.sysctl", SysctlSettings, default=False,
+                help="chosen /proc/sys values"),
     Declaration("systemd", "agent.collectors.systemd", SystemdSettings, default=False,
                 help="service and system status from systemd over D-Bus"),
     Declaration("tcpstat", "agent.collectors.tcpstat", default=False,
@@ -324,6 +360,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="system information from uname"),
     Declaration("vmstat", "agent.collectors.vmstat", VmstatSettings,
                 help="statistics from /proc/vmstat"),
+    Declaration("xfrm", "agent.collectors.xfrm", default=False,
+                help="IPsec transformation error counters from /proc/net/xfrm_stat"),
     Declaration("xfs", "agent.collectors.xfs",
                 help="XFS runtime statistics per filesystem from /sys/fs/xfs"),
     Declaration("zfs", "agent.collectors.zfs",
