@@ -283,6 +283,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="disk I/O statistics"),
     Declaration("dmi", "agent.collectors.dmi",
                 help="BIOS, board, chassis and product information from /sys/class/dmi/id"),
+    Declaration("dmmultipath", "agent.collectors.dmmultipath",
+                help="DM-multipath maps and the state of their paths from /sys/block/dm-*"),
     Declaration("drbd", "agent.collectors.drbd", default=False,
                 help="DRBD 8 device statistics from /proc/drbd"),
     Declaration("edac", "agent.collectors.edac",
