@@ -234,6 +234,11 @@ class SystemdSettings(CollectorSettings):
     _check_regex = field_validator("unit_include", "unit_exclude")(check_regex)
 
 
+class QdiscSettings(DeviceFilterSettings):
+    fixtures: str = Field("", description="results.json directory read instead of the kernel "
+                          "(node_exporter's end-to-end test fixtures)")
+
+
 class SlabinfoSettings(CollectorSettings):
     slabs_include: str = Field(".*", description="regex of slabs to include")
     slabs_exclude: str = Field("", description="regex of slabs to exclude")
@@ -330,6 +335,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="pressure stall information (PSI)"),
     Declaration("processes", "agent.collectors.processes", default=False,
                 help="process and thread counts by state, and the kernel's limits"),
+    Declaration("qdisc", "agent.collectors.qdisc", QdiscSettings, default=False,
+                help="root queueing discipline statistics per interface over rtnetlink"),
     Declaration("rapl", "agent.collectors.rapl", RaplSettings,
                 help="RAPL energy counters from /sys/class/powercap"),
     Declaration("schedstat", "agent.collectors.schedstat",
