@@ -61,6 +61,21 @@ class BcacheSettings(CollectorSettings):
                                  json_schema_extra=flag("collector.bcache.priorityStats"))
 
 
+class CpuSettings(CollectorSettings):
+    guest: bool = Field(True, description="export node_cpu_guest_seconds_total",
+                        json_schema_extra=flag("collector.cpu.guest"))
+    info: bool = Field(False, description="export node_cpu_info",
+                       json_schema_extra=flag("collector.cpu.info"))
+    info_flags_include: str | None = Field(
+        None, description="regex of /proc/cpuinfo flags for node_cpu_flag_info (sets info)",
+        json_schema_extra=flag("collector.cpu.info.flags-include"))
+    info_bugs_include: str | None = Field(
+        None, description="regex of /proc/cpuinfo bugs for node_cpu_bug_info (sets info)",
+        json_schema_extra=flag("collector.cpu.info.bugs-include"))
+
+    _check_regex = field_validator("info_flags_include", "info_bugs_include")(check_regex)
+
+
 class DiskstatsSettings(DeviceFilterSettings):
     device_exclude: str | None = Field(
         r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$",
@@ -281,7 +296,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="cgroup controllers and their cgroup counts from /proc/cgroups"),
     Declaration("conntrack", "agent.collectors.conntrack",
                 help="conntrack statistics (entries, limit, per-CPU stats)"),
-    Declaration("cpu", "agent.collectors.cpu", help="CPU time per mode from /proc/stat"),
+    Declaration("cpu", "agent.collectors.cpu", CpuSettings,
+                help="CPU time per mode from /proc/stat, thermal throttling, isolation"),
     Declaration("cpufreq", "agent.collectors.cpufreq",
                 help="CPU frequency scaling from /sys/devices/system/cpu/cpu*/cpufreq"),
     Declaration("diskstats", "agent.collectors.diskstats", DiskstatsSettings,

@@ -1,13 +1,20 @@
-"""cpu: node_cpu_seconds_total and node_cpu_guest_seconds_total from /proc/stat."""
+"""cpu: node_cpu_seconds_total and node_cpu_guest_seconds_total from /proc/stat, and as
+node_exporter's latest release node_cpu_isolated, the thermal throttle counters per core and
+package, node_cpu_online, and with --collector.cpu.info node_cpu_info and the flags and bugs
+of /proc/cpuinfo selected by --collector.cpu.info.flags-include / .bugs-include."""
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from agent.collectors.common import parse_int, read_text
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -53,19 +60,159 @@ def keep_monotonic(old: CpuTimes | None, new: CpuTimes) -> CpuTimes:
 
 
 class CpuCollector:
-    def __init__(self, procfs: Path) -> None:
+    def __init__(self, procfs: Path, sysfs: Path | None = None, guest: bool = True,
+                 info: bool = False, flags_include: str | None = None,
+                 bugs_include: str | None = None) -> None:
         self._stat = procfs / "stat"
+        self._cpuinfo = procfs / "cpuinfo"
+        self._cpus = None if sysfs is None else str(sysfs / "devices/system/cpu")
         self._user_hz = float(os.sysconf("SC_CLK_TCK"))
         self._last: dict[str, CpuTimes] = {}
+        self._guest = guest
+        self._info = info or bool(flags_include) or bool(bugs_include)
+        self._flags = re.compile(flags_include) if flags_include else None
+        self._bugs = re.compile(bugs_include) if bugs_include else None
+        # node_exporter reads the isolated list once, at start.
+        isolated = None if self._cpus is None else read_text(os.path.join(self._cpus, "isolated"))
+        self._isolated = None if isolated is None else parse_cpu_list(isolated)
 
     def collect(self) -> list[Metric]:
+        families: list[Metric] = []
+        if self._info:
+            families += cpuinfo_families(parse_cpuinfo(self._cpuinfo.read_text()),
+                                         self._flags, self._bugs)
         parsed = parse_stat_cpus(self._stat.read_text(), self._user_hz)
         self._last = {cpu: keep_monotonic(self._last.get(cpu), times)
                       for cpu, times in parsed.items()}
-        return cpu_families(self._last)
+        families += cpu_families(self._last, guest_enabled=self._guest)
+        if self._isolated:
+            isolated = GaugeMetricFamily(
+                "node_cpu_isolated",
+                "Whether each core is isolated, information from /sys/devices/system/cpu/isolated.",
+                labels=["cpu"])
+            for cpu in self._isolated:
+                isolated.add_metric([str(cpu)], 1.0)
+            families.append(isolated)
+        if self._cpus is not None:
+            families += throttle_families(self._cpus) + online_families(self._cpus)
+        return families
 
 
-def cpu_families(cpus: dict[str, CpuTimes]) -> list[Metric]:
+def parse_cpu_list(text: str) -> list[int]:
+    """The kernel's cpu list format: "1,3-5,9" -> [1, 3, 4, 5, 9]."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        start = parse_int(first)
+        end = parse_int(last) if last else start
+        if start is None or end is None:
+            continue
+        cpus.extend(range(start, end + 1))
+    return cpus
+
+
+def _cpu_dirs(cpus: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(glob.escape(cpus), "cpu[0-9]*")))
+
+
+def _uint(path: str) -> int | None:
+    text = read_text(path)
+    value = None if text is None else parse_int(text)
+    return value if value is not None and value >= 0 else None
+
+
+def throttle_families(cpus: str) -> list[Metric]:
+    """Thermal throttle counts, read once per core and once per package."""
+    cores: dict[tuple[int, int], int | None] = {}
+    packages: dict[int, int | None] = {}
+    for cpu in _cpu_dirs(cpus):
+        package = _uint(os.path.join(cpu, "topology", "physical_package_id"))
+        core = _uint(os.path.join(cpu, "topology", "core_id"))
+        if package is None or core is None:
+            continue
+        if (package, core) not in cores:
+            cores[(package, core)] = _uint(os.path.join(cpu, "thermal_throttle",
+                                                        "core_throttle_count"))
+        if package not in packages:
+            packages[package] = _uint(os.path.join(cpu, "thermal_throttle",
+                                                   "package_throttle_count"))
+    package_family = CounterMetricFamily(
+        "node_cpu_package_throttles", "Number of times this CPU package has been throttled.",
+        labels=["package"])
+    for package, count in sorted(packages.items()):
+        if count is not None:
+            package_family.add_metric([str(package)], float(count))
+    core_family = CounterMetricFamily(
+        "node_cpu_core_throttles", "Number of times this CPU core has been throttled.",
+        labels=["package", "core"])
+    for (package, core), count in sorted(cores.items()):
+        if count is not None:
+            core_family.add_metric([str(package), str(core)], float(count))
+    return [f for f in (core_family, package_family) if f.samples]
+
+
+def online_families(cpus: str) -> list[Metric]:
+    """node_cpu_online, where the kernel reports it: not at all when cpu0 has no online file
+    (x86 without CPU hot-plug of the boot CPU), as node_exporter."""
+    dirs = _cpu_dirs(cpus)
+    if not dirs or not os.path.exists(os.path.join(dirs[0], "online")):
+        return []
+    family = GaugeMetricFamily("node_cpu_online", "CPUs that are online and being scheduled.",
+                               labels=["cpu"])
+    for cpu in dirs:
+        online = read_text(os.path.join(cpu, "online"))
+        family.add_metric([os.path.basename(cpu)[3:]], 1.0 if online == "1" else 0.0)
+    return [family]
+
+
+CpuInfo = dict[str, str]  # /proc/cpuinfo key -> value, for one processor
+
+
+def parse_cpuinfo(text: str) -> list[CpuInfo]:
+    processors: list[CpuInfo] = []
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip()
+        if key == "processor":
+            processors.append({})
+        if processors:
+            processors[-1][key] = value.strip()
+    return processors
+
+
+INFO_FIELDS = (("package", "physical id"), ("core", "core id"), ("cpu", "processor"),
+               ("vendor", "vendor_id"), ("family", "cpu family"), ("model", "model"),
+               ("model_name", "model name"), ("microcode", "microcode"),
+               ("stepping", "stepping"), ("cachesize", "cache size"))
+
+
+def cpuinfo_families(processors: list[CpuInfo], flags: re.Pattern[str] | None,
+                     bugs: re.Pattern[str] | None) -> list[Metric]:
+    info = GaugeMetricFamily("node_cpu_info", "CPU information from /proc/cpuinfo.",
+                             labels=[label for label, _ in INFO_FIELDS])
+    for processor in processors:
+        info.add_metric([processor.get(key, "") for _, key in INFO_FIELDS], 1.0)
+    families: list[Metric] = [info]
+    for name, key, label, pattern in (("flag_info", "flags", "flag", flags),
+                                      ("bug_info", "bugs", "bug", bugs)):
+        if pattern is None or not processors:
+            continue
+        family = GaugeMetricFamily(
+            f"node_cpu_{name}",
+            f"The `{key}` field of CPU information from /proc/cpuinfo taken from the first core.",
+            labels=[label])
+        for value in processors[0].get(key, "").split():
+            if pattern.search(value):
+                family.add_metric([value], 1.0)
+        families.append(family)
+    return [f for f in families if f.samples]
+
+
+def cpu_families(cpus: dict[str, CpuTimes], guest_enabled: bool = True) -> list[Metric]:
     seconds = CounterMetricFamily(
         "node_cpu_seconds", "Seconds the CPUs spent in each mode.", labels=["cpu", "mode"])
     guest = CounterMetricFamily(
@@ -77,8 +224,9 @@ def cpu_families(cpus: dict[str, CpuTimes]) -> list[Metric]:
         # Guest time is also part of user and nice (as in node_exporter); shown separately.
         guest.add_metric([cpu, "user"], times.guest)
         guest.add_metric([cpu, "nice"], times.guest_nice)
-    return [seconds, guest]
+    return [seconds, guest] if guest_enabled else [seconds]
 
 
 def create(context: Context, settings: Any) -> CpuCollector:
-    return CpuCollector(context.procfs)
+    return CpuCollector(context.procfs, context.sysfs, settings.guest, settings.info,
+                        settings.info_flags_include, settings.info_bugs_include)
