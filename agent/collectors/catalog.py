@@ -144,6 +144,13 @@ class VmstatSettings(FieldsSettings):
                         description="regex of /proc/vmstat fields to export")
 
 
+class NetdevSettings(DeviceFilterSettings):
+    netlink: bool = Field(True, description="read interface statistics as node_exporter's "
+                          "netlink mode reports them (false: /proc/net/dev)")
+    enable_detailed_metrics: bool = Field(False, description="every kernel counter under its "
+                                          "own name instead of /proc/net/dev's folded names")
+
+
 class NetstatSettings(FieldsSettings):
     fields: str = Field(
         r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs"
@@ -333,7 +340,7 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="memory statistics per NUMA node from /sys/devices/system/node"),
     Declaration("netclass", "agent.collectors.netclass", NetclassSettings,
                 help="network interface properties from /sys/class/net"),
-    Declaration("netdev", "agent.collectors.netdev", DeviceFilterSettings,
+    Declaration("netdev", "agent.collectors.netdev", NetdevSettings,
                 help="network device statistics"),
     Declaration("netstat", "agent.collectors.netstat", NetstatSettings,
                 help="network statistics from /proc/net/netstat, snmp, snmp6"),
