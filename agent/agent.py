@@ -18,14 +18,15 @@ from agent.collectors.base import Collector
 from agent.collectors.catalog import BY_NAME, Context
 from agent.collectors.runtime import RuntimeProbes
 from agent.config import Config, ConfigError, ConfigSource, parse_listen_address
-from agent.formats import OPENMETRICS, Demand
+from agent.exposition.encoding import labelled
+from agent.exposition.formats import OPENMETRICS, Demand
+from agent.exposition.registry import Registry, Snapshot
+from agent.exposition.render import Renderer
 from agent.health import Health
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
-from agent.registry import Registry, Snapshot
 from agent.remediation.engine import Engine
 from agent.remote_write.settings import RemoteWriteConfig
-from agent.render import Renderer
 from agent.scheduler import Job, Scheduler
 from agent.ssh import SshSupervisor
 from agent.ssh.web import SshRoutes
@@ -79,6 +80,18 @@ def build_jobs(config: Config, reuse: dict[str, Job] | None = None,
     return jobs
 
 
+# The collectors node_exporter also has: its meta series (node_scrape_collector_*) repeat them.
+NODE_EXPORTER_NAMES = frozenset(name for name, d in BY_NAME.items() if d.node_exporter)
+
+
+def target_modules(config: Config) -> frozenset[str]:
+    """The SSH probe modules whose series /metrics carries, with a `target` label: login and
+    checks always (they are the agent's own view of each target), the node module's host
+    series only when ssh.node_on_metrics asks for them (otherwise they are only per target,
+    on /probe), so a remote host never adds to this host's node_* series."""
+    return frozenset({"login", "checks", *(["node"] if config.ssh.node_on_metrics else [])})
+
+
 class Agent:
     def __init__(self, config: Config, jobs: list[Job] | None = None,
                  source: ConfigSource | None = None,
@@ -98,11 +111,13 @@ class Agent:
         # finds its bytes instead of piling up behind a first render.
         self.demand = Demand([OPENMETRICS])
         self.scheduler = Scheduler(self._jobs.values(), self.registry, self._pool,
-                                   config.scheduler.jitter, self.demand)
+                                   config.scheduler.jitter)
         self.renderer = Renderer(self.registry, self.scheduler.statuses, self._render_pool,
-                                 self.demand, not config.web.disable_exporter_metrics)
+                                 self.demand, not config.web.disable_exporter_metrics,
+                                 NODE_EXPORTER_NAMES)
+        self.renderer.target_modules = target_modules(config)
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
-        self.ssh = SshSupervisor(self.registry, self.demand)
+        self.ssh = SshSupervisor(self.registry)
         self.remediation = Engine(self.families_of, self._publish_remediation,
                                   self.ssh.run_on, self.ssh.check_success)
         self.addresses: list[str] = []
@@ -127,7 +142,7 @@ class Agent:
         await self.endpoint.load(self.config.web.config_file)  # ConfigError: exit 2
         app = build_app(self.health, self.renderer, lambda: self.config.web, self.reload,
                         self._disabled_collectors, self.ssh.status, self.probes.requests)
-        SshRoutes(self.ssh, lambda: self.config.web).add_to(app)
+        SshRoutes(self.ssh, self.renderer, lambda: self.config.web).add_to(app)
         security.protect(app, self.endpoint, lambda: self.config.web)
         if self.config.debug.enabled:
             from agent.profiling.web import DebugRoutes  # only loaded when turned on
@@ -203,16 +218,15 @@ class Agent:
 
     def families_of(self, target: str) -> list[Metric]:
         """The families of the local host, or of one SSH target (its node module)."""
-        snapshots = self.registry.snapshots
         if target != "local":
-            snapshot = snapshots.get(f"ssh:{target}")
-            return list(snapshot.families) if snapshot is not None else []
-        return [family for name, snapshot in snapshots.items()
-                if not name.startswith("ssh:") and name != "remediation"
-                for family in snapshot.families]
+            remote = self.registry.targets.get(target)
+            return [] if remote is None else labelled(
+                [f for group in remote.modules.values() for f in group], remote.labels)
+        return [family for name, snapshot in self.registry.snapshots.items()
+                if name != "remediation" for family in snapshot.families]
 
     def _publish_remediation(self, families: list[Metric]) -> None:
-        self.registry.publish(Snapshot.of("remediation", families, self.demand.formats))
+        self.registry.publish(Snapshot.of("remediation", families))
 
     async def _start_push(self) -> None:
         if not self.config.remote_write.endpoints:
@@ -272,6 +286,7 @@ class Agent:
                 self.notifier.ready(self._status_line())
                 raise ConfigError([f"reload failed while applying: {exc!r}"]) from exc
             self.config = new
+            self.renderer.target_modules = target_modules(new)
             self._last_reload_ok = True
             self._last_reload_success = time.time()
             self._publish_reload_state()

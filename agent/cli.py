@@ -14,8 +14,8 @@ from typing import Any
 
 from agent import __version__, logs, webconfig
 from agent.config import Config, ConfigError, ConfigSource, load
+from agent.exposition.formats import TEXT
 from agent.flags import add_runtime_flags, overrides
-from agent.formats import TEXT
 from agent.relay import cli as relay_cli
 from agent.ssh import exec_cmd
 

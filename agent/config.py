@@ -206,6 +206,8 @@ class SshConfig(Strict):
     keepalive_interval: float = Field(30.0, ge=0, description="0: no keepalives")
     checks: list[SshCheck] = []
     modules: SshModulesConfig = SshModulesConfig()
+    node_on_metrics: bool = Field(False, description="also serve the node module's series on "
+                                  "/metrics, with a target label (default: only on /probe)")
 
     @field_validator("targets", mode="before")
     @classmethod

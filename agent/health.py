@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from agent import __version__
-from agent.render import Exposition
-from agent.scheduler import CollectorStatus
+from agent.exposition.render import Exposition
+from agent.exposition.status import CollectorStatus
 
 Phase = Literal["starting", "running", "stopping"]
 

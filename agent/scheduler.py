@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import Metric
 
 from agent.collectors.base import Collector
-from agent.formats import Demand
+from agent.exposition.registry import Registry, Snapshot
+from agent.exposition.status import CollectorStatus
 from agent.logs import kv
-from agent.registry import FamilyEncoder, Registry, Snapshot
 
 log = logging.getLogger("hostagent.scheduler")
 
@@ -32,36 +32,6 @@ class Job:
     collector: Collector
     interval: float
     timeout: float
-
-
-@dataclass(frozen=True)
-class CollectorStatus:
-    """A consistent copy of one collector's state, safe to hand to other threads."""
-
-    name: str
-    interval: float
-    timeout: float
-    runs: int
-    success: bool | None
-    last_duration: float | None
-    last_success_time: float | None
-    last_error: str | None
-    timeouts: int
-    skipped: int
-
-    @property
-    def completed_once(self) -> bool:
-        return self.success is not None
-
-    def success_age(self, now: float) -> float | None:
-        return None if self.last_success_time is None else max(0.0, now - self.last_success_time)
-
-    def stale(self, now: float) -> bool:
-        """No success within three intervals (or none yet, once the first run is over)."""
-        age = self.success_age(now)
-        if age is None:
-            return self.completed_once
-        return age > 3 * self.interval
 
 
 @dataclass
@@ -76,8 +46,6 @@ class _State:
     skipped: int = 0
     last_tick: float | None = None  # loop time the latest tick started
     in_flight: Future[_Outcome] | None = field(default=None, repr=False)
-    # Only the one call in flight uses it (never two at once, see the module docstring).
-    encoder: FamilyEncoder = field(default_factory=FamilyEncoder, repr=False)
 
     def status(self) -> CollectorStatus:
         return CollectorStatus(
@@ -106,12 +74,11 @@ def _close(collector: Collector, in_flight: Future[_Outcome] | None) -> None:
         in_flight.add_done_callback(lambda _: close())
 
 
-def _run(name: str, collect: Callable[[], Iterable[Metric]], encoder: FamilyEncoder,
-         demand: Demand) -> _Outcome:
-    """Runs in a worker thread: collect and encode, never raise."""
+def _run(name: str, collect: Callable[[], Iterable[Metric]]) -> _Outcome:
+    """Runs in a worker thread: collect, never raise."""
     start = time.perf_counter()
     try:
-        snapshot = Snapshot.of(name, collect(), demand.formats, encoder)
+        snapshot = Snapshot.of(name, collect())
     except Exception as exc:
         return _Outcome(None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
     return _Outcome(snapshot, None, time.perf_counter() - start)
@@ -120,10 +87,8 @@ def _run(name: str, collect: Callable[[], Iterable[Metric]], encoder: FamilyEnco
 class Scheduler:
     def __init__(
         self, jobs: Iterable[Job], registry: Registry, executor: Executor, jitter: float = 0.1,
-        demand: Demand | None = None,
     ) -> None:
         self._registry = registry
-        self._demand = demand or Demand()
         self._executor = executor
         self.jitter = jitter
         self._states = {job.name: _State(job) for job in jobs}
@@ -232,8 +197,7 @@ class Scheduler:
             state.skipped += 1
             self._registry.touch()
             return
-        call = self._executor.submit(_run, name, state.job.collector.collect, state.encoder,
-                                     self._demand)
+        call = self._executor.submit(_run, name, state.job.collector.collect)
         state.in_flight = call
         waiter = asyncio.wrap_future(call)
         done, _ = await asyncio.wait({waiter}, timeout=state.job.timeout)

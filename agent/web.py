@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from agent.config import ConfigError, WebConfig
-from agent.exposition.response import respond
+from agent.exposition.negotiate import choose_format
+from agent.exposition.render import Renderer
+from agent.exposition.response import serve
 from agent.health import Health
 from agent.httpmetrics import RequestMetrics
-from agent.negotiate import accepts_gzip, choose_format
-from agent.render import Renderer
 from agent.status_page import render_status_page
 
 
@@ -31,12 +31,7 @@ class MetricsHandler:
         try:
             fmt = choose_format(request.headers.get("Accept"))
             body = self._renderer.current.bodies.get(fmt) or await self._renderer.body(fmt)
-            gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
-            payload = body.gzipped if gzipped else body.plain
-            headers = {"Content-Type": body.content_type, "Vary": "Accept, Accept-Encoding"}
-            if gzipped:
-                headers["Content-Encoding"] = "gzip"
-            return await respond(request, payload, headers, settings.write_timeout)
+            return await serve(request, body, self._renderer.gzipped, settings.write_timeout)
         finally:
             self._in_flight -= 1
 

@@ -72,8 +72,7 @@ def _cpu() -> float:
 
 async def run_hostagent(spec: dict[str, Any]) -> dict[str, Any]:
     from agent.config import SshConfig
-    from agent.formats import Demand
-    from agent.registry import Registry
+    from agent.exposition.registry import Registry
     from agent.ssh import quiet_asyncssh, tune_gc
     from agent.ssh.worker import SshWorker
 
@@ -86,7 +85,7 @@ async def run_hostagent(spec: dict[str, Any]) -> dict[str, Any]:
         "modules": {"login": {"enabled": False}}})
     quiet_asyncssh()  # as the agent runs the worker
     tune_gc()
-    worker = SshWorker(config, Registry(), Demand())
+    worker = SshWorker(config, Registry())
     await worker.start(rounds=False)
     try:
         start = time.perf_counter()

@@ -26,7 +26,7 @@ from agent.collectors.catalog import (
     NetstatSettings,
 )
 from agent.config import Config
-from agent.formats import TEXT, encode
+from agent.exposition.formats import TEXT, encode
 
 # Series node_exporter adds about itself, not about the host.
 NOT_HOST = ("node_scrape_", "node_exporter_", "go_", "process_", "promhttp_", "hostagent_")

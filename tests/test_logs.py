@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.agent import NODE_EXPORTER_NAMES
+from agent.exposition.negotiate import accepts_gzip
+from agent.exposition.render import RuntimeFamilies, render
+from agent.exposition.status import CollectorStatus
 from agent.logs import LogfmtFormatter, kv
-from agent.negotiate import accepts_gzip
-from agent.render import RuntimeFamilies, render
-from agent.scheduler import CollectorStatus
 
 
 def record(message: str, level: int = logging.INFO, **fields: object) -> logging.LogRecord:
@@ -59,7 +60,8 @@ def test_explicit_gzip_refusal_wins_over_wildcard() -> None:
 def test_node_exporter_meta_series_only_for_node_exporter_collectors() -> None:
     statuses = [CollectorStatus(name, 15, 10, 1, True, 0.01, 1.0, None, 0, 0)
                 for name in ("stat", "runtime")]
-    text = render(1, {}, statuses, RuntimeFamilies(), ["text"]).bodies["text"].plain.decode()
+    text = render(1, {}, statuses, RuntimeFamilies(), ["text"],
+                  aliased=NODE_EXPORTER_NAMES).bodies["text"].plain.decode()
     assert 'node_scrape_collector_success{collector="stat"} 1.0' in text
     assert 'hostagent_collector_success{collector="runtime"} 1.0' in text
     assert 'node_scrape_collector_success{collector="runtime"}' not in text

@@ -296,15 +296,14 @@ async def test_a_reload_that_removes_a_rule_ends_its_episode(tmp_path: Path) -> 
 
 async def test_a_rule_on_an_ssh_target_runs_its_action_there(ssh_lab: SshLab,
                                                              tmp_path: Path) -> None:
-    from agent.formats import TEXT, Demand
-    from agent.registry import Registry
+    from agent.exposition.registry import Registry
     from agent.ssh import SshSupervisor
 
     sshd = ssh_lab.server()
     target = f"127.0.0.1:{sshd.ports[0]}"
     flag = tmp_path / "repaired-over-ssh"
     checks = [{"name": "repaired", "command": f"test -e {flag}"}]
-    ssh = SshSupervisor(Registry(), Demand([TEXT]))
+    ssh = SshSupervisor(Registry())
     await ssh.apply(ssh_lab.config([target], checks=checks,
                                    modules={"checks": {"interval": 0.5}}))
     published = Published()

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from prometheus_client.metrics_core import GaugeMetricFamily
 
-from agent.registry import Registry, Snapshot
+from agent.exposition.registry import Registry, Snapshot
 from agent.remote_write.pusher import Pusher
 from agent.remote_write.queue import Queue
 from agent.remote_write.settings import EndpointConfig, RemoteWriteConfig

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
 from agent.config import ConfigError, build
-from agent.registry import Snapshot
+from agent.exposition.registry import Snapshot
 from agent.remote_write import wire
 from agent.remote_write.pusher import default_external_labels, metadata_of, series_of
 from agent.remote_write.relabel import Relabeler

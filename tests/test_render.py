@@ -14,11 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from agent.agent import build_jobs
 from agent.collectors.catalog import NetstatSettings
 from agent.config import Config
-from agent.formats import OPENMETRICS, TEXT
-from agent.negotiate import accepts_gzip, choose_format
+from agent.exposition.formats import OPENMETRICS, TEXT
+from agent.exposition.negotiate import accepts_gzip, choose_format
+from agent.exposition.registry import Registry, Snapshot, TargetSnapshot
+from agent.exposition.render import RuntimeFamilies, render
 from agent.pool import DaemonThreadPool
-from agent.registry import Registry, Snapshot
-from agent.render import RuntimeFamilies, render
 from agent.scheduler import Scheduler
 from tests.conftest import require_tool
 
@@ -144,21 +144,37 @@ def test_clashing_family_is_dropped_from_the_textfile_and_counted() -> None:
     assert [(s.labels, s.value) for s in dropped] == [({"collector": "textfile"}, 1.0)]
 
 
+def targets(*values: tuple[str, float]) -> dict[str, TargetSnapshot]:
+    out = {}
+    for target, value in values:
+        remote = GaugeMetricFamily("node_load1", "1m load average.", value=value)
+        remote_cpu = CounterMetricFamily("node_cpu_seconds", "Seconds.", labels=["cpu", "mode"])
+        remote_cpu.add_metric(["0", "idle"], value)
+        up = GaugeMetricFamily("hostagent_ssh_up", "Up.", value=1)
+        out[target] = TargetSnapshot(target, (("target", target),),
+                                     {"login": (up,), "node": (remote, remote_cpu)})
+    return out
+
+
+def test_remote_hosts_series_stay_off_metrics_unless_asked_for() -> None:
+    local = GaugeMetricFamily("node_load1", "1m load average.", value=0.5)
+    remote = targets(("db1", 1.5), ("db2", 2.5))
+    expo = render(1, {"load": Snapshot.of("load", [local])}, [], RuntimeFamilies(), BOTH,
+                  remote, frozenset({"login", "checks"}))
+    families = {f.name: f for f in parse_text(expo.bodies[TEXT].plain.decode())}
+    assert [(s.labels, s.value) for s in families["node_load1"].samples] == [({}, 0.5)]
+    assert "node_cpu_seconds" not in families
+    assert [s.labels for s in families["hostagent_ssh_up"].samples] == [
+        {"target": "db1"}, {"target": "db2"}]
+
+
 def test_same_family_from_several_snapshots_is_merged_not_dropped() -> None:
     local = GaugeMetricFamily("node_load1", "1m load average.", value=0.5)
     cpu = CounterMetricFamily("node_cpu_seconds", "Seconds.", labels=["cpu", "mode"])
     cpu.add_metric(["0", "idle"], 10)
-    snapshots = {"load": Snapshot.of("load", [local], BOTH), "cpu": Snapshot.of("cpu", [cpu])}
-    for target, value in (("db1", 1.5), ("db2", 2.5)):
-        remote = GaugeMetricFamily("node_load1", "1m load average.", labels=["target"])
-        remote.add_metric([target], value)
-        remote_cpu = CounterMetricFamily("node_cpu_seconds", "Seconds.",
-                                         labels=["target", "cpu", "mode"])
-        remote_cpu.add_metric([target, "0", "idle"], value)
-        up = GaugeMetricFamily("hostagent_ssh_up", "Up.", labels=["target"])
-        up.add_metric([target], 1)
-        snapshots[f"ssh:{target}"] = Snapshot.of(f"ssh:{target}", [remote, remote_cpu, up], BOTH)
-    expo = render(1, snapshots, [], RuntimeFamilies(), BOTH)
+    snapshots = {"load": Snapshot.of("load", [local]), "cpu": Snapshot.of("cpu", [cpu])}
+    expo = render(1, snapshots, [], RuntimeFamilies(), BOTH, targets(("db1", 1.5), ("db2", 2.5)),
+                  frozenset({"login", "node"}))
     for fmt, parse in ((TEXT, parse_text), (OPENMETRICS, parse_om)):
         plain = expo.bodies[fmt].plain
         families = {f.name: f for f in parse(plain.decode())}
@@ -173,15 +189,11 @@ def test_same_family_from_several_snapshots_is_merged_not_dropped() -> None:
 
 
 def test_merged_exposition_passes_promtool() -> None:
-    snapshots = {}
-    for target in ("a", "b"):
-        family = GaugeMetricFamily("node_load1", "1m load average.", labels=["target"])
-        family.add_metric([target], 1)
-        snapshots[f"ssh:{target}"] = Snapshot.of(f"ssh:{target}", [family], [TEXT])
-    snapshots["load"] = Snapshot.of("load", [GaugeMetricFamily("node_load1", "1m load average.",
-                                                                 value=2)])
-    assert promtool_problems(render(1, snapshots, [], RuntimeFamilies(), [TEXT])
-                             .bodies[TEXT].plain) == set()
+    snapshots = {"load": Snapshot.of("load", [GaugeMetricFamily("node_load1", "1m load average.",
+                                                                  value=2)])}
+    expo = render(1, snapshots, [], RuntimeFamilies(), [TEXT], targets(("a", 1), ("b", 1)),
+                  frozenset({"node"}))
+    assert promtool_problems(expo.bodies[TEXT].plain) == set()
 
 
 def test_same_name_with_another_type_or_help_is_dropped_and_counted() -> None:
@@ -198,7 +210,7 @@ def test_same_name_with_another_type_or_help_is_dropped_and_counted() -> None:
 
 
 def test_virtual_memory_limit(tmp_path) -> None:
-    from agent.selfmetrics import UNLIMITED, virtual_memory_limit
+    from agent.exposition.selfmetrics import UNLIMITED, virtual_memory_limit
 
     limits = tmp_path / "limits"
     limits.write_text("Limit  Soft Limit  Hard Limit  Units\n"
@@ -210,8 +222,8 @@ def test_virtual_memory_limit(tmp_path) -> None:
 
 
 def test_family_encoder_reencodes_only_changed_families(monkeypatch) -> None:
-    import agent.registry as registry_module
-    from agent.registry import FamilyEncoder
+    import agent.exposition.encoding as registry_module
+    from agent.exposition.encoding import Encoded, FamilyEncoder
 
     calls: list[str] = []
     real = registry_module.encode
@@ -229,8 +241,8 @@ def test_family_encoder_reencodes_only_changed_families(monkeypatch) -> None:
 
     encoder = FamilyEncoder()
 
-    def joined(per_family: dict[str, dict[str, bytes]], fmt: str) -> bytes:
-        return b"".join(bodies[fmt] for bodies in per_family.values())
+    def joined(per_family: dict[str, dict[str, Encoded]], fmt: str) -> bytes:
+        return b"".join(bodies[fmt].whole for bodies in per_family.values())
 
     first = joined(encoder.encode(families(1.0), [TEXT]), TEXT)
     assert sorted(calls) == ["const_total_bytes", "load_now"]
@@ -250,9 +262,9 @@ def test_family_encoder_reencodes_only_changed_families(monkeypatch) -> None:
 async def test_a_failed_render_keeps_the_last_exposition_and_the_task(monkeypatch) -> None:
     import asyncio
 
-    import agent.render as render_module
-    from agent.formats import Demand
-    from agent.render import Renderer
+    import agent.exposition.render as render_module
+    from agent.exposition.formats import Demand
+    from agent.exposition.render import Renderer
 
     registry = Registry()
     pool = DaemonThreadPool(1)

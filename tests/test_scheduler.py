@@ -11,9 +11,9 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from agent.formats import TEXT
+from agent.exposition.formats import TEXT, encode
+from agent.exposition.registry import Registry
 from agent.pool import DaemonThreadPool
-from agent.registry import Registry
 from agent.scheduler import Job, Scheduler
 
 
@@ -56,7 +56,7 @@ async def test_success_publishes_snapshot(pool: DaemonThreadPool) -> None:
     assert not scheduler.all_completed_once()
     await scheduler.run_all_once()
     assert scheduler.all_completed_once()
-    assert b"fake 1.0" in registry.snapshots["ok"].body(TEXT)
+    assert b"fake 1.0" in encode(registry.snapshots["ok"].families, TEXT)
     st = status(scheduler, "ok")
     assert st.success and st.last_error is None and st.last_success_time is not None
 

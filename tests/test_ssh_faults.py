@@ -10,8 +10,7 @@ from typing import Any
 
 import asyncssh
 
-from agent.formats import Demand
-from agent.registry import Registry
+from agent.exposition.registry import Registry
 from agent.ssh.worker import SshWorker
 from tests.sshd import SshLab
 from tests.test_ssh_worker import failure, results, value, worker
@@ -135,7 +134,7 @@ async def test_rounds_of_one_target_never_overlap(ssh_lab: SshLab) -> None:
         config = ssh_lab.config([name], modules={"login": {"enabled": False},
                                                  "checks": {"interval": 0.05}},
                                 checks=[{"name": "slow", "command": "sleep"}])
-        ssh = SshWorker(config, Registry(), Demand())
+        ssh = SshWorker(config, Registry())
         await ssh.start()  # scheduled rounds, as the agent runs them
         try:
             for _ in range(200):

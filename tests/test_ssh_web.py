@@ -81,25 +81,26 @@ async def test_probe_sd_metrics_and_status(ssh_lab: SshLab, tmp_path: Path) -> N
         assert status == 200 and json.loads(text) == [{"targets": [name],
                                                         "labels": {"role": "db"}}]
 
-        async def merged() -> bool:
-            return f'node_load1{{role="db",target="{name}"}}' in (
+        async def listed() -> bool:
+            return f'hostagent_ssh_up{{role="db",target="{name}"}}' in (
                 await get(session, f"{base}/metrics"))[1]
 
-        await wait_for(merged, "node series of the target in /metrics")
+        await wait_for(listed, "the target's login series in /metrics")
         status, text = await get(session, f"{base}/metrics")
         metrics = {f.name: f for f in text_string_to_metric_families(text)}
         load = {tuple(sorted(s.labels.items())) for s in metrics["node_load1"].samples}
-        assert () in load and (("role", "db"), ("target", name)) in load
-        assert metrics["hostagent_collector_dropped_families"].samples == []
+        assert load == {()}, "a remote host's node series are not this host's"
 
         status, page = await get(session, f"{base}/")
         assert "SSH targets up: 1 of 1" in page
         assert "1 ssh targets up of 1" in agent._status_line()
 
-        # A reload adds a target; the one that did not change keeps its connection.
+        # A reload adds a target and asks for remote node series on /metrics; the target
+        # that did not change keeps its connection.
         second = ssh_lab.server()
         added = f"127.0.0.1:{second.ports[0]}"
         data["ssh"]["targets"].append(added)
+        data["ssh"]["node_on_metrics"] = True
         path.write_text(yaml.safe_dump(data))
         async with session.post(f"{base}/-/reload") as response:
             assert response.status == 200
@@ -112,6 +113,17 @@ async def test_probe_sd_metrics_and_status(ssh_lab: SshLab, tmp_path: Path) -> N
         handshakes = next(f for f in text_string_to_metric_families(text)
                           if f.name == "hostagent_ssh_handshakes")
         assert handshakes.samples[0].value == 1
+
+        async def merged() -> bool:
+            return f'node_load1{{role="db",target="{name}"}}' in (
+                await get(session, f"{base}/metrics"))[1]
+
+        await wait_for(merged, "node series of the target in /metrics")
+        status, text = await get(session, f"{base}/metrics")
+        metrics = {f.name: f for f in text_string_to_metric_families(text)}
+        load = {tuple(sorted(s.labels.items())) for s in metrics["node_load1"].samples}
+        assert () in load and (("role", "db"), ("target", name)) in load
+        assert metrics["hostagent_collector_dropped_families"].samples == []
 
         # Switching SSH off removes the worker, its routes answer as for no targets.
         data["ssh"]["enabled"] = False

@@ -15,9 +15,9 @@ import pytest
 from prometheus_client.metrics_core import Metric
 
 from agent.config import SshConfig
-from agent.formats import TEXT, Demand
-from agent.registry import Registry
-from agent.render import RuntimeFamilies, render
+from agent.exposition.formats import TEXT
+from agent.exposition.registry import Registry
+from agent.exposition.render import RuntimeFamilies, render
 from agent.ssh.worker import SshWorker
 from tests.sshd import SshLab, user_key
 
@@ -28,7 +28,7 @@ Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 async def worker(config: SshConfig, registry: Registry | None = None
                  ) -> AsyncIterator[SshWorker]:
     """A worker whose rounds the test runs (run_once), stopped afterwards."""
-    ssh = SshWorker(config, registry or Registry(), Demand([TEXT]))
+    ssh = SshWorker(config, registry or Registry())
     await ssh.start(rounds=False)
     try:
         yield ssh
@@ -87,12 +87,11 @@ async def test_login_and_checks(ssh_lab: SshLab) -> None:
         assert value(values, "hostagent_ssh_check_success", check="no_match") == 0
         assert failure(values) == "command", "the first failing check gives the reason"
         assert ssh.up_count() == (1, 1)
-        # In the registry every series carries the target and its labels.
-        snapshot = registry.snapshots[f"ssh:{name}"]
-        labelled = series(list(snapshot.families))
-        assert all(dict(labels)["target"] == name and dict(labels)["role"] == "db"
-                   for _, labels in labelled)
-    assert f"ssh:{name}" not in registry.snapshots, "stopping removes the target's series"
+        # In the registry the target's families come with its labels, kept apart.
+        snapshot = registry.targets[name]
+        assert dict(snapshot.labels) == {"target": name, "role": "db"}
+        assert "login" in snapshot.modules and not registry.snapshots
+    assert name not in registry.targets, "stopping removes the target's series"
 
 
 async def test_output_reason_when_only_the_regex_fails(ssh_lab: SshLab) -> None:
@@ -175,12 +174,19 @@ async def test_node_module_matches_the_local_collectors(ssh_lab: SshLab) -> None
         assert abs(remote[("node_load1", ())] - after[("node_load1", ())]) < 5
         assert abs(remote[("node_time_seconds", ())] - time.time()) < 60
 
-        # Exposed next to the local series, labelled by target, nothing dropped.
-        from agent.registry import Snapshot
+        # Not on /metrics by default: a remote host never adds to the local host's series.
+        from agent.exposition.registry import Snapshot
 
         registry.publish(Snapshot.of("load", [f for f in after_families
                                               if f.name.startswith("node_load")]))
-        body = render(1, registry.snapshots, [], RuntimeFamilies(), [TEXT]).bodies[TEXT].plain
+        body = render(1, registry.snapshots, [], RuntimeFamilies(), [TEXT],
+                      registry.targets, frozenset({"login"})).bodies[TEXT].plain
+        assert body.count(b"# TYPE node_load1 gauge") == 1
+        assert f'target="{name}"'.encode() in body and b"node_load1{" not in body
+        # Asked for (ssh.node_on_metrics): next to the local series, labelled by target,
+        # nothing dropped.
+        body = render(1, registry.snapshots, [], RuntimeFamilies(), [TEXT],
+                      registry.targets, frozenset({"login", "node"})).bodies[TEXT].plain
         assert body.count(b"# TYPE node_load1 gauge") == 1
         assert b"node_load1 " in body and f'node_load1{{target="{name}"}}'.encode() in body
         assert b'hostagent_collector_dropped_families{' not in body
@@ -283,11 +289,11 @@ async def test_scheduled_rounds_and_reload(ssh_lab: SshLab, tmp_path: Path) -> N
     config = ssh_lab.config([first], modules={"login": {"interval": 0.2}},
                             file_sd=[str(sd)], file_sd_refresh_interval=0.2)
     registry = Registry()
-    ssh = SshWorker(config, registry, Demand([TEXT]))
+    ssh = SshWorker(config, registry)
     await ssh.start()
     try:
         for _ in range(300):
-            if {f"ssh:{first}", f"ssh:{second}"} <= registry.snapshots.keys():
+            if {first, second} <= registry.targets.keys():
                 break
             await asyncio.sleep(0.05)
         assert ssh.up_count() == (2, 2)
@@ -297,21 +303,21 @@ async def test_scheduled_rounds_and_reload(ssh_lab: SshLab, tmp_path: Path) -> N
         st = sd.stat()
         os.utime(sd, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
         for _ in range(300):
-            if f"ssh:{second}" not in registry.snapshots:
+            if second not in registry.targets:
                 break
             await asyncio.sleep(0.05)
-        assert f"ssh:{second}" not in registry.snapshots, "a target removed from file_sd goes"
+        assert second not in registry.targets, "a target removed from file_sd goes"
         await ssh.apply(ssh_lab.config([first, second], modules={"login": {"interval": 0.2}}))
         for _ in range(300):
-            if f"ssh:{second}" in registry.snapshots:
+            if second in registry.targets:
                 break
             await asyncio.sleep(0.05)
-        assert f"ssh:{second}" in registry.snapshots
+        assert second in registry.targets
         assert value(results(ssh, first), "hostagent_ssh_handshakes_total") == handshakes, \
             "an unchanged target keeps its connection across a reload"
     finally:
         await ssh.stop()
-    assert not any(name.startswith("ssh:") for name in registry.snapshots)
+    assert not registry.targets
 
 
 @pytest.mark.parametrize("reuse", [True, False])

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.agent import Agent
 from agent.config import Config
-from agent.formats import OPENMETRICS, TEXT
+from agent.exposition.formats import OPENMETRICS, TEXT
 from agent.scheduler import Job
 from tests.test_render import PROMETHEUS_ACCEPT
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
+
+from agent.exposition.negotiate import accepts_gzip
+from agent.exposition.render import Body
 
 log = logging.getLogger("hostagent.web")
 
@@ -39,3 +42,15 @@ async def respond(request: web.Request, payload: bytes, headers: Mapping[str, st
     except ConnectionError:
         pass  # the client went away; aiohttp's own bookkeeping sees the closed transport
     return response
+
+
+async def serve(request: web.Request, body: Body, gzipped: Callable[[Body], Awaitable[bytes]],
+                write_timeout: float) -> web.StreamResponse:
+    """An exposition body, gzipped when the client accepts it (gzipped(body) gives those
+    bytes, compressing off the event loop when they are not ready yet)."""
+    use_gzip = accepts_gzip(request.headers.get("Accept-Encoding"))
+    payload = await gzipped(body) if use_gzip else body.plain
+    headers = {"Content-Type": body.content_type, "Vary": "Accept, Accept-Encoding"}
+    if use_gzip:
+        headers["Content-Encoding"] = "gzip"
+    return await respond(request, payload, headers, write_timeout)

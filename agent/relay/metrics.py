@@ -13,8 +13,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
+from agent.exposition.selfmetrics import build_info
 from agent.httpmetrics import RequestMetrics
-from agent.selfmetrics import build_info
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 

@@ -17,8 +17,9 @@ from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from agent.exposition.encoding import labelled
+from agent.exposition.registry import Registry, Snapshot, TargetSnapshot
 from agent.logs import kv
-from agent.registry import Registry, Snapshot
 from agent.remote_write.queue import Queue
 from agent.remote_write.relabel import Labels
 from agent.remote_write.settings import RemoteWriteConfig
@@ -78,6 +79,7 @@ class Pusher:
         self.metrics_interval = metrics_interval
         self.poll_interval = poll_interval
         self._seen: dict[str, tuple[Snapshot, float]] = {}  # name -> (snapshot, queued at)
+        self._targets: dict[str, tuple[TargetSnapshot, Snapshot]] = {}
         # name -> last timestamp queued: a receiver refuses a whole request over one sample
         # older than its series' newest, so each snapshot's stamps strictly increase.
         self._stamps: dict[str, int] = {}  # milliseconds
@@ -124,10 +126,27 @@ class Pusher:
             except Exception as exc:  # a bad family must not stop the push
                 log.error("remote write: queuing samples failed", extra=kv(err=repr(exc)))
 
+    def _sources(self) -> dict[str, Snapshot]:
+        """The local snapshots, and each SSH target's series (every module, with its labels)
+        as a snapshot named "ssh:<target>"; the same object while the target's round is."""
+        out = dict(self.registry.snapshots)
+        targets = self.registry.targets
+        for name, target in targets.items():
+            cached = self._targets.get(name)
+            if cached is None or cached[0] is not target:
+                families = labelled([f for group in target.modules.values() for f in group],
+                                    target.labels)
+                cached = self._targets[name] = (
+                    target, Snapshot(SSH_PREFIX + name, tuple(families), target.timestamp))
+            out[SSH_PREFIX + name] = cached[1]
+        for name in [n for n in self._targets if n not in targets]:
+            del self._targets[name]
+        return out
+
     async def feed_once(self, now: float | None = None) -> int:
         """Queue every new or due snapshot; returns how many were queued."""
         now = time.time() if now is None else now
-        snapshots = self.registry.snapshots
+        snapshots = self._sources()
         due: list[tuple[Snapshot, float]] = []
         for name, snapshot in snapshots.items():
             previous = self._seen.get(name)
@@ -156,7 +175,7 @@ class Pusher:
 
     async def _metadata(self, queue: Queue) -> None:
         while True:
-            entries = metadata_of(self.registry.snapshots.values())
+            entries = metadata_of(self._sources().values())
             if entries:
                 await queue.send_metadata(entries)
             await asyncio.sleep(queue.endpoint.metadata_config.send_interval)

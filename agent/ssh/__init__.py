@@ -11,8 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from agent.config import SshConfig
-from agent.formats import Demand
-from agent.registry import Registry
+from agent.exposition.registry import Registry
 
 if TYPE_CHECKING:
     from agent.remediation.actions import Outcome
@@ -44,9 +43,8 @@ def tune_gc() -> tuple[int, int, int]:
 class SshSupervisor:
     """Starts, reconfigures and stops the worker as the configuration says."""
 
-    def __init__(self, registry: Registry, demand: Demand) -> None:
+    def __init__(self, registry: Registry) -> None:
         self._registry = registry
-        self._demand = demand
         self.worker: SshWorker | None = None
         self._gc_threshold: tuple[int, int, int] | None = None
 
@@ -59,7 +57,7 @@ class SshSupervisor:
 
             quiet_asyncssh()
             self._gc_threshold = tune_gc()
-            worker = SshWorker(config, self._registry, self._demand)
+            worker = SshWorker(config, self._registry)
             await worker.start()
             self.worker = worker
         else:

@@ -3,14 +3,14 @@
 Modules: `login` (reachability and login: a new connection, or a no-op command on the kept
 one), `checks` (named commands with an expected exit status and optional output regex) and
 `node` (the host's node_* series, see remote_node). Families are built without the target's
-labels; the worker adds them for /metrics, /probe serves them as they are.
+labels; the exposition adds them for /metrics, /probe serves them as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -102,14 +102,3 @@ def check_families(results: Mapping[str, CheckResult]) -> list[Metric]:
         success.add_metric([name], 1.0 if result.success else 0.0)
         status.add_metric([name], -1.0 if result.exit_status is None else result.exit_status)
     return [success, status] if results else []
-
-
-def labelled(families: Iterable[Metric], labels: Sequence[tuple[str, str]]) -> list[Metric]:
-    """Copies of the families with the labels added in front of each sample's own."""
-    out = []
-    for family in families:
-        copy = Metric(family.name, family.documentation, family.type, family.unit)
-        for sample in family.samples:
-            copy.add_sample(sample.name, {**dict(labels), **sample.labels}, sample.value)
-        out.append(copy)
-    return out

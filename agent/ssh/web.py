@@ -11,16 +11,17 @@ from collections.abc import Callable
 from aiohttp import web
 
 from agent.config import WebConfig
-from agent.exposition.response import respond
-from agent.formats import CONTENT_TYPES, OPENMETRICS, OPENMETRICS_EOF, encode
-from agent.negotiate import choose_format
+from agent.exposition.negotiate import choose_format
+from agent.exposition.render import Renderer
+from agent.exposition.response import serve
 from agent.ssh import MODULES, SshSupervisor
 
 
 class SshRoutes:
-    def __init__(self, supervisor: SshSupervisor,
+    def __init__(self, supervisor: SshSupervisor, renderer: Renderer,
                  settings: Callable[[], WebConfig] = WebConfig) -> None:
         self._supervisor = supervisor
+        self._renderer = renderer
         self._settings = settings
 
     def add_to(self, app: web.Application) -> None:
@@ -41,17 +42,15 @@ class SshRoutes:
         if worker is None or worker.target(name) is None:
             return web.Response(status=404, text=f"target: {name!r} is not a configured "
                                 "SSH target\n")
-        results = worker.module_families(name)
-        if results is None:
-            return web.Response(status=503, text=f"no results for {name!r} yet\n")
-        if module is not None and module not in results:
+        enabled = worker.enabled_modules()
+        if module is not None and module not in enabled:
             return web.Response(status=400, text=f"module: {module!r} is not enabled\n")
-        families = results[module] if module else [f for group in results.values()
-                                                    for f in group]
         fmt = choose_format(request.headers.get("Accept"))
-        body = encode(families, fmt) + (OPENMETRICS_EOF if fmt == OPENMETRICS else b"")
-        return await respond(request, body, {"Content-Type": CONTENT_TYPES[fmt]},
-                             self._settings().write_timeout)
+        body = await self._renderer.target_body(name, module, fmt)
+        if body is None:
+            return web.Response(status=503, text=f"no results for {name!r} yet\n")
+        return await serve(request, body, self._renderer.gzipped,
+                           self._settings().write_timeout)
 
     async def sd(self, request: web.Request) -> web.Response:
         """Prometheus HTTP service discovery: one group per target this agent probes."""

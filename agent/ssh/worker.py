@@ -1,5 +1,5 @@
 """The SSH worker: one task per target running rounds of the due modules, publishing one
-snapshot per target ("ssh:<target>").
+snapshot per target to the registry's targets (families only; the exposition encodes them).
 
 A round never overlaps the previous one for the same target (the task runs them in turn and
 skips ticks it missed); a failing target only ever replaces its own snapshot. Rounds in flight
@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import Metric
 
 from agent.config import SshConfig
-from agent.formats import Demand
+from agent.exposition.registry import Registry, TargetSnapshot
 from agent.logs import kv
-from agent.registry import FamilyEncoder, Registry, Snapshot
 from agent.remediation.actions import Outcome
 from agent.ssh import MODULES, probes
 from agent.ssh.connections import (
@@ -47,7 +46,6 @@ class _State:
     node: list[Metric] = field(default_factory=list)
     node_error: ProbeError | None = None
     remote: RemoteNode = field(default_factory=RemoteNode)
-    encoder: FamilyEncoder = field(default_factory=FamilyEncoder)
     rounds: int = 0
     logged: str | None = None  # the failure reason last logged
 
@@ -64,10 +62,9 @@ def _handshakes(config: SshConfig) -> int:
 
 
 class SshWorker:
-    def __init__(self, config: SshConfig, registry: Registry, demand: Demand) -> None:
+    def __init__(self, config: SshConfig, registry: Registry) -> None:
         self._config = config
         self._registry = registry
-        self._demand = demand
         self._source = TargetSource(config)
         self._in_flight = asyncio.Semaphore(config.max_in_flight)
         self._pool = self._new_pool(config)
@@ -153,7 +150,7 @@ class SshWorker:
                 await state.task
         await self._pool.close(name)
         self._pool.forget(name)
-        self._registry.remove(f"ssh:{name}")
+        self._registry.remove_target(name)
 
     def targets(self) -> list[Target]:
         return [state.target for state in self._states.values()]
@@ -240,7 +237,7 @@ class SshWorker:
             state.duration = time.perf_counter() - started
         state.rounds += 1
         self._log(state)
-        await self._publish(state)
+        self._publish(state)
 
     @staticmethod
     async def _run_modules(state: _State, session: Session, modules: set[str],
@@ -303,22 +300,14 @@ class SshWorker:
             families["node"] = list(state.node)
         return families
 
-    async def _publish(self, state: _State) -> None:
+    def enabled_modules(self) -> list[str]:
+        return [name for name in MODULES if getattr(self._config.modules, name).enabled]
+
+    def _publish(self, state: _State) -> None:
         name = state.target.name
         modules = self.module_families(name)
         if modules is None or self._states.get(name) is not state:
             return
         labels = (("target", name), *state.target.labels)
-        families = [f for group in modules.values() for f in group]
-        formats = self._demand.formats
-
-        def snapshot() -> Snapshot:
-            return Snapshot.of(f"ssh:{name}", probes.labelled(families, labels), formats,
-                               state.encoder)
-
-        if state.node:  # hundreds of series: encoded off the event loop
-            built = await asyncio.get_running_loop().run_in_executor(None, snapshot)
-        else:  # a dozen: cheaper here than the trip to a thread
-            built = snapshot()
-        if self._states.get(name) is state:  # not dropped meanwhile
-            self._registry.publish(built)
+        self._registry.publish_target(TargetSnapshot(
+            name, labels, {module: tuple(group) for module, group in modules.items()}))

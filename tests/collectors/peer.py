@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.formats import TEXT, encode
+from agent.exposition.formats import TEXT, encode
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

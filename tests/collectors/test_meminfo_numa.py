@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from agent.collectors.meminfo_numa import MeminfoNumaCollector, parse_meminfo, parse_numastat
-from agent.formats import TEXT, encode
+from agent.exposition.formats import TEXT, encode
 from tests.collectors.peer import parse
 from tests.golden import FIXTURES, assert_golden, assert_node_exporter
 

@@ -19,7 +19,7 @@ from agent.collectors.textfile import (
     parse_textfile,
     textfile_families,
 )
-from agent.formats import OPENMETRICS, TEXT, encode
+from agent.exposition.formats import OPENMETRICS, TEXT, encode
 from tests.golden import FIXTURES, assert_golden
 
 TEXTFILE = FIXTURES / "textfile"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from agent.formats import OPENMETRICS, TEXT
+from agent.exposition.formats import OPENMETRICS, TEXT
 
 _OPENMETRICS_VERSIONS = {None, "1.0.0", "0.0.1"}
 _TEXT_VERSIONS = {None, "0.0.4"}

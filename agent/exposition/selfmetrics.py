@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -14,13 +14,15 @@ from prometheus_client.metrics_core import (
 )
 
 from agent import __version__
-from agent.collectors.catalog import BY_NAME
-from agent.scheduler import CollectorStatus
+from agent.exposition.status import CollectorStatus
 
 
 def collector_families(
-    statuses: Iterable[CollectorStatus], dropped: Mapping[str, int]
+    statuses: Iterable[CollectorStatus], dropped: Mapping[str, int],
+    aliased: Collection[str] = (),
 ) -> list[Metric]:
+    """aliased: the collectors node_exporter also has (same name), whose figures its meta
+    series repeat."""
     duration = GaugeMetricFamily(
         "hostagent_collector_duration_seconds",
         "Duration of the collector's last run.", labels=["collector"])
@@ -53,15 +55,16 @@ def collector_families(
         skipped.add_metric(labels, status.skipped)
     clashes = GaugeMetricFamily(
         "hostagent_collector_dropped_families",
-        "Metric families dropped from a collector's output because a built-in collector "
-        "already exposes that name.", labels=["collector"])
+        "Metric families dropped from a source's output because another source already "
+        "exposes that name.", labels=["collector"])
     for name, count in sorted(dropped.items()):
         clashes.add_metric([name], count)
     return [duration, success, last_success, interval, timeouts, skipped, clashes,
-            *_node_exporter_aliases(duration, success)]
+            *_node_exporter_aliases(duration, success, aliased)]
 
 
-def _node_exporter_aliases(duration: Metric, success: Metric) -> list[Metric]:
+def _node_exporter_aliases(duration: Metric, success: Metric,
+                           aliased: Collection[str]) -> list[Metric]:
     """node_exporter's meta series, which dashboards chart, with hostagent's figures, under
     node_exporter's collector names (the agent's own collectors, like runtime, have none)."""
     aliases: list[Metric] = []
@@ -73,9 +76,8 @@ def _node_exporter_aliases(duration: Metric, success: Metric) -> list[Metric]:
     ):
         alias = GaugeMetricFamily(name, help_text, labels=["collector"])
         for sample in family.samples:
-            declaration = BY_NAME.get(sample.labels["collector"])
-            if declaration is not None and declaration.node_exporter:
-                alias.add_metric([declaration.name], sample.value)
+            if sample.labels["collector"] in aliased:
+                alias.add_metric([sample.labels["collector"]], sample.value)
         aliases.append(alias)
     return aliases
 

@@ -1,0 +1,93 @@
+"""Snapshots in: each source's latest metric families, replaced whole, never mutated.
+
+The registry holds families only; turning them into bytes is the renderer's job. Local
+sources (collectors, the agent's reload state) and remote SSH targets are kept apart: a
+target's series describe another host and are never merged into this host's families.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from prometheus_client.metrics_core import Metric
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One local source's output."""
+
+    name: str
+    families: tuple[Metric, ...]
+    # Unix time the families were taken: what remote write stamps their samples with.
+    timestamp: float = field(default_factory=time.time)
+
+    @classmethod
+    def of(cls, name: str, families: Iterable[Metric]) -> Snapshot:
+        return cls(name, tuple(families))
+
+    @property
+    def family_names(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.families)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSnapshot:
+    """One SSH target's latest round: families by probe module, without the target's labels
+    (`labels` holds them, the `target` label first)."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    modules: Mapping[str, tuple[Metric, ...]]
+    timestamp: float = field(default_factory=time.time)
+
+
+class Registry:
+    """The only shared state between writers (scheduler, SSH worker) and readers (renderer).
+
+    Only the event loop mutates it. Every change bumps the generation and wakes the
+    renderer; the mappings handed to readers are fresh read-only copies, so a reader never
+    sees a half-applied change.
+    """
+
+    def __init__(self) -> None:
+        self._snapshots: Mapping[str, Snapshot] = MappingProxyType({})
+        self._targets: Mapping[str, TargetSnapshot] = MappingProxyType({})
+        self.generation = 0
+        self.changed = asyncio.Event()
+
+    @property
+    def snapshots(self) -> Mapping[str, Snapshot]:
+        return self._snapshots
+
+    @property
+    def targets(self) -> Mapping[str, TargetSnapshot]:
+        return self._targets
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self._snapshots = MappingProxyType({**self._snapshots, snapshot.name: snapshot})
+        self.touch()
+
+    def remove(self, name: str) -> None:
+        if name in self._snapshots:
+            self._snapshots = MappingProxyType(
+                {k: v for k, v in self._snapshots.items() if k != name})
+        self.touch()
+
+    def publish_target(self, target: TargetSnapshot) -> None:
+        self._targets = MappingProxyType({**self._targets, target.name: target})
+        self.touch()
+
+    def remove_target(self, name: str) -> None:
+        if name in self._targets:
+            self._targets = MappingProxyType(
+                {k: v for k, v in self._targets.items() if k != name})
+        self.touch()
+
+    def touch(self) -> None:
+        """Something the exposition shows changed (also collector status, or a setting)."""
+        self.generation += 1
+        self.changed.set()

@@ -1,0 +1,36 @@
+"""Collector status: the scheduler's figures as the exposition, /health and the status page
+read them. A plain value type, so readers need not import the scheduler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CollectorStatus:
+    """A consistent copy of one collector's state, safe to hand to other threads."""
+
+    name: str
+    interval: float
+    timeout: float
+    runs: int
+    success: bool | None
+    last_duration: float | None
+    last_success_time: float | None
+    last_error: str | None
+    timeouts: int
+    skipped: int
+
+    @property
+    def completed_once(self) -> bool:
+        return self.success is not None
+
+    def success_age(self, now: float) -> float | None:
+        return None if self.last_success_time is None else max(0.0, now - self.last_success_time)
+
+    def stale(self, now: float) -> bool:
+        """No success within three intervals (or none yet, once the first run is over)."""
+        age = self.success_age(now)
+        if age is None:
+            return self.completed_once
+        return age > 3 * self.interval
