@@ -15,6 +15,7 @@ from typing import Any
 from agent import __version__, logs, webconfig
 from agent.config import Config, ConfigError, ConfigSource, load
 from agent.exposition.formats import TEXT
+from agent.exposition.status import human_duration
 from agent.flags import add_runtime_flags, overrides
 from agent.relay import cli as relay_cli
 from agent.ssh import exec_cmd
@@ -124,9 +125,13 @@ async def _collect_once(config: Config) -> int:
 
     agent = Agent(config)
     await agent.scheduler.run_all_once()
-    failed = [s for s in agent.scheduler.statuses() if not s.success]
+    statuses = agent.scheduler.statuses()
+    failed = [s for s in statuses if not s.success]
     for status in failed:
         print(f"collector {status.name} failed: {status.last_error}", file=sys.stderr)
+    print("collected in " + ", ".join(
+        f"{s.name} {human_duration(s.last_duration or 0.0)}" for s in statuses if s.success),
+        file=sys.stderr)
     agent.demand.add(TEXT)
     sys.stdout.buffer.write(agent.renderer.render_now().bodies[TEXT].plain)
     sys.stdout.flush()

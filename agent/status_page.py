@@ -6,6 +6,7 @@ from html import escape
 from typing import Any
 
 from agent import __version__
+from agent.exposition.status import human_duration
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
@@ -15,12 +16,14 @@ th{background:#f3f3f3}.ok{color:#17702a}.bad{color:#b00020;font-weight:bold}
 """
 
 
-def _cell(value: Any, unit: str = "") -> str:
+def _cell(value: Any) -> str:
     if value is None:
         return "<td>-</td>"
-    if isinstance(value, float):
-        return f"<td>{value:.3f}{unit}</td>"
-    return f"<td>{escape(str(value))}{unit}</td>"
+    return f"<td>{escape(str(value))}</td>"
+
+
+def _seconds(value: float | None) -> str:
+    return "<td>-</td>" if value is None else f"<td>{escape(human_duration(value))}</td>"
 
 
 def _duration(seconds: float) -> str:
@@ -44,8 +47,8 @@ def render_status_page(report: dict[str, Any], disabled: list[str],
         rows.append(
             f'<tr data-collector="{escape(name)}"><td>{escape(name)}</td><td>yes</td>'
             f'<td class="{css}">{state}</td><td>{info["interval_seconds"]:g} s</td>'
-            f'{_cell(info["last_duration_seconds"], " s")}'
-            f'{_cell(info["last_success_age_seconds"], " s")}{_cell(info["last_error"])}</tr>')
+            f'{_seconds(info["last_duration_seconds"])}'
+            f'{_seconds(info["last_success_age_seconds"])}{_cell(info["last_error"])}</tr>')
     rows += [f'<tr data-collector="{escape(name)}"><td>{escape(name)}</td><td>no</td>'
              '<td>disabled</td><td>-</td><td>-</td><td>-</td><td>-</td></tr>'
              for name in sorted(disabled)]

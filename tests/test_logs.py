@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,27 @@ def test_node_exporter_meta_series_only_for_node_exporter_collectors() -> None:
     assert 'node_scrape_collector_success{collector="stat"} 1.0' in text
     assert 'hostagent_collector_success{collector="runtime"} 1.0' in text
     assert 'node_scrape_collector_success{collector="runtime"}' not in text
+
+
+def test_durations_keep_useful_precision() -> None:
+    from agent.exposition.status import human_duration
+    from agent.status_page import render_status_page
+
+    assert [human_duration(s) for s in (0.000148, 0.00235, 0.0124, 0.5, 12.44, 1234.0)] == [
+        "148 µs", "2.35 ms", "12.4 ms", "500 ms", "12.4 s", "1234 s"]
+    info = {"success": True, "stale": False, "interval_seconds": 15.0,
+            "last_duration_seconds": 0.000148, "last_success_age_seconds": 2.5,
+            "last_error": None}
+    page = render_status_page({"status": "ok", "uptime_seconds": 1.0,
+                               "collectors": {"cpu": info}}, [])
+    assert "<td>148 µs</td>" in page and "<td>2.5 s</td>" in page and "0.000" not in page
+
+
+def test_collect_once_reports_sub_millisecond_durations() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "collect", "--once", "--collector.disable-defaults",
+         "--collector.loadavg"], capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"collected in loadavg \d+(\.\d+)? (µs|ms)", line), line

@@ -304,3 +304,21 @@ def test_a_textfile_gauge_named_like_a_counters_samples_is_dropped() -> None:
     families = {f.name: f for f in parse_text(expo.bodies[TEXT].plain.decode())}
     assert families["node_forks"].samples[0].value == 7
     assert not any("second TYPE" in p for p in promtool_problems(expo.bodies[TEXT].plain))
+
+
+@pytest.mark.parametrize("name", ["process_open_fds", "hostagent_build_info"])
+def test_a_textfile_family_named_like_the_agents_own_loses(name: str) -> None:
+    mine = GaugeMetricFamily(name, "Mine.", value=12345)
+    error = GaugeMetricFamily("node_textfile_scrape_error", "1 if there was an error opening or "
+                              "reading a file, 0 otherwise", value=0)
+    snapshots = {"textfile": Snapshot.of("textfile", [mine, error])}
+    expo = render(1, snapshots, [], RuntimeFamilies(), BOTH)
+    for fmt, parse in ((TEXT, parse_text), (OPENMETRICS, parse_om)):
+        plain = expo.bodies[fmt].plain
+        assert plain.count(f"# TYPE {name} ".encode()) == 1
+        families = {f.name: f for f in parse(plain.decode())}
+        assert all(s.value != 12345 for s in families[name].samples), "the agent's own wins"
+        assert families["node_textfile_scrape_error"].samples[0].value == 1
+        dropped = families["hostagent_collector_dropped_families"].samples
+        assert [(s.labels, s.value) for s in dropped] == [({"collector": "textfile"}, 1.0)]
+    assert promtool_problems(expo.bodies[TEXT].plain) == set()

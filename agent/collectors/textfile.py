@@ -196,6 +196,19 @@ def read_limited(path: str, limit: int) -> tuple[bytes, int]:
         os.close(fd)
 
 
+def help_conflicts(files: list[tuple[str, list[Metric]]]) -> bool:
+    """Whether two files declare one family with different HELP texts: node_exporter counts
+    that as a scrape error (the later file's family is dropped, see merge_files)."""
+    helps: dict[str, str] = {}
+    for _, families in files:
+        for family in families:
+            if family.documentation:
+                first = helps.setdefault(family.name, family.documentation)
+                if first != family.documentation:
+                    return True
+    return False
+
+
 class TextfileCollector:
     def __init__(self, directory: Path | None, budget: float = 5.0) -> None:
         self._directory = directory
@@ -239,6 +252,7 @@ class TextfileCollector:
             files.append((path, families))
             mtimes[path] = float(mtime_ns // 1_000_000_000)
             outcomes[path] = True
+        errored = errored or help_conflicts(files)
         return textfile_families(merge_files(files), mtimes, errored, outcomes)
 
 

@@ -34,3 +34,15 @@ class CollectorStatus:
         if age is None:
             return self.completed_once
         return age > 3 * self.interval
+
+
+def human_duration(seconds: float) -> str:
+    """Three significant digits in a unit that fits: 148 µs, 2.35 ms, 12.4 s; sub-millisecond
+    runs are the common case, and '0.000 s' says nothing."""
+    if seconds < 0.0005:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 0.9995:
+        return f"{seconds * 1e3:.3g} ms"
+    if seconds < 100:
+        return f"{seconds:.3g} s"
+    return f"{seconds:.0f} s"

@@ -292,3 +292,15 @@ def test_the_budget_is_a_share_of_the_collectors_timeout() -> None:
 
     collector = textfile.create(Context(), TextfileSettings(interval=4))
     assert collector._budget == 4 * 0.8 * textfile.BUDGET_SHARE
+
+
+def test_one_family_with_two_help_texts_is_a_scrape_error(tmp_path: Path) -> None:
+    (tmp_path / "a.prom").write_text("# HELP jobs_done Jobs done.\n# TYPE jobs_done gauge\n"
+                                     'jobs_done{job="a"} 1\n')
+    (tmp_path / "b.prom").write_text("# HELP jobs_done Jobs finished today.\n"
+                                     '# TYPE jobs_done gauge\njobs_done{job="b"} 2\n')
+    families = by_name(TextfileCollector(tmp_path).collect())
+    assert families["node_textfile_scrape_error"].samples[0].value == 1
+    # The first file's family stays, the later one's is dropped, as node_exporter does.
+    assert [s.labels["job"] for s in families["jobs_done"].samples] == ["a"]
+    assert families["jobs_done"].documentation == "Jobs done."
