@@ -318,6 +318,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("edac", "agent.collectors.edac",
                 help="ECC memory error counters from /sys/devices/system/edac"),
     Declaration("entropy", "agent.collectors.entropy", help="available entropy"),
+    Declaration("fibrechannel", "agent.collectors.fibrechannel",
+                help="Fibre Channel HBA ports and their counters from /sys/class/fc_host"),
     Declaration("filefd", "agent.collectors.system:create_filefd",
                 help="file descriptor statistics from /proc/sys/fs/file-nr"),
     Declaration("filesystem", "agent.collectors.filesystem", FilesystemSettings,
@@ -392,6 +394,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="system information from uname"),
     Declaration("vmstat", "agent.collectors.vmstat", VmstatSettings,
                 help="statistics from /proc/vmstat"),
+    Declaration("watchdog", "agent.collectors.watchdog",
+                help="watchdog devices from /sys/class/watchdog"),
     Declaration("xfrm", "agent.collectors.xfrm", default=False,
                 help="IPsec transformation error counters from /proc/net/xfrm_stat"),
     Declaration("xfs", "agent.collectors.xfs",
@@ -405,8 +409,6 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 default=False, node_exporter=False,
                 help="processes by group (process-exporter's namedprocess_namegroup_* series), "
                      "per systemd service accounting and the top CPU and memory consumers"),
-    Declaration("watchdog", "agent.collectors.watchdog",
-                help="watchdog devices from /sys/class/watchdog"),
     Declaration("runtime", "agent.collectors.runtime", node_exporter=False,
                 help="the agent's own event-loop lag, GC pauses, tasks and threads"),
 )
