@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from agent import __version__, logs, webconfig
+from agent import __version__, logs, runloop, webconfig
 from agent.config import Config, ConfigError, ConfigSource, load
 from agent.exposition.formats import TEXT
 from agent.exposition.status import human_duration
@@ -86,21 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     logs.setup(config.logging.level, config.logging.format)
     if args.command == "collect":
-        return _run_loop(_collect_once(config))
+        return runloop.run(_collect_once(config))
     if args.command == "remediation":
         from agent.remediation.trial import test_rule
 
-        return _run_loop(test_rule(config, args.rule))
+        return runloop.run(test_rule(config, args.rule))
     return _serve(config, source)
-
-
-def _run_loop(coro: Any) -> int:
-    try:
-        import uvloop
-    except ImportError:
-        return int(asyncio.run(coro))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return int(runner.run(coro))
 
 
 def _serve(config: Config, source: ConfigSource) -> int:
@@ -110,7 +99,7 @@ def _serve(config: Config, source: ConfigSource) -> int:
         return await Agent(config, source=source).run()
 
     try:
-        return _run_loop(serve())
+        return runloop.run(serve())
     except StartupError as exc:
         print(f"hostagent: {exc}", file=sys.stderr)
         return EXIT_START

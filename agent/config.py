@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.addresses import split_address
 from agent.collectors.catalog import ALIASES, DECLARATIONS
 from agent.collectors.common import LABEL_NAME
 from agent.collectors.settings import CollectorSettings, Strict, check_regex
@@ -138,8 +139,6 @@ def _label_names(labels: dict[str, str]) -> dict[str, str]:
 
 
 def _ssh_address(value: str) -> str:
-    from agent.ssh.targets import split_address
-
     split_address(value)
     return value
 
@@ -247,7 +246,7 @@ class Config(Strict):
     remote_write: RemoteWriteConfig = RemoteWriteConfig()
 
 
-def _describe(error: dict[str, Any]) -> str:
+def describe_error(error: dict[str, Any]) -> str:
     path = ".".join(str(part) for part in error["loc"]) or "config"
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -265,7 +264,7 @@ def build(data: dict[str, Any]) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_describe(dict(e)) for e in exc.errors()]) from None
+        raise ConfigError([describe_error(dict(e)) for e in exc.errors()]) from None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

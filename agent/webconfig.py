@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.config import ConfigError, _describe, read_yaml
+from agent.config import ConfigError, describe_error, read_yaml
 
 VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 CLIENT_AUTH = {"NoClientCert": ssl.CERT_NONE, "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
@@ -204,7 +204,7 @@ def load(path: Path | None) -> WebSettings:
     try:
         parsed = WebConfigFile.model_validate(read_yaml(path))
     except ValidationError as exc:
-        raise ConfigError([f"{path}: {_describe(dict(e))}" for e in exc.errors()]) from None
+        raise ConfigError([f"{path}: {describe_error(dict(e))}" for e in exc.errors()]) from None
     context, files = None, [path]
     if (tls := parsed.tls_server_config) is not None:
         named = [path.parent / tls.cert_file, path.parent / tls.key_file]

@@ -172,14 +172,14 @@ def child(client: str, spec_path: str) -> None:
     if client == "parallel-ssh":
         result = run_parallel_ssh(spec)
     else:
-        from agent.cli import _run_loop
+        from agent import runloop
 
         async def run() -> int:
             runner = run_hostagent if client == "hostagent" else run_asyncssh
             print(json.dumps(await runner(spec)))
             return 0
 
-        _run_loop(run())
+        runloop.run(run())
         return
     print(json.dumps(result))
 

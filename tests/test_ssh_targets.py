@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.addresses import split_address
 from agent.config import ConfigError, SshConfig, build
-from agent.ssh.targets import TargetSource, hashmod, in_shard, make_target, split_address
+from agent.ssh.targets import TargetSource, hashmod, in_shard, make_target
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent import logs
+from agent import logs, runloop
 from agent.config import ConfigError
 
 EXIT_OK, EXIT_USAGE, EXIT_START = 0, 2, 3
@@ -39,9 +39,7 @@ def main(args: argparse.Namespace) -> int:
         async def serve() -> int:
             return await Relay(config).run()
 
-        from agent.cli import _run_loop
-
-        return _run_loop(serve())
+        return runloop.run(serve())
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.config import ConfigError, _describe, parse_listen_address, read_yaml
+from agent.config import ConfigError, describe_error, parse_listen_address, read_yaml
 
 DEFAULT_PORT = 9111
 WECOM_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
@@ -125,7 +125,7 @@ def load(path: Path, overrides: dict[str, Any] | None = None) -> RelayConfig:
     try:
         return RelayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([f"{path}: {_describe(dict(e))}" for e in exc.errors()]) from None
+        raise ConfigError([f"{path}: {describe_error(dict(e))}" for e in exc.errors()]) from None
 
 
 def read_secret(path: Path, field: str) -> str:

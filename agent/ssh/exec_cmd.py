@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from agent import runloop
 from agent.config import SshConfig
 from agent.ssh.targets import Target, make_target, read_target_groups
 
@@ -206,7 +207,6 @@ def main(args: argparse.Namespace) -> int:
     if args.insecure_ignore_host_keys:
         print("hostagent: warning: host keys are NOT verified", file=sys.stderr)
     console = Console(len(targets), sys.stdout.buffer, sys.stderr.buffer, sys.stderr.isatty())
-    from agent.cli import _run_loop
 
     async def run() -> int:
         results = await run_hosts(targets, " ".join(args.remote_command), args, console)
@@ -214,4 +214,4 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write(summary(results))
         return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
-    return _run_loop(run())
+    return runloop.run(run())
