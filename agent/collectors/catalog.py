@@ -326,6 +326,9 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="filesystem statistics (space, inodes) per mount point"),
     Declaration("hwmon", "agent.collectors.hwmon", HwmonSettings,
                 help="hardware sensors from /sys/class/hwmon"),
+    Declaration("infiniband", "agent.collectors.infiniband",
+                help="InfiniBand and RDMA ports, their state, rate and counters from "
+                     "/sys/class/infiniband"),
     Declaration("interrupts", "agent.collectors.interrupts", InterruptsSettings, default=False,
                 help="interrupt counts per CPU from /proc/interrupts"),
     Declaration("ipvs", "agent.collectors.ipvs", IpvsSettings,
