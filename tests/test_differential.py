@@ -74,6 +74,10 @@ CHANGED_SINCE_1_5: set[str] = {
     # node_nfsd_requests_total gained method="WdelegGetattr", "SetClientID" and
     # "SetClientIDConfirm" for NFSv4.
     "nfsd",
+    # filesystem: every series gained the device_error label, node_filesystem_mount_info is
+    # new, read-only also from the superblock options, erofs excluded (tests/collectors/
+    # test_filesystem.py).
+    "filesystem",
     # The latest release exports only the /proc/meminfo fields procfs's Meminfo knows
     # (no KReclaimable, SecPageTables, FileHugePages, ...): tests/collectors/test_meminfo.py.
     "meminfo",

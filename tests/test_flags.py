@@ -138,7 +138,8 @@ def test_filesystem_remembers_hung_mounts_across_a_rebuild(tmp_path: Path) -> No
     mount whose earlier call still hangs."""
     proc = tmp_path / "proc"
     (proc / "1").mkdir(parents=True)
-    (proc / "1" / "mounts").write_text("/dev/sda1 / ext4 rw 0 0\nnfs:/x /mnt/x nfs rw 0 0\n")
+    (proc / "1" / "mountinfo").write_text("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                                          "2 1 0:40 / /mnt/x rw - nfs nfs:/x rw\n")
     config = config_from(f"--path.procfs={proc}", "--collector.filesystem.timeout=0.5",
                          "--collector.filesystem.mount-timeout=0.1")
     release = threading.Event()

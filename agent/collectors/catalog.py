@@ -85,15 +85,37 @@ class DiskstatsSettings(DeviceFilterSettings):
 class FilesystemSettings(CollectorSettings):
     mount_points_exclude: str = Field(
         r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)",
-        description="regex of mount points to exclude")
+        description="regex of mount points to exclude (\"\": none)")
+    mount_points_include: str | None = Field(
+        None, description="regex of mount points to include (replaces the default exclude)")
     fs_types_exclude: str = Field(
         r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs"
         r"|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs"
-        r"|squashfs|sysfs|tracefs)$",
-        description="regex of filesystem types to exclude")
+        r"|squashfs|erofs|sysfs|tracefs)$",
+        description="regex of filesystem types to exclude (\"\": none)")
+    fs_types_include: str | None = Field(
+        None, description="regex of filesystem types to include (replaces the default exclude)")
     mount_timeout: float | None = Field(None, gt=0, description="per-mount statvfs timeout")
+    stat_workers: int = Field(4, ge=1, le=64, description="how many statvfs calls run at once")
 
-    _check_regex = field_validator("mount_points_exclude", "fs_types_exclude")(check_regex)
+    @model_validator(mode="before")
+    @classmethod
+    def _include_replaces_default_exclude(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for kind in ("mount_points", "fs_types"):
+                if data.get(f"{kind}_include") is not None:
+                    data.setdefault(f"{kind}_exclude", "")
+        return data
+
+    @model_validator(mode="after")
+    def _one_filter_each(self) -> FilesystemSettings:
+        for kind in ("mount_points", "fs_types"):
+            if getattr(self, f"{kind}_include") is not None and getattr(self, f"{kind}_exclude"):
+                raise ValueError(f"{kind}_include and {kind}_exclude are mutually exclusive")
+        return self
+
+    _check_regex = field_validator("mount_points_exclude", "mount_points_include",
+                                   "fs_types_exclude", "fs_types_include")(check_regex)
 
     @model_validator(mode="after")
     def _mount_timeout_within_timeout(self) -> FilesystemSettings:

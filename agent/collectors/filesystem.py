@@ -1,4 +1,8 @@
-"""filesystem: node_filesystem_* from statvfs() of every mount, as node_exporter 1.5.
+"""filesystem: node_filesystem_* from statvfs() of every mount, as node_exporter's latest
+release: mounts from init's mountinfo (the calling process's when /proc/1 is hidden), every
+series labelled with device_error (the error text, "" when statvfs answered),
+node_filesystem_mount_info with the device numbers, read-only from the mount or the
+superblock options (ro, or ext4's emergency_ro).
 
 A statvfs() on a dead network mount can hang for good, and no thread can be interrupted.
 So the calls run in a small private pool and collect() waits for all of them against a
@@ -9,10 +13,11 @@ exist, however many mounts hang and however often collect() runs.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from agent.collectors.common import DeviceFilter
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
 
@@ -29,8 +35,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("hostagent.filesystem")
 
 WORKERS = 4
-LABELS = ["device", "mountpoint", "fstype"]
+LABELS = ["device", "mountpoint", "fstype", "device_error"]
+MOUNT_INFO_LABELS = ["device", "major", "minor", "mountpoint"]
+TIMEOUT_ERROR = "mountpoint timeout"
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+# Go's text for the errno values whose glibc text differs by more than the initial capital.
+_GO_ERRNO_TEXT = {errno.ESTALE: "stale NFS file handle"}
 
 StatvfsFunc = Callable[[str], os.statvfs_result]
 
@@ -41,6 +51,9 @@ class Mount:
     mountpoint: str
     fstype: str
     options: str
+    super_options: str = ""
+    major: str | None = None  # from mountinfo; None where only mounts(5) lines were read
+    minor: str | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -48,7 +61,52 @@ class Mount:
 
     @property
     def readonly(self) -> bool:
-        return "ro" in self.options.split(",")
+        """ro in the mount's or the superblock's options, or ext4's emergency_ro (Linux 6.15+:
+        errors=remount-ro fired, and the superblock no longer says ro)."""
+        mount = _option_keys(self.options)
+        superblock = _option_keys(self.super_options)
+        return "ro" in mount or "ro" in superblock or "emergency_ro" in superblock
+
+
+def _option_keys(options: str) -> set[str]:
+    return {option.split("=", 1)[0] for option in options.split(",")} if options else set()
+
+
+def errno_text(exc: OSError) -> str:
+    """Go's text for an errno, as node_exporter puts it in the device_error label."""
+    if exc.errno is None:
+        return str(exc)
+    if exc.errno in _GO_ERRNO_TEXT:
+        return _GO_ERRNO_TEXT[exc.errno]
+    text = os.strerror(exc.errno)
+    return text[:1].lower() + text[1:]
+
+
+def _decode_mountpoint(path: str) -> str:
+    """Only the escapes node_exporter translates (fstab(5)'s space and tab)."""
+    return path.replace("\\040", " ").replace("\\011", "\t")
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """/proc/PID/mountinfo as procfs parses it: fields split on single spaces, at least ten,
+    the "-" separator fourth from the end; ValueError (the whole file, as procfs) otherwise."""
+    mounts = []
+    for line in text.splitlines():
+        if not line:
+            continue
+        fields = line.split(" ")
+        if len(fields) < 10:
+            raise ValueError(f"mountinfo: too few fields in {line!r}")
+        if fields[-4] != "-":
+            raise ValueError(f"mountinfo: no separator in {line!r}")
+        try:
+            int(fields[0]), int(fields[1])
+            major, minor = (int(n) for n in fields[2].split(":"))
+        except ValueError:
+            raise ValueError(f"mountinfo: malformed ids in {line!r}") from None
+        mounts.append(Mount(fields[-2], _decode_mountpoint(fields[4]), fields[-3], fields[5],
+                            fields[-1], str(major), str(minor)))
+    return mounts
 
 
 def parse_mounts(text: str) -> list[Mount]:
@@ -65,13 +123,12 @@ def parse_mounts(text: str) -> list[Mount]:
 
 
 def strip_rootfs(mountpoint: str, rootfs: Path) -> str:
-    """'/host/boot' -> '/boot' when the host's root is mounted at rootfs '/host'."""
+    """'/host/boot' -> '/boot' when the host's root is mounted at rootfs '/host'. As
+    node_exporter, a plain prefix strip: '/hostdata' becomes 'data'."""
     root = str(rootfs)
     if root == "/":
         return mountpoint
-    if mountpoint == root:
-        return "/"
-    return mountpoint.removeprefix(root) if mountpoint.startswith(root + "/") else mountpoint
+    return mountpoint.removeprefix(root) or "/"
 
 
 class FilesystemCollector:
@@ -79,41 +136,42 @@ class FilesystemCollector:
         self,
         procfs: Path,
         rootfs: Path,
-        mount_points_exclude: str,
-        fs_types_exclude: str,
+        mount_points_exclude: str | None,  # "" or None: no exclusion
+        fs_types_exclude: str | None,
         mount_timeout: float,
         statvfs: StatvfsFunc = os.statvfs,
         stuck: dict[str, Future[os.statvfs_result]] | None = None,
+        mount_points_include: str | None = None,
+        fs_types_include: str | None = None,
+        workers: int = WORKERS,
     ) -> None:
         self._procfs = procfs
         self._rootfs = rootfs
-        self._mount_points_exclude = re.compile(mount_points_exclude)
-        self._fs_types_exclude = re.compile(fs_types_exclude)
+        self._mount_points = DeviceFilter(mount_points_include, mount_points_exclude)
+        self._fs_types = DeviceFilter(fs_types_include, fs_types_exclude)
         self._timeout = mount_timeout
         self._statvfs = statvfs
-        self._pool = DaemonThreadPool(WORKERS, name="statvfs")
+        self._workers = max(workers, 1)
+        self._pool = DaemonThreadPool(self._workers, name="statvfs")
         # Path -> the hung call still running for it. Given by the caller to outlive this
         # instance: a collector rebuilt on reload must not call statvfs again on a mount
         # whose earlier call still hangs.
         self._stuck: dict[str, Future[os.statvfs_result]] = {} if stuck is None else stuck
 
     def mounts(self) -> list[Mount]:
-        """Init's mounts (the host's, when run in a container with the host's /proc), minus
-        excluded mount points and fs types; repeated (device, mountpoint, fstype) count once."""
+        """Init's mounts (the host's, when run in a container with the host's /proc; the
+        calling process's when /proc is mounted with hidepid), minus excluded mount points and
+        fs types."""
         try:
-            text = (self._procfs / "1" / "mounts").read_text(errors="replace")
-        except FileNotFoundError:  # /proc mounted with hidepid
-            text = (self._procfs / "mounts").read_text(errors="replace")
-        seen: set[tuple[str, ...]] = set()
+            text = (self._procfs / "1" / "mountinfo").read_text(errors="replace")
+        except FileNotFoundError:
+            text = (self._procfs / "self" / "mountinfo").read_text(errors="replace")
         mounts = []
-        for mount in parse_mounts(text):
+        for mount in parse_mountinfo(text):
             mount = replace(mount, mountpoint=strip_rootfs(mount.mountpoint, self._rootfs))
-            key = tuple(mount.labels)
-            if (self._mount_points_exclude.search(mount.mountpoint)
-                    or self._fs_types_exclude.search(mount.fstype) or key in seen):
-                continue
-            seen.add(key)
-            mounts.append(mount)
+            if not (self._mount_points.ignored(mount.mountpoint)
+                    or self._fs_types.ignored(mount.fstype)):
+                mounts.append(mount)
         return mounts
 
     def collect(self) -> list[Metric]:
@@ -124,8 +182,8 @@ class FilesystemCollector:
                 del self._stuck[path]
 
         # Each hung call holds a worker until it returns: grow by one per hung mount, so the
-        # healthy mounts always have WORKERS threads (bounded: one thread per hung mount).
-        self._pool.max_workers = WORKERS + len(self._stuck)
+        # healthy mounts always have their workers (bounded: one thread per hung mount).
+        self._pool.max_workers = self._workers + len(self._stuck)
         calls: dict[str, Future[os.statvfs_result]] = {}
         for mount in mounts:
             path = self._path(mount)
@@ -133,16 +191,20 @@ class FilesystemCollector:
                 calls[path] = self._pool.submit(self._statvfs, path)
         wait(calls.values(), timeout=self._timeout)
 
-        results: dict[str, os.statvfs_result] = {}
+        results: dict[str, os.statvfs_result | str] = {}
         for path, call in calls.items():
             if call.done():
-                if not isinstance(call.exception(), OSError):
+                error = call.exception()
+                if error is None:
                     results[path] = call.result()
+                elif isinstance(error, OSError):
+                    results[path] = errno_text(error)
             elif not call.cancel():  # started and still running: hung
                 log.warning("statvfs timed out, mount point marked stuck",
                             extra=kv(path=path, timeout=self._timeout))
                 self._stuck[path] = call
-        return filesystem_families([(m, results.get(self._path(m))) for m in mounts])
+        return filesystem_families(
+            [(m, results.get(self._path(m), TIMEOUT_ERROR)) for m in mounts])
 
     def close(self) -> None:
         """Release the idle workers (a hung call's thread ends when its call returns)."""
@@ -152,8 +214,11 @@ class FilesystemCollector:
         return str(self._rootfs / mount.mountpoint.lstrip("/"))
 
 
-def filesystem_families(stats: list[tuple[Mount, os.statvfs_result | None]]) -> list[Metric]:
-    """None stands for a mount whose statvfs failed or timed out: only device_error is shown."""
+def filesystem_families(stats: Sequence[tuple[Mount, os.statvfs_result | str | None]]
+                        ) -> list[Metric]:
+    """Per mount its statvfs result, or the error text (None: an error without text). A mount
+    in error has only device_error and readonly (0 when it timed out, as node_exporter);
+    the same label set twice counts once."""
     def gauge(name: str, help_text: str) -> GaugeMetricFamily:
         return GaugeMetricFamily(f"node_filesystem_{name}", help_text, labels=LABELS)
 
@@ -165,22 +230,37 @@ def filesystem_families(stats: list[tuple[Mount, os.statvfs_result | None]]) -> 
     readonly = gauge("readonly", "Filesystem read-only status.")
     device_error = gauge(
         "device_error", "Whether an error occurred while getting statistics for the given device.")
+    mount_info = GaugeMetricFamily("node_filesystem_mount_info", "Filesystem mount information.",
+                                   labels=MOUNT_INFO_LABELS)
+    seen: set[tuple[str | None, ...]] = set()
     for mount, st in stats:
-        device_error.add_metric(mount.labels, 1.0 if st is None else 0.0)
-        if st is None:
+        error = "" if isinstance(st, os.statvfs_result) else (st or "error")
+        key = (*mount.labels, error, mount.major, mount.minor)
+        if key in seen:
             continue
-        # f_bsize, as node_exporter uses statfs' Bsize; on Linux it equals f_frsize in practice.
-        size.add_metric(mount.labels, float(st.f_blocks * st.f_bsize))
-        free.add_metric(mount.labels, float(st.f_bfree * st.f_bsize))
-        avail.add_metric(mount.labels, float(st.f_bavail * st.f_bsize))
-        files.add_metric(mount.labels, float(st.f_files))
-        files_free.add_metric(mount.labels, float(st.f_ffree))
-        readonly.add_metric(mount.labels, 1.0 if mount.readonly else 0.0)
-    families = [size, free, avail, files, files_free, readonly, device_error]
+        seen.add(key)
+        labels = [*mount.labels, error]
+        device_error.add_metric(labels, 0.0 if error == "" else 1.0)
+        ro = mount.readonly and error != TIMEOUT_ERROR
+        readonly.add_metric(labels, 1.0 if ro else 0.0)
+        if not isinstance(st, os.statvfs_result):
+            continue
+        # f_bsize, as node_exporter uses statfs' Bsize.
+        size.add_metric(labels, float(st.f_blocks) * st.f_bsize)
+        free.add_metric(labels, float(st.f_bfree) * st.f_bsize)
+        avail.add_metric(labels, float(st.f_bavail) * st.f_bsize)
+        files.add_metric(labels, float(st.f_files))
+        files_free.add_metric(labels, float(st.f_ffree))
+        if mount.major is not None and mount.minor is not None:
+            mount_info.add_metric([mount.device, mount.major, mount.minor, mount.mountpoint], 1.0)
+    families = [size, free, avail, files, files_free, readonly, device_error, mount_info]
     return [family for family in families if family.samples]
 
 
 def create(context: Context, settings: Any) -> FilesystemCollector:
     return FilesystemCollector(context.procfs, context.rootfs, settings.mount_points_exclude,
                                settings.fs_types_exclude, settings.effective_mount_timeout,
-                               stuck=context.state.setdefault("stuck", {}))
+                               stuck=context.state.setdefault("stuck", {}),
+                               mount_points_include=settings.mount_points_include,
+                               fs_types_include=settings.fs_types_include,
+                               workers=settings.stat_workers)

@@ -15,6 +15,8 @@ from agent.collectors.filesystem import (
     WORKERS,
     FilesystemCollector,
     StatvfsFunc,
+    errno_text,
+    parse_mountinfo,
     parse_mounts,
     strip_rootfs,
 )
@@ -39,6 +41,9 @@ STATS = {
     "/mnt/backup": st(488378368, 100000000, 100000000, 195360512, 195000000),
     "/home/shared": st(2147483648, 1073741824, 1073741824, 134217728, 120000000, bsize=1048576),
     "/run/user/1000": st(408036, 408000, 408000, 408036, 408000),
+    "/var/log": st(2621440, 1000000, 900000, 655360, 600000),
+    "/srv/archive": st(976754176, 244188544, 195350528, 244195328, 244190000),
+    "/srv/old": st(1000, 10, 10, 100, 1),
 }
 
 
@@ -68,28 +73,63 @@ def test_parse_mounts_decodes_octal_escapes() -> None:
     assert [m.readonly for m in mounts] == [False, True]
 
 
-def test_mounts_excludes_fs_types_and_mount_points_and_duplicates() -> None:
+def test_mounts_excludes_fs_types_and_mount_points() -> None:
     mounts = collector().mounts()
     assert [m.mountpoint for m in mounts] == [
-        "/run", "/", "/run/lock", "/boot", "/boot/efi", "/srv/media library", "/mnt/backup",
-        "/home/shared", "/run/user/1000", "/run/user/1000/gvfs"]
+        "/run", "/", "/run/lock", "/boot", "/boot/efi", "/srv/media library",
+        "/srv/media library", "/mnt/backup", "/home/shared", "/var/log", "/srv/archive",
+        "/srv/old", "/run/user/1000", "/run/user/1000/gvfs"]
+
+
+def test_parse_mountinfo() -> None:
+    [mount] = parse_mountinfo(
+        "63 28 8:17 / /srv/a\\040b\\011c\\134d rw,noatime shared:34 master:1 - ext4 "
+        "/dev/sdb1 rw,errors=remount-ro\n")
+    # Only \\040 and \\011 are decoded, as node_exporter.
+    assert mount.mountpoint == "/srv/a b\tc\\134d"
+    assert (mount.device, mount.fstype, mount.major, mount.minor) == ("/dev/sdb1", "ext4",
+                                                                       "8", "17")
+    assert not mount.readonly
+    for line in ("1 2 8:1 / / rw - ext4 /dev/sda1\n",  # too few fields
+                 "1 2 8:1 / / rw shared:1 x ext4 /dev/sda1 rw\n",  # no separator
+                 "1 2 8-1 / / rw shared:1 - ext4 /dev/sda1 rw\n"):  # bad device numbers
+        with pytest.raises(ValueError, match="mountinfo"):
+            parse_mountinfo(line)
+
+
+@pytest.mark.parametrize(("options", "super_options", "readonly"), [
+    ("rw,relatime", "rw", False),
+    ("ro,relatime", "rw", True),  # a read-only bind mount
+    ("rw,relatime", "ro,seclabel", True),  # a read-only superblock
+    ("rw", "rw,emergency_ro,errors=remount-ro", True),  # ext4 after errors=remount-ro fired
+    ("rw", "rw,errors=remount-ro", False),
+])
+def test_readonly(options: str, super_options: str, readonly: bool) -> None:
+    [mount] = parse_mountinfo(f"1 2 8:1 / /x {options} - ext4 /dev/sda1 {super_options}\n")
+    assert mount.readonly is readonly
+
+
+def test_errno_text_as_go() -> None:
+    assert errno_text(PermissionError(errno.EACCES, "x")) == "permission denied"
+    assert errno_text(OSError(errno.ESTALE, "x")) == "stale NFS file handle"
+    assert errno_text(OSError(errno.EIO, "x")) == "input/output error"
 
 
 def test_strip_rootfs() -> None:
     assert strip_rootfs("/boot", Path("/")) == "/boot"
     assert strip_rootfs("/host", Path("/host")) == "/"
     assert strip_rootfs("/host/boot", Path("/host")) == "/boot"
-    assert strip_rootfs("/hostdata", Path("/host")) == "/hostdata"
+    assert strip_rootfs("/hostdata", Path("/host")) == "data"  # node_exporter's plain strip
     assert strip_rootfs("/", Path("/host")) == "/"
 
 
 def test_rootfs_labels_strip_prefix_and_statvfs_sees_full_path(tmp_path: Path) -> None:
     (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "mounts").write_text(
-        "overlay / overlay rw 0 0\n"
-        "/dev/sda2 /host ext4 rw 0 0\n"
-        "/dev/sda1 /host/boot ext4 ro 0 0\n"
-        "/dev/sdb1 /host/proc/x ext4 rw 0 0\n")
+    (tmp_path / "1" / "mountinfo").write_text(
+        "1 0 0:40 / / rw - overlay overlay rw\n"
+        "2 1 8:2 / /host rw - ext4 /dev/sda2 rw\n"
+        "3 2 8:1 / /host/boot ro - ext4 /dev/sda1 rw\n"
+        "4 2 8:17 / /host/proc/x rw - ext4 /dev/sdb1 rw\n")
     called: list[str] = []
 
     def statvfs(path: str) -> os.statvfs_result:
@@ -102,8 +142,9 @@ def test_rootfs_labels_strip_prefix_and_statvfs_sees_full_path(tmp_path: Path) -
     assert values(families, "node_filesystem_readonly") == {"/": 0, "/boot": 1}
 
 
-def test_falls_back_to_self_mounts_without_pid_1(tmp_path: Path) -> None:
-    (tmp_path / "mounts").write_text("/dev/sda1 /data ext4 rw 0 0\n")
+def test_falls_back_to_self_mountinfo_without_pid_1(tmp_path: Path) -> None:
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "mountinfo").write_text("1 0 8:1 / /data rw - ext4 /dev/sda1 rw\n")
     families = collector(lambda path: st(10, 5, 4, 3, 2), procfs=tmp_path).collect()
     assert values(families, "node_filesystem_avail_bytes") == {"/data": 4 * 4096}
 
@@ -116,15 +157,31 @@ def test_values_and_golden() -> None:
     assert values(families, "node_filesystem_avail_bytes")["/"] == 28370944 * 4096
     assert values(families, "node_filesystem_free_bytes")["/"] == 31457280 * 4096
     assert values(families, "node_filesystem_files_free")["/srv/media library"] == 244190000
-    assert values(families, "node_filesystem_readonly")["/mnt/backup"] == 1
+    readonly = values(families, "node_filesystem_readonly")
+    assert {m for m, v in readonly.items() if v} == {
+        "/mnt/backup", "/var/log", "/srv/archive", "/srv/old"}
     assert size["/boot"] == 249830 * 1024
     errors = values(families, "node_filesystem_device_error")
     assert errors["/run/user/1000/gvfs"] == 1
     assert sum(errors.values()) == 1
     assert "/run/user/1000/gvfs" not in size
-    labels = {tuple(sorted(s.labels.items())) for f in families for s in f.samples}
-    assert (("device", "/dev/sdb1"), ("fstype", "ext4"), ("mountpoint", "/srv/media library")) \
-        in labels
+    # A mount in error keeps its readonly series, and names the error in device_error.
+    assert readonly["/run/user/1000/gvfs"] == 0
+    gvfs = [s.labels for f in families for s in f.samples
+            if s.labels.get("mountpoint") == "/run/user/1000/gvfs"]
+    assert {labels["device_error"] for labels in gvfs} == {"permission denied"}
+    labels = {tuple(sorted(s.labels.items())) for f in families for s in f.samples
+              if s.name == "node_filesystem_size_bytes"}
+    assert (("device", "/dev/sdb1"), ("device_error", ""), ("fstype", "ext4"),
+            ("mountpoint", "/srv/media library")) in labels
+    info = {tuple(sorted(s.labels.items())) for f in families for s in f.samples
+            if s.name == "node_filesystem_mount_info"}
+    assert (("device", "/dev/sda1"), ("major", "8"), ("minor", "1"), ("mountpoint", "/boot")) \
+        in info
+    assert not any(dict(i)["mountpoint"] == "/run/user/1000/gvfs" for i in info)
+    # The same mount twice is one series.
+    assert len([s for f in families for s in f.samples if s.name == "node_filesystem_size_bytes"
+                and s.labels["mountpoint"] == "/srv/media library"]) == 1
     assert_golden(families, "filesystem")
 
 
@@ -178,7 +235,7 @@ def test_more_hung_mounts_than_workers_still_returns_on_time(hang: threading.Eve
 
     timeout = 0.2
     c = collector(statvfs, timeout=timeout)
-    hung = len(c.mounts()) - 1
+    hung = len({m.mountpoint for m in c.mounts()}) - 1
     assert hung > WORKERS, "the fixture must have more hung mounts than workers"
     threads_before = threading.active_count()
     answered = 0
