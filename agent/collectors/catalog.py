@@ -157,6 +157,12 @@ class RaplSettings(CollectorSettings):
                                     "with a rapl_zone label")
 
 
+class TapestatsSettings(CollectorSettings):
+    ignored_devices: str = Field("^$", description="regex of tape devices to ignore")
+
+    _check_regex = field_validator("ignored_devices")(check_regex)
+
+
 class TextfileSettings(CollectorSettings):
     directory: Path | None = Field(None, description="directory of *.prom files")
 
@@ -405,6 +411,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="chosen /proc/sys values"),
     Declaration("systemd", "agent.collectors.systemd", SystemdSettings, default=False,
                 help="service and system status from systemd over D-Bus"),
+    Declaration("tapestats", "agent.collectors.tapestats", TapestatsSettings,
+                help="SCSI tape drive I/O statistics from /sys/class/scsi_tape"),
     Declaration("tcpstat", "agent.collectors.tcpstat", default=False,
                 help="TCP connections by state, and queued bytes, over netlink (sock_diag)"),
     Declaration("textfile", "agent.collectors.textfile", TextfileSettings,
