@@ -333,6 +333,9 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="conntrack statistics (entries, limit, per-CPU stats)"),
     Declaration("cpu", "agent.collectors.cpu", CpuSettings,
                 help="CPU time per mode from /proc/stat, thermal throttling, isolation"),
+    Declaration("cpu_vulnerabilities", "agent.collectors.cpu_vulnerabilities", default=False,
+                help="CPU vulnerabilities and their mitigations from "
+                     "/sys/devices/system/cpu/vulnerabilities"),
     Declaration("cpufreq", "agent.collectors.cpufreq",
                 help="CPU frequency scaling from /sys/devices/system/cpu/cpu*/cpufreq"),
     Declaration("diskstats", "agent.collectors.diskstats", DiskstatsSettings,
