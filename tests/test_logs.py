@@ -63,8 +63,8 @@ def test_node_exporter_meta_series_only_for_node_exporter_collectors() -> None:
                 for name in ("stat", "runtime")]
     text = render(1, {}, statuses, RuntimeFamilies(), ["text"],
                   aliased=NODE_EXPORTER_NAMES).bodies["text"].plain.decode()
-    assert 'node_scrape_collector_success{collector="stat"} 1.0' in text
-    assert 'hostagent_collector_success{collector="runtime"} 1.0' in text
+    assert 'node_scrape_collector_success{collector="stat"} 1' in text
+    assert 'hostagent_collector_success{collector="runtime"} 1' in text
     assert 'node_scrape_collector_success{collector="runtime"}' not in text
 
 

@@ -56,7 +56,7 @@ async def test_success_publishes_snapshot(pool: DaemonThreadPool) -> None:
     assert not scheduler.all_completed_once()
     await scheduler.run_all_once()
     assert scheduler.all_completed_once()
-    assert b"fake 1.0" in encode(registry.snapshots["ok"].families, TEXT)
+    assert b"fake 1\n" in encode(registry.snapshots["ok"].families, TEXT)
     st = status(scheduler, "ok")
     assert st.success and st.last_error is None and st.last_success_time is not None
 

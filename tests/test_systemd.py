@@ -192,7 +192,7 @@ async def test_reload_applies_valid_and_rejects_invalid_config(
         await asyncio.sleep(0.3)
         status, text = await asyncio.to_thread(http, base, "/metrics")
         assert "node_memory_MemTotal_bytes" in text
-        assert "hostagent_config_last_reload_successful 1.0" in text
+        assert "hostagent_config_last_reload_successful 1\n" in text
 
         # A valid change over POST: memory off, cpu faster; the listener stays.
         path.write_text("web: {listen_address: '127.0.0.1:0', enable_lifecycle: true}\n"
@@ -210,7 +210,7 @@ async def test_reload_applies_valid_and_rejects_invalid_config(
         assert status == 400 and text == "collectors.cpu.interval: must be greater than 0\n"
         await asyncio.sleep(0.1)
         status, text = await asyncio.to_thread(http, base, "/metrics")
-        assert "hostagent_config_last_reload_successful 0.0" in text
+        assert "hostagent_config_last_reload_successful 0\n" in text
         assert agent.config.collectors.cpu.interval == 2
 
         # The same through SIGHUP.
@@ -221,7 +221,7 @@ async def test_reload_applies_valid_and_rejects_invalid_config(
         os.kill(os.getpid(), signal.SIGHUP)
         await asyncio.sleep(0.3)
         status, text = await asyncio.to_thread(http, base, "/metrics")
-        assert "hostagent_config_last_reload_successful 1.0" in text
+        assert "hostagent_config_last_reload_successful 1\n" in text
         assert "node_memory_MemTotal_bytes" in text, "memory collector is back"
         # The listen address needs a restart: kept, not half-applied.
         assert agent.config.web.listen_address == "127.0.0.1:0"

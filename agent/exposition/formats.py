@@ -1,12 +1,14 @@
-"""Exposition formats, their encoders (prometheus_client's) and which ones clients use."""
+"""Exposition formats, their encoders (the text format as node_exporter's Go client writes it,
+OpenMetrics by prometheus_client) and which ones clients use."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from prometheus_client.exposition import generate_latest as generate_text
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from agent.exposition.text import encode_text
 
 TEXT = "text"
 OPENMETRICS = "openmetrics"
@@ -29,9 +31,9 @@ class FamilySource:
 
 def encode(families: Iterable[Metric], fmt: str) -> bytes:
     """Families in one format; OpenMetrics without its # EOF line, so bodies concatenate."""
-    source = FamilySource(families)
     if fmt == TEXT:
-        return bytes(generate_text(source))
+        return encode_text(families)
+    source = FamilySource(families)
     body: bytes = generate_openmetrics(source)  # type: ignore[no-untyped-call]
     return body.removesuffix(OPENMETRICS_EOF)
 

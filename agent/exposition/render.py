@@ -29,6 +29,7 @@ from agent.exposition.formats import CONTENT_TYPES, OPENMETRICS, OPENMETRICS_EOF
 from agent.exposition.registry import Registry, Snapshot, TargetSnapshot
 from agent.exposition.selfmetrics import RuntimeFamilies, collector_families
 from agent.exposition.status import CollectorStatus
+from agent.exposition.text import header_name
 
 log = logging.getLogger("hostagent.render")
 
@@ -139,16 +140,18 @@ def render(
     # The agent's own families report what the check dropped: same names, so same outcome.
     policy.replace(plan, OWN, collector_families(statuses, plan.dropped, aliased))
     encoded = cache.encode(plan, formats)
-    order = [*local, *(TARGET_PREFIX + name for name in remote), OWN]
+    # Families in name order across every source, as node_exporter's registry writes them.
+    heads = {key: set(names) for key, names in plan.headed.items()}
+    headed = sorted((header_name(family), key, family.name)
+                    for key, families in plan.exposed.items() for family in families
+                    if family.name in heads[key])
     bodies = {}
     for fmt in formats:
         parts: list[bytes | memoryview] = []
-        for key in order:
-            mine = encoded[key]
-            for name in plan.headed[key]:
-                parts.append(mine[name][fmt].whole)
-                for other in plan.joined.get((key, name), ()):
-                    parts.append(encoded[other][name][fmt].samples)
+        for _, key, name in headed:
+            parts.append(encoded[key][name][fmt].whole)
+            for other in plan.joined.get((key, name), ()):
+                parts.append(encoded[other][name][fmt].samples)
         if fmt == OPENMETRICS:
             parts.append(OPENMETRICS_EOF)
         plain = b"".join(parts)
