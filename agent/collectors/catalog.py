@@ -364,6 +364,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="interrupt counts per CPU from /proc/interrupts"),
     Declaration("ipvs", "agent.collectors.ipvs", IpvsSettings,
                 help="IPVS connection statistics from /proc/net/ip_vs*"),
+    Declaration("kernel_hung", "agent.collectors.kernel_hung", default=False,
+                help="hung tasks the kernel detected (/proc/sys/kernel/hung_task_detect_count)"),
     Declaration("ksmd", "agent.collectors.ksmd", default=False,
                 help="kernel samepage merging statistics from /sys/kernel/mm/ksm"),
     Declaration("lnstat", "agent.collectors.lnstat", default=False,
