@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric, UnknownMetricFamily
+from prometheus_client.samples import Sample
 
 from agent.collectors.common import go_order, list_dir
 
@@ -160,15 +161,17 @@ class ZfsCollector:
 
         def add(name: str, help_text: str, labels: list[str], values: list[str],
                 value: float, gauge: bool = False) -> None:
-            if not _METRIC_NAME.match(name) or (name, tuple(values)) in seen:
-                return
-            seen.add((name, tuple(values)))
             family = families.get(name)
             if family is None:
+                if not _METRIC_NAME.match(name):
+                    return
                 family = (GaugeMetricFamily(name, help_text, labels=labels) if gauge
                           else UnknownMetricFamily(name, help_text, labels=labels))
                 families[name] = family
-            family.add_metric(values, value)
+            elif not labels or (name, tuple(values)) in seen:
+                return  # a repeated series: the first one counts, as node_exporter
+            seen.add((name, tuple(values)))
+            family.samples.append(Sample(name, dict(zip(labels, values, strict=True)), value))
 
         for subsystem, filename in SUBSYSTEMS.items():
             text = _read(self._base / filename)
