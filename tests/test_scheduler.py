@@ -249,3 +249,54 @@ async def test_apply_keeps_a_stuck_call_and_closes_replaced_collectors(
     replacement = Closable()
     scheduler.apply([Job("fs", replacement, 1, 0.05)])
     assert again.closed and not replacement.closed
+
+
+class CountingPool(DaemonThreadPool):
+    """Counts hand-offs to worker threads."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers, "counting")
+        self.submits = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        self.submits += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_collectors_due_on_one_tick_are_one_hand_off_and_one_wake_up() -> None:
+    counting = CountingPool(4)
+    threads: dict[str, str] = {}
+    fakes = {name: Fake(lambda n=name: threads.__setitem__(n, threading.current_thread().name),
+                        name) for name in ("a", "b", "c", "d", "e")}
+    scheduler, registry = make(counting, *(Job(n, f, 1, 1) for n, f in fakes.items()))
+    loop = asyncio.get_running_loop()
+    wake_ups = []
+    original = loop.call_soon_threadsafe
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        wake_ups.append(args)
+        return original(*args, **kwargs)
+
+    loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+    try:
+        await scheduler.run_all_once()
+    finally:
+        del loop.call_soon_threadsafe
+    assert set(registry.snapshots) == set(fakes)
+    assert counting.submits == 1, "one hand-off for the whole tick"
+    assert len(set(threads.values())) == 1
+    assert len(wake_ups) == 1, "one loop wake-up when the batch is done"
+    counting.shutdown(wait=False)
+
+
+async def test_a_slow_collector_does_not_hold_back_its_batch(pool: DaemonThreadPool) -> None:
+    """Its batch-mates move to another worker and finish while it still runs."""
+    release = threading.Event()
+    slow, others = Fake(lambda: release.wait(30), "slow"), [Fake(metric=f"m{i}") for i in range(3)]
+    scheduler, registry = make(pool, Job("slow", slow, 1, 0.4),
+                               *(Job(f"o{i}", f, 1, 1) for i, f in enumerate(others)))
+    await scheduler.run_all_once()
+    assert all(f.calls == 1 for f in others) and {"o0", "o1", "o2"} <= set(registry.snapshots)
+    assert status(scheduler, "slow").timeouts == 1
+    assert all(status(scheduler, f"o{i}").timeouts == 0 for i in range(3))
+    release.set()

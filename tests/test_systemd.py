@@ -159,7 +159,7 @@ async def test_dead_scheduler_stops_the_pings(listener: NotifyListener, tmp_path
     await asyncio.sleep(0.5)
     assert agent.scheduler.alive()
     for running in asyncio.all_tasks():
-        if running.get_name() == "collector:cpu":
+        if running.get_name().startswith("collectors:every"):
             running.cancel()
     await asyncio.sleep(0.1)
     killed_at = time.monotonic()
