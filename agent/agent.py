@@ -111,7 +111,8 @@ class Agent:
         # finds its bytes instead of piling up behind a first render.
         self.demand = Demand([OPENMETRICS])
         self.scheduler = Scheduler(self._jobs.values(), self.registry, self._pool,
-                                   config.scheduler.jitter)
+                                   config.scheduler.jitter,
+                                   on_late=self.probes.loop_lag.observe)
         self.renderer = Renderer(self.registry, self.scheduler.statuses, self._render_pool,
                                  self.demand, not config.web.disable_exporter_metrics,
                                  NODE_EXPORTER_NAMES)

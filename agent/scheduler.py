@@ -145,8 +145,10 @@ class _Batch:
 class Scheduler:
     def __init__(
         self, jobs: Iterable[Job], registry: Registry, executor: Executor, jitter: float = 0.1,
+        on_late: Callable[[float], None] | None = None,
     ) -> None:
         self._registry = registry
+        self._on_late = on_late  # how late each tick's timer fired: loop responsiveness
         self._executor = executor
         self.jitter = jitter
         self._states = {job.name: _State(job) for job in jobs}
@@ -252,7 +254,11 @@ class Scheduler:
             # Fixed-rate schedule; after a stall, skip the missed ticks instead of bursting.
             tick = max(tick + 1, int((loop.time() - origin) / interval) + 1)
             due = origin + tick * interval + self._jitter_for(interval, tick)
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            delay = max(0.0, due - loop.time())
+            fire_at = time.monotonic() + delay
+            await asyncio.sleep(delay)
+            if self._on_late is not None:
+                self._on_late(time.monotonic() - fire_at)
 
     async def run_batch(self, states: list[_State]) -> None:
         """One tick of these collectors: those not in flight run as one batch; returns when

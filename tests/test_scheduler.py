@@ -300,3 +300,16 @@ async def test_a_slow_collector_does_not_hold_back_its_batch(pool: DaemonThreadP
     assert status(scheduler, "slow").timeouts == 1
     assert all(status(scheduler, f"o{i}").timeouts == 0 for i in range(3))
     release.set()
+
+
+async def test_each_tick_reports_how_late_its_timer_fired(pool: DaemonThreadPool) -> None:
+    """The loop-lag histogram is fed by the ticks the agent makes anyway."""
+    late: list[float] = []
+    scheduler = Scheduler([Job("ok", Fake(), 0.05, 0.05)], Registry(), pool, jitter=0,
+                          on_late=late.append)
+    scheduler.start()
+    await asyncio.sleep(0.12)
+    time.sleep(0.2)  # blocks the loop across at least one due tick
+    await asyncio.sleep(0.12)
+    await scheduler.stop()
+    assert late and max(late) >= 0.1, late

@@ -58,15 +58,17 @@ class Histogram:
 
 
 class LoopLagProbe:
-    """A timer that records how late it fires; a blocked loop fires it late. One plain
-    call_later callback per period (no task, no coroutine): on an idle agent each wake-up of
-    the loop costs more than the work it does, so the period is a second. A block longer than
-    the period always shows; a shorter one when it covers a due time. It also notes the number
-    of tasks (which only the loop may look at) every TASKS_EVERY ticks."""
+    """Records how late timers fire; a blocked loop fires them late. Its own timer is one
+    plain call_later callback every period (no task, no coroutine); the collectors' ticks
+    report their own lateness through observe(), so a loop that has work to do is measured
+    at every tick for free. On an idle agent each wake-up of the loop costs more than the
+    work it does, hence a long period: a block longer than it always shows, a shorter one
+    when it covers a due time. It also notes the number of tasks (which only the loop may
+    look at) every TASKS_EVERY ticks."""
 
-    TASKS_EVERY = 15
+    TASKS_EVERY = 3
 
-    def __init__(self, period: float = 1.0) -> None:
+    def __init__(self, period: float = 5.0) -> None:
         self.period = period
         self.lag = Histogram(LAG_BUCKETS)
         self.tasks: int | None = None
@@ -93,6 +95,10 @@ class LoopLagProbe:
             await asyncio.get_running_loop().create_future()
         finally:
             self.stop()
+
+    def observe(self, late: float) -> None:
+        """A timer that fired `late` seconds after it was due (any thread may call it)."""
+        self.lag.observe(max(0.0, late))
 
     def _count_tasks(self) -> None:
         self.tasks = len(asyncio.all_tasks())
@@ -150,7 +156,7 @@ class RuntimeCollector:
         probes = self._probes
         lag = HistogramMetricFamily(
             "hostagent_event_loop_lag_seconds",
-            "How late a periodic timer on the event loop fired (loop responsiveness).")
+            "How late timers on the event loop fired (loop responsiveness).")
         lag.add_metric([], *probes.loop_lag.lag.buckets())
         pauses = HistogramMetricFamily(
             "hostagent_gc_pause_seconds", "Duration of garbage collections.",
