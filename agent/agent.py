@@ -16,7 +16,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from agent import __version__, security
 from agent.collectors.base import Collector
 from agent.collectors.catalog import BY_NAME, Context
-from agent.collectors.runtime import RuntimeProbes
+from agent.collectors.runtime import RuntimeProbes, grid_delay
 from agent.config import Config, ConfigError, ConfigSource, parse_listen_address
 from agent.exposition.encoding import labelled
 from agent.exposition.formats import OPENMETRICS, Demand
@@ -350,8 +350,9 @@ class Agent:
             await asyncio.sleep(0.02)
         last = self._status_line()
         self.notifier.ready(last)
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(grid_delay(loop.time(), 5.0))  # with the loop-lag probe's timer
             if (line := self._status_line()) != last:
                 self.notifier.status(line)
                 last = line

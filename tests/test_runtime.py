@@ -22,6 +22,7 @@ from agent.collectors.runtime import (
     LoopLagProbe,
     RuntimeCollector,
     RuntimeProbes,
+    grid_delay,
 )
 from agent.config import Config
 from agent.pool import DaemonThreadPool
@@ -212,3 +213,16 @@ def test_an_idle_agent_wakes_its_loop_about_once_a_second() -> None:
         waits = runner.run(scenario())
     # 4 s at 1 Hz, the 5 s status check and the sleep above: 6 at most; 4 Hz would be 16+.
     assert waits <= 7, waits
+
+
+async def test_the_probe_timer_is_due_on_the_shared_grid() -> None:
+    """Due on multiples of its period, as the status line's timer, so they share wake-ups."""
+    assert grid_delay(10.0, 5.0) == 5.0 and abs(grid_delay(13.5, 5.0) - 1.5) < 1e-9
+    probe = LoopLagProbe(period=5.0)
+    probe.start()
+    try:
+        assert probe._handle is not None
+        when = probe._handle.when()
+        assert abs(when / 5.0 - round(when / 5.0)) < 1e-6, when
+    finally:
+        probe.stop()

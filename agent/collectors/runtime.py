@@ -57,6 +57,11 @@ class Histogram:
         return cumulative, total
 
 
+def grid_delay(now: float, period: float) -> float:
+    """Seconds from now to the next multiple of period (a full period if now is on one)."""
+    return period - now % period if now % period > 1e-3 else period
+
+
 class LoopLagProbe:
     """Records how late timers fire; a blocked loop fires them late. Its own timer is one
     plain call_later callback every period (no task, no coroutine); the collectors' ticks
@@ -104,8 +109,12 @@ class LoopLagProbe:
         self.tasks = len(asyncio.all_tasks())
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._due = time.perf_counter() + self.period
-        self._handle = loop.call_later(self.period, self._tick, loop)
+        # Due on a grid of the loop's clock, as the agent's other periodic timers, so that
+        # they share wake-ups instead of each waking the loop on its own phase.
+        now = loop.time()
+        delay = grid_delay(now, self.period)
+        self._due = time.perf_counter() + delay
+        self._handle = loop.call_at(now + delay, self._tick, loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self.lag.observe(max(0.0, time.perf_counter() - self._due))
