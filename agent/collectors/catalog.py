@@ -144,6 +144,13 @@ class HwmonSettings(CollectorSettings):
                                    "sensor_exclude")(check_regex)
 
 
+class PcideviceSettings(CollectorSettings):
+    idsfile: str = Field("", description="path to pci.ids file to use for PCI device "
+                         "identification")
+    names: bool = Field(False, description="enable PCI device name resolution (requires "
+                        "pci.ids file)")
+
+
 class PowerSupplyClassSettings(CollectorSettings):
     ignored_supplies: str = Field(
         "^$", description="regex of power supplies to ignore",
@@ -389,6 +396,9 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("nvme", "agent.collectors.nvme",
                 help="NVMe controllers and namespaces from /sys/class/nvme"),
     Declaration("os", "agent.collectors.system:create_os", help="os-release information"),
+    Declaration("pcidevice", "agent.collectors.pcidevice", PcideviceSettings, default=False,
+                help="PCI devices, their PCIe links, power state, SR-IOV and NUMA node from "
+                     "/sys/bus/pci/devices"),
     Declaration("powersupplyclass", "agent.collectors.powersupplyclass",
                 PowerSupplyClassSettings,
                 help="power supplies and batteries from /sys/class/power_supply"),
