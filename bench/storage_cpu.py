@@ -40,10 +40,10 @@ FIXTURES = ROOT / "tests" / "fixtures"
 COLLECTORS = ["bcache", "btrfs", "diskstats", "mdadm", "nfs", "nfsd", "xfs", "zfs"]
 
 
-def fixture_host(into: Path) -> tuple[Path, Path, Path]:
+def fixture_host(into: Path, collectors: list[str] = COLLECTORS) -> tuple[Path, Path, Path]:
     """proc, sys and udev trees merged from the collectors' fixtures."""
     proc, sys_, udev = into / "proc", into / "sys", into / "udev"
-    for name in COLLECTORS:
+    for name in collectors:
         for part, target in (("proc", proc), ("sys", sys_), ("udev", udev)):
             source = FIXTURES / name / part
             if source.is_dir():
@@ -53,14 +53,14 @@ def fixture_host(into: Path) -> tuple[Path, Path, Path]:
     return proc, sys_, udev
 
 
-def hostagent_cycle_cpu(proc: Path, sys_: Path, udev: Path,
-                        cycles: int) -> tuple[float, float, int]:
+def hostagent_cycle_cpu(proc: Path, sys_: Path, udev: Path, cycles: int,
+                        names: list[str] = COLLECTORS) -> tuple[float, float, int]:
     """(CPU per cycle as the agent pays it: collect, snapshot, one render whose cache reuses
     the encodings of unchanged families; CPU per cycle with every family encoded afresh, as
     when every value changed; exposition lines)."""
     config = Config.model_validate(
         {"paths": {"procfs": proc, "sysfs": sys_, "rootfs": "/", "udev_data": udev}})
-    collectors = {name: build_collector(name, config) for name in COLLECTORS}
+    collectors = {name: build_collector(name, config) for name in names}
     runtime = RuntimeFamilies()
     cache = Cache()
     expo = None
@@ -80,12 +80,12 @@ def hostagent_cycle_cpu(proc: Path, sys_: Path, udev: Path,
     return cached, fresh, expo.bodies[OPENMETRICS].plain.count(b"\n")
 
 
-def node_exporter_scrape_cpu(proc: Path, sys_: Path, udev: Path,
-                             cycles: int) -> tuple[float, int]:
+def node_exporter_scrape_cpu(proc: Path, sys_: Path, udev: Path, cycles: int,
+                             names: list[str] = COLLECTORS) -> tuple[float, int]:
     port = free_port()
     node = start(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}",
                   f"--path.procfs={proc}", f"--path.sysfs={sys_}", f"--path.udev.data={udev}",
-                  "--collector.disable-defaults", *(f"--collector.{c}" for c in COLLECTORS)])
+                  "--collector.disable-defaults", *(f"--collector.{c}" for c in names)])
     try:
         wait_http(port, "/metrics")
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

@@ -167,6 +167,8 @@ HW_COUNTERS = (
     ("rx_write_requests", "rx_write_requests",
      "The number of received WRITE requests for the associated QPs."),
 )
+COUNTER_INFO = {file: (name, help_text)
+                for file, name, help_text in (*COUNTERS, *COUNTERS_EXT, *HW_COUNTERS)}
 PER_LANE = frozenset(("port_rcv_data", "port_xmit_data", "port_rcv_data_64", "port_xmit_data_64"))
 LIFESPAN_HELP = ("The maximum period in ms which defines the aging of the counter reads. Two "
                  "consecutive reads within this period might return the same values.")
@@ -334,10 +336,17 @@ def infiniband_families(devices: list[Device]) -> list[Metric]:
                              "Maximum signal transfer rate", labels=labels)
     lifespan = GaugeMetricFamily("node_infiniband_lifespan_seconds", LIFESPAN_HELP,
                                  labels=labels)
-    counters = {file: CounterMetricFamily(f"node_infiniband_{name}", help_text, labels=labels)
-                for file, name, help_text in (*COUNTERS, *COUNTERS_EXT)}
-    hw = {file: CounterMetricFamily(f"node_infiniband_{name}", help_text, labels=labels)
-          for file, name, help_text in HW_COUNTERS}
+    # Families built on first sample: most ports have a few of the ~60 counters.
+    counters: dict[str, CounterMetricFamily] = {}
+
+    def counter(file: str) -> CounterMetricFamily:
+        family = counters.get(file)
+        if family is None:
+            name, help_text = COUNTER_INFO[file]
+            family = counters[file] = CounterMetricFamily(f"node_infiniband_{name}", help_text,
+                                                          labels=labels)
+        return family
+
     for device in devices:
         info.add_metric([device.name, device.board_id, device.firmware_version,
                          device.hca_type], 1.0)
@@ -347,13 +356,13 @@ def infiniband_families(devices: list[Device]) -> list[Metric]:
             phys.add_metric(values, float(port.phys_state_id))
             rate.add_metric(values, float(port.rate))
             for file, value in port.counters.items():
-                counters[file].add_metric(values, float(value))
+                counter(file).add_metric(values, float(value))
             for file, value in port.hw_counters.items():
                 if file == "lifespan":
                     lifespan.add_metric(values, float(value // 1000))  # ms, in whole seconds
                 else:
-                    hw[file].add_metric(values, float(value))
-    return go_order((info, state, phys, rate, lifespan, *counters.values(), *hw.values()))
+                    counter(file).add_metric(values, float(value))
+    return go_order((info, state, phys, rate, lifespan, *counters.values()))
 
 
 class InfinibandCollector:
