@@ -243,6 +243,8 @@ class ProcessGroupsSettings(CollectorSettings):
                            "its nearest grouped ancestor (process-exporter's -children)")
     smaps: bool = Field(True, description="read smaps_rollup for the proportional memory "
                         "types (process-exporter's -gather-smaps)")
+    threads: bool = Field(True, description="per thread name series and wait channels of "
+                          "multi-threaded processes (process-exporter's -threads)")
     services: bool = Field(True, description="CPU, memory, I/O, OOM kills, tasks and pressure "
                            "per systemd service, from its cgroup")
     top_n: int = Field(10, ge=0, le=100, description="how many top CPU and top memory "

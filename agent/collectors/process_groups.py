@@ -21,12 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    Metric,
-    UnknownMetricFamily,
-)
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.collectors.process_matching import (
     Matcher,
@@ -109,6 +104,19 @@ def parse_smaps_rollup(text: str) -> tuple[float, float]:
     return kib("Pss"), kib("SwapPss")
 
 
+THREAD_COUNTERS = ("cpu_user", "cpu_system", "read_bytes", "write_bytes", "major_faults",
+                   "minor_faults", "ctx_voluntary", "ctx_nonvoluntary")
+
+
+@dataclass(slots=True)
+class ThreadSample:
+    tid: int
+    name: str
+    counters: dict[str, float]
+    wchan: str  # "" while running
+    state: str
+
+
 @dataclass
 class Sample:
     """One process in one cycle: its gauges and cumulative counters."""
@@ -121,12 +129,23 @@ class Sample:
     proportional_swap: float = 0.0
     open_fds: int = -1
     fd_limit: float | None = None
+    threads: list[ThreadSample] = field(default_factory=list)  # only when more than one
+    wchans: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ThreadGroup:
+    """The threads of one group that share a name."""
+
+    count: int = 0
+    counters: dict[str, float] = field(default_factory=lambda: dict.fromkeys(THREAD_COUNTERS,
+                                                                               0.0))
 
 
 @dataclass
 class Group:
     procs: int = 0
-    threads: int = 0
+    num_threads: int = 0
     resident: float = 0.0
     virtual: float = 0.0
     swapped: float = 0.0
@@ -137,6 +156,8 @@ class Group:
     oldest_start: float | None = None
     states: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATE_NAMES, 0))
     counters: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0.0))
+    wchans: dict[str, int] = field(default_factory=dict)
+    threads: dict[str, ThreadGroup] = field(default_factory=dict)  # by thread name
 
 
 class ProcReader:
@@ -183,15 +204,26 @@ class ProcReader:
                                start_time=boot_time + stat.start_ticks / self.ticks)
 
     def details(self, pid: int, stat: Stat, status: dict[str, str], start_time: float,
-                smaps: bool) -> Sample:
+                smaps: bool, threads: bool) -> Sample:
         """Everything a grouped process reports; unreadable parts count as partial errors."""
         counters = {"cpu_user": stat.cpu_user, "cpu_system": stat.cpu_system,
                     "major_faults": stat.major_faults, "minor_faults": stat.minor_faults,
                     "read_bytes": 0.0, "write_bytes": 0.0, "ctx_voluntary": 0.0,
                     "ctx_nonvoluntary": 0.0}
         sample = Sample(start_time, stat, counters)
-        voluntary, nonvoluntary = self._context_switches(pid, stat, status)
-        counters["ctx_voluntary"], counters["ctx_nonvoluntary"] = voluntary, nonvoluntary
+        if threads and stat.threads > 1:
+            sample.threads = self.threads(pid)
+        # As process-exporter: a multi-threaded process's context switches are its threads'
+        # sum; its wait channels (and states, in _add) are its own and each thread's.
+        if sample.threads:
+            for key in ("ctx_voluntary", "ctx_nonvoluntary"):
+                counters[key] = sum(t.counters[key] for t in sample.threads)
+        else:
+            counters["ctx_voluntary"] = float(status.get("voluntary_ctxt_switches", 0))
+            counters["ctx_nonvoluntary"] = float(status.get("nonvoluntary_ctxt_switches", 0))
+        for wchan in [self._wchan(f"{pid}/wchan"), *(t.wchan for t in sample.threads)]:
+            if wchan:
+                sample.wchans[wchan] = sample.wchans.get(wchan, 0) + 1
         sample.swapped = float(status.get("VmSwap", "0 kB").split()[0]) * 1024
         try:
             counters["read_bytes"], counters["write_bytes"] = parse_io(self.read(pid, "io"))
@@ -208,25 +240,42 @@ class ProcReader:
                     self.read(pid, "smaps_rollup"))
         return sample
 
-    def _context_switches(self, pid: int, stat: Stat,
-                          status: dict[str, str]) -> tuple[float, float]:
-        """Summed over the process's threads, as process-exporter does."""
-        if stat.threads <= 1:
-            return (float(status.get("voluntary_ctxt_switches", 0)),
-                    float(status.get("nonvoluntary_ctxt_switches", 0)))
-        voluntary = nonvoluntary = 0.0
+    def _wchan(self, relative: str) -> str:
+        """The kernel function a task sleeps in; "" while it runs ("0") or when unreadable."""
         try:
-            tasks = os.listdir(self.procfs / str(pid) / "task")
+            with open(self.procfs / relative, "rb") as handle:
+                name = handle.read().decode(errors="replace").strip()
         except OSError:
-            tasks = []
-        for tid in tasks:
+            return ""
+        return "" if name == "0" else name
+
+    def threads(self, pid: int) -> list[ThreadSample]:
+        """Each thread's name, counters and wait channel, from /proc/PID/task/TID."""
+        try:
+            tids = os.listdir(self.procfs / str(pid) / "task")
+        except OSError:
+            self.partial_errors += 1
+            return []
+        out = []
+        for tid in tids:
+            base = f"{pid}/task/{tid}"
             try:
-                values = parse_status(self.read(pid, f"task/{tid}/status"))
-            except OSError:
-                continue
-            voluntary += float(values.get("voluntary_ctxt_switches", 0))
-            nonvoluntary += float(values.get("nonvoluntary_ctxt_switches", 0))
-        return voluntary, nonvoluntary
+                stat = parse_stat(self.read(pid, f"task/{tid}/stat"), self.ticks,
+                                  self.page_size)
+                status = parse_status(self.read(pid, f"task/{tid}/status"))
+            except (OSError, ValueError, IndexError):
+                continue  # the thread ended meanwhile
+            counters = {"cpu_user": stat.cpu_user, "cpu_system": stat.cpu_system,
+                        "major_faults": stat.major_faults, "minor_faults": stat.minor_faults,
+                        "ctx_voluntary": float(status.get("voluntary_ctxt_switches", 0)),
+                        "ctx_nonvoluntary": float(status.get("nonvoluntary_ctxt_switches", 0)),
+                        "read_bytes": 0.0, "write_bytes": 0.0}
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                counters["read_bytes"], counters["write_bytes"] = parse_io(
+                    self.read(pid, f"task/{tid}/io"))
+            out.append(ThreadSample(int(tid), stat.comm, counters, self._wchan(f"{base}/wchan"),
+                                    stat.state))
+        return out
 
 
 @dataclass(slots=True)
@@ -235,13 +284,15 @@ class Tracked:
     ppid: int
     start_time: float
     last: dict[str, float] = field(default_factory=dict)
+    thread_last: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 class ProcessGroupsCollector:
     def __init__(self, procfs: Path, sysfs: Path, matchers: Sequence[Matcher],
                  children: bool = True, smaps: bool = True, top_n: int = 10,
-                 services: bool = True) -> None:
+                 services: bool = True, threads: bool = True) -> None:
         self._reader = ProcReader(procfs)
+        self._threads = threads
         self._matchers = tuple(matchers)
         self._children = children
         self._smaps = smaps
@@ -249,6 +300,8 @@ class ProcessGroupsCollector:
         self._services = ServiceAccounting(sysfs) if services else None
         self._tracked: dict[tuple[int, int], Tracked] = {}  # (pid, start ticks) -> state
         self._accum: dict[str, dict[str, float]] = {}  # group -> counters never decreasing
+        # group -> thread name -> counters, kept while that thread name is seen
+        self._thread_accum: dict[str, dict[str, dict[str, float]]] = {}
         self._cpu_before: dict[tuple[int, int], float] = {}
         self._procread_errors = 0
 
@@ -301,7 +354,8 @@ class ProcessGroupsCollector:
             pid, stat = key[0], seen[key]
             try:
                 status = parse_status(self._reader.read(pid, "status"))
-                sample = self._reader.details(pid, stat, status, state.start_time, self._smaps)
+                sample = self._reader.details(pid, stat, status, state.start_time, self._smaps,
+                                              self._threads)
             except OSError:
                 continue
             group = groups.setdefault(state.group, Group())
@@ -311,6 +365,15 @@ class ProcessGroupsCollector:
             for counter, value in counters.items():
                 group.counters[counter] += value
         self._accum = {name: dict(group.counters) for name, group in groups.items()}
+        # Thread names keep their counts only while some thread of that name is seen, as in
+        # process-exporter.
+        for name, group in groups.items():
+            history = self._thread_accum.get(name, {})
+            for thread_name, thread_group in group.threads.items():
+                for counter, value in history.get(thread_name, {}).items():
+                    thread_group.counters[counter] += value
+        self._thread_accum = {name: {t: dict(g.counters) for t, g in group.threads.items()}
+                              for name, group in groups.items() if group.threads}
         return groups
 
     def _adopt(self, new: list[tuple[int, int]], seen: dict[tuple[int, int], Stat]) -> None:
@@ -335,7 +398,7 @@ class ProcessGroupsCollector:
     def _add(group: Group, sample: Sample, state: Tracked, first: bool) -> None:
         stat = sample.stat
         group.procs += 1
-        group.threads += stat.threads
+        group.num_threads += stat.threads
         group.resident += stat.resident
         group.virtual += stat.virtual
         group.swapped += sample.swapped
@@ -345,15 +408,29 @@ class ProcessGroupsCollector:
             group.open_fds += sample.open_fds
             if sample.fd_limit:
                 group.worst_fd_ratio = max(group.worst_fd_ratio, sample.open_fds / sample.fd_limit)
-        group.states[STATES.get(stat.state, "Other")] += 1
+        for state_letter in [stat.state, *(thread.state for thread in sample.threads)]:
+            group.states[STATES.get(state_letter, "Other")] += 1
         start = sample.start_time
         group.oldest_start = start if group.oldest_start is None else min(group.oldest_start,
                                                                            start)
+        for wchan, count in sample.wchans.items():
+            group.wchans[wchan] = group.wchans.get(wchan, 0) + count
         # Only what was used since the process was first seen counts, as in process-exporter.
         for counter, value in sample.counters.items():
             if not first:
                 group.counters[counter] += max(0.0, value - state.last.get(counter, value))
         state.last = dict(sample.counters)
+        # The same for each thread, from when that thread was first seen.
+        seen_threads = {}
+        for thread in sample.threads:
+            thread_group = group.threads.setdefault(thread.name, ThreadGroup())
+            thread_group.count += 1
+            before = state.thread_last.get(thread.tid)
+            if before is not None:
+                for counter, value in thread.counters.items():
+                    thread_group.counters[counter] += max(0.0, value - before[counter])
+            seen_threads[thread.tid] = thread.counters
+        state.thread_last = seen_threads
 
     def _group_families(self, groups: dict[str, Group]) -> list[Metric]:
         p = "namedprocess_namegroup_"
@@ -402,7 +479,7 @@ class ProcessGroupsCollector:
                 memory.add_metric([name, memtype], value)
             minor.add_metric([name], c["minor_faults"])
             procs.add_metric([name], g.procs)
-            threads.add_metric([name], g.threads)
+            threads.add_metric([name], g.num_threads)
             oldest.add_metric([name], GO_ZERO_TIME if g.oldest_start is None
                               else float(int(g.oldest_start)))
             fds.add_metric([name], g.open_fds)
@@ -411,21 +488,57 @@ class ProcessGroupsCollector:
                 states.add_metric([name, state], g.states[state])
             worst.add_metric([name], g.worst_fd_ratio)
             write.add_metric([name], c["write_bytes"])
-        # process-exporter declares these counters without the _total suffix: untyped keeps
-        # their names.
-        errors = [UnknownMetricFamily(
-            "namedprocess_scrape_errors",
-            "general scrape errors: no proc metrics collected during a cycle", value=0),
-            UnknownMetricFamily(
-            "namedprocess_scrape_partial_errors",
-            "incremented each time a tracked proc's metrics collection fails partially, "
-            "e.g. unreadable I/O stats", value=self._reader.partial_errors),
-            UnknownMetricFamily(
-            "namedprocess_scrape_procread_errors",
-            "incremented each time a proc's metrics collection fails",
-            value=self._procread_errors)]
+        errors = [
+            bare_counter("namedprocess_scrape_errors",
+                         "general scrape errors: no proc metrics collected during a cycle", 0),
+            bare_counter("namedprocess_scrape_partial_errors",
+                         "incremented each time a tracked proc's metrics collection fails "
+                         "partially, e.g. unreadable I/O stats", self._reader.partial_errors),
+            bare_counter("namedprocess_scrape_procread_errors",
+                         "incremented each time a proc's metrics collection fails",
+                         self._procread_errors)]
         return [ctx, cpu, major, memory, minor, procs, threads, oldest, fds, read, states, worst,
-                write, *errors]
+                write, *self._thread_families(groups), *errors]
+
+    @staticmethod
+    def _thread_families(groups: dict[str, Group]) -> list[Metric]:
+        """Per group and thread name (process-exporter's -threads), and wait channels."""
+        p = "namedprocess_namegroup_"
+        named = ["groupname", "threadname"]
+        wchans = GaugeMetricFamily(p + "threads_wchan",
+                                   "Number of threads in this group waiting on each wchan",
+                                   labels=["groupname", "wchan"])
+        count = GaugeMetricFamily(p + "thread_count",
+                                  "Number of threads in this group with same threadname",
+                                  labels=named)
+        cpu = CounterMetricFamily(p + "thread_cpu_seconds_total",
+                                  "Cpu user/system usage in seconds",
+                                  labels=["groupname", "threadname", "mode"])
+        io = CounterMetricFamily(p + "thread_io_bytes_total",
+                                 "number of bytes read/written by these threads",
+                                 labels=["groupname", "threadname", "iomode"])
+        major = CounterMetricFamily(p + "thread_major_page_faults_total",
+                                    "Major page faults for these threads", labels=named)
+        minor = CounterMetricFamily(p + "thread_minor_page_faults_total",
+                                    "Minor page faults for these threads", labels=named)
+        ctx = CounterMetricFamily(p + "thread_context_switches_total",
+                                  "Context switches for these threads",
+                                  labels=["groupname", "threadname", "ctxswitchtype"])
+        for name, group in groups.items():
+            for wchan, number in group.wchans.items():
+                wchans.add_metric([name, wchan], number)
+            for thread_name, thread in group.threads.items():
+                c = thread.counters
+                count.add_metric([name, thread_name], thread.count)
+                cpu.add_metric([name, thread_name, "user"], c["cpu_user"])
+                cpu.add_metric([name, thread_name, "system"], c["cpu_system"])
+                io.add_metric([name, thread_name, "read"], c["read_bytes"])
+                io.add_metric([name, thread_name, "write"], c["write_bytes"])
+                major.add_metric([name, thread_name], c["major_faults"])
+                minor.add_metric([name, thread_name], c["minor_faults"])
+                ctx.add_metric([name, thread_name, "voluntary"], c["ctx_voluntary"])
+                ctx.add_metric([name, thread_name, "nonvoluntary"], c["ctx_nonvoluntary"])
+        return [wchans, count, cpu, io, major, minor, ctx]
 
     def _top_families(self, seen: dict[tuple[int, int], Stat]) -> list[Metric]:
         """The top_n processes by CPU used since the last cycle and by resident memory."""
@@ -465,6 +578,13 @@ def effective_uid(status: dict[str, str]) -> int:
     return int(uids[1] if len(uids) > 1 else uids[0])
 
 
+def bare_counter(name: str, help_text: str, value: float) -> Metric:
+    """A counter whose name has no _total suffix, as process-exporter declares a few."""
+    family = Metric(name, help_text, "counter")
+    family.add_sample(name, {}, value)
+    return family
+
+
 def _matchers(settings: Any) -> Iterator[Matcher]:
     if settings.config_file is not None:
         yield from load_config_file(settings.config_file)
@@ -476,4 +596,5 @@ def _matchers(settings: Any) -> Iterator[Matcher]:
 def create(context: Context, settings: Any) -> ProcessGroupsCollector:
     return ProcessGroupsCollector(context.procfs, context.sysfs, list(_matchers(settings)),
                                   children=settings.children, smaps=settings.smaps,
-                                  top_n=settings.top_n, services=settings.services)
+                                  top_n=settings.top_n, services=settings.services,
+                                  threads=settings.threads)

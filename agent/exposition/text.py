@@ -95,7 +95,9 @@ def _ordered(family: Metric) -> list[Sample]:
 def header_name(family: Metric) -> str:
     """The name a family's # HELP line carries, by which Go's client sorts families."""
     if family.type == "counter" and not family.name.endswith("_total"):
-        return family.name + "_total"
+        # A counter declared without the suffix (parsed, or process-exporter's) keeps it off.
+        bare = bool(family.samples) and all(s.name == family.name for s in family.samples)
+        return family.name if bare else family.name + "_total"
     return family.name + "_info" if family.type == "info" else family.name
 
 

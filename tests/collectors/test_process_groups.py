@@ -56,12 +56,19 @@ def write_proc(root: Path, pid: int, comm: str, cmdline: list[str], *, ppid: int
     for fd in range(fds):
         (d / "fd" / str(fd)).touch()
     (d / "smaps_rollup").write_text("Rss:  400 kB\nPss:  200 kB\nSwapPss:  4 kB\n")
+    (d / "wchan").write_text("0" if state == "R" else "do_epoll_wait")
     if threads > 1:
         for tid in range(threads):
             task = d / "task" / str(pid + tid)
             task.mkdir(parents=True)
+            name = comm if tid == 0 else f"{comm}-bg"
+            thread_fields = [*fields[:11], str(utime // threads), str(stime // threads),
+                             *fields[13:]]
+            (task / "stat").write_text(f"{pid + tid} ({name}) " + " ".join(thread_fields))
             (task / "status").write_text("voluntary_ctxt_switches:\t3\n"
                                          "nonvoluntary_ctxt_switches:\t1\n")
+            (task / "io").write_text(f"read_bytes: {tid * 100}\nwrite_bytes: 0\n")
+            (task / "wchan").write_text("0" if tid == 0 and state == "R" else "futex_wait")
 
 
 def fixture_proc(root: Path, cycle: int) -> Path:
@@ -293,13 +300,17 @@ MARK = f"hostagent-pg-{os.getpid()}"
 BURN = ("import sys, time\nend = time.monotonic() + 600\n"
         "while time.monotonic() < end: pass\n")
 HOLD = "import time\nblock = bytearray(96 * 1024 * 1024)\ntime.sleep(600)\n"
+THREADS = ("import threading, time\nfor _ in range(3):\n"
+           "    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
+           "time.sleep(600)\n")
 
 
 @pytest.fixture
 def children() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs = [subprocess.Popen([sys.executable, "-c", BURN, f"{MARK}-burner"]),
              subprocess.Popen([sys.executable, "-c", HOLD, f"{MARK}-holder"]),
-             subprocess.Popen([sys.executable, "-c", HOLD.replace("96", "1"), f"{MARK}-holder"])]
+             subprocess.Popen([sys.executable, "-c", HOLD.replace("96", "1"), f"{MARK}-holder"]),
+             subprocess.Popen([sys.executable, "-c", THREADS, f"{MARK}-threads"])]
     yield procs
     for proc in procs:
         proc.kill()
@@ -324,7 +335,7 @@ def test_live_children_land_in_their_group_and_the_top_n(
     collector = ProcessGroupsCollector(Path("/proc"), Path("/sys"),
                                        parse_process_names(live_config()), top_n=5,
                                        services=False)
-    burner, holder, _ = children
+    burner, holder, *_ = children
     state: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
 
     def settled() -> bool:
@@ -384,8 +395,6 @@ def scrape_groups(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
             if s.name.startswith("namedprocess_namegroup_")}
 
 
-# Series process-exporter derives from per-thread reads, which hostagent does not export.
-THREAD_SERIES = ("namedprocess_namegroup_thread", "namedprocess_namegroup_threads_wchan")
 DRIFT = {"namedprocess_namegroup_memory_bytes": 0.05}
 
 
@@ -399,14 +408,21 @@ def test_against_the_real_process_exporter(children: list[subprocess.Popen[bytes
                                        parse_process_names(live_config()), top_n=0,
                                        services=False)
     with process_exporter(config) as url:
-        wait_for(lambda: ("namedprocess_namegroup_num_procs", (("groupname", "live-holder"),))
-                 in scrape_groups(url))
+        def settled() -> bool:  # every child seen, the threaded one with its 4 threads
+            groups = scrape_groups(url)
+            threads = sum(v for k, v in groups.items()
+                          if k[0] == "namedprocess_namegroup_thread_count"
+                          and dict(k[1])["groupname"] == "live-threads")
+            return threads == 4 and ("namedprocess_namegroup_num_procs",
+                                     (("groupname", "live-holder"),)) in groups
+
+        wait_for(settled)
         before = scrape_groups(url)
         ours = {k: v for k, v in series(collector.collect()).items()
                 if k[0].startswith("namedprocess_namegroup_")}
         after = scrape_groups(url)
-        theirs = {k for k in before if not k[0].startswith(THREAD_SERIES)}
-        assert set(ours) == theirs
+        assert set(ours) == set(before)
+        assert any(k[0] == "namedprocess_namegroup_thread_count" for k in ours)
         for key, value in ours.items():
             if key[0].endswith("_total"):
                 continue  # both count from their own first sight
