@@ -62,3 +62,22 @@ def test_node_exporters_own_exposition_round_trips_byte_for_byte(node_exporter) 
     families = list(text_string_to_metric_families(theirs))
     assert len(families) > 40
     assert encode_text(families).decode() == theirs
+
+
+def test_a_counter_declared_without_total_keeps_its_name_in_text_and_gains_it_in_openmetrics(
+        ) -> None:
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as parse_openmetrics,
+    )
+
+    from agent.collectors.common import bare_counter
+    from agent.exposition.formats import OPENMETRICS, encode
+
+    family = bare_counter("namedprocess_scrape_errors", "Errors.", 2)
+    assert encode_text([family]).decode() == (
+        "# HELP namedprocess_scrape_errors Errors.\n"
+        "# TYPE namedprocess_scrape_errors counter\n"
+        "namedprocess_scrape_errors 2\n")
+    (parsed,) = parse_openmetrics(encode([family], OPENMETRICS).decode() + "# EOF\n")
+    assert parsed.type == "counter"
+    assert [s.name for s in parsed.samples] == ["namedprocess_scrape_errors_total"]

@@ -162,3 +162,11 @@ class Families:
             family.samples.sort(key=lambda s: tuple(v for _, v in sorted(s.labels.items())))
             out.append(family)
         return out
+
+
+def bare_counter(name: str, help_text: str, value: float) -> Metric:
+    """A counter whose name has no _total suffix, as some of node_exporter's and
+    process-exporter's are; the text format keeps its name as it is."""
+    family = Metric(name, help_text, "counter")
+    family.add_sample(name, {}, value)
+    return family

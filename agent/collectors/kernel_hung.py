@@ -1,8 +1,7 @@
 """kernel_hung: node_kernel_hung_task_detect_count from /proc/sys/kernel/hung_task_detect_count
 (kernels built with the hung task detector), as node_exporter's latest release (off by default).
 
-node_exporter types it a counter without the _total suffix; prometheus_client would rename
-such a counter, so it is exposed untyped under node_exporter's name (and help string).
+node_exporter types it a counter without the _total suffix, and so does this collector.
 """
 
 from __future__ import annotations
@@ -10,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import Metric, UnknownMetricFamily
+from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import parse_int, read_text
+from agent.collectors.common import bare_counter, parse_int, read_text
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -27,8 +26,8 @@ class KernelHungCollector:
         value = None if text is None else parse_int(text)
         if value is None or value < 0:
             return []
-        return [UnknownMetricFamily("node_kernel_hung_task_detect_count",
-                                    "Total number of interrupts serviced.", value=float(value))]
+        return [bare_counter("node_kernel_hung_task_detect_count",
+                             "Total number of interrupts serviced.", float(value))]
 
 
 def create(context: Context, settings: Any) -> KernelHungCollector:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from agent.collectors.common import bare_counter
 from agent.collectors.process_matching import (
     Matcher,
     ProcessIdentity,
@@ -576,13 +577,6 @@ class ProcessGroupsCollector:
 def effective_uid(status: dict[str, str]) -> int:
     uids = status.get("Uid", "0").split()
     return int(uids[1] if len(uids) > 1 else uids[0])
-
-
-def bare_counter(name: str, help_text: str, value: float) -> Metric:
-    """A counter whose name has no _total suffix, as process-exporter declares a few."""
-    family = Metric(name, help_text, "counter")
-    family.add_sample(name, {}, value)
-    return family
 
 
 def _matchers(settings: Any) -> Iterator[Matcher]:

@@ -33,7 +33,7 @@ def encode(families: Iterable[Metric], fmt: str) -> bytes:
     """Families in one format; OpenMetrics without its # EOF line, so bodies concatenate."""
     if fmt == TEXT:
         return encode_text(families)
-    source = FamilySource(families)
+    source = FamilySource(map(_openmetrics_counter, families))
     body: bytes = generate_openmetrics(source)  # type: ignore[no-untyped-call]
     return body.removesuffix(OPENMETRICS_EOF)
 
@@ -48,3 +48,14 @@ class Demand:
 
     def add(self, fmt: str) -> None:
         self.formats = self.formats | {fmt}
+
+
+def _openmetrics_counter(family: Metric) -> Metric:
+    """OpenMetrics requires a counter's samples to end in _total: a counter declared without
+    the suffix gets it there, as Go's OpenMetrics encoder adds it."""
+    if family.type != "counter" or all(s.name != family.name for s in family.samples):
+        return family
+    renamed = Metric(family.name, family.documentation, family.type, family.unit)
+    renamed.samples = [s._replace(name=s.name + "_total") if s.name == family.name else s
+                       for s in family.samples]
+    return renamed
