@@ -1,13 +1,20 @@
-"""arp: node_arp_entries{device}, the number of /proc/net/arp entries per device."""
+"""arp: node_arp_entries{device}, the number of IPv4 neighbour entries per device.
+
+As node_exporter's latest release, the entries come from an RTM_GETNEIGH dump over rtnetlink
+by default (IPv4 entries without NUD_NOARP, which is what /proc/net/arp lists; an index no
+longer naming an interface is skipped); --no-collector.arp.netlink reads /proc/net/arp.
+"""
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from agent.collectors import rtnetlink
 from agent.collectors.common import DeviceFilter
 
 if TYPE_CHECKING:
@@ -15,6 +22,7 @@ if TYPE_CHECKING:
 
 HEADER_FIELDS = 9  # 'IP address  HW type  Flags  HW address  Mask  Device'
 ENTRY_FIELDS = 6
+NUD_NOARP = 0x40
 
 
 def parse_arp(text: str) -> dict[str, int]:
@@ -30,14 +38,34 @@ def parse_arp(text: str) -> dict[str, int]:
     return dict(counts)
 
 
+def count_neighbours(messages: list[tuple[int, bytes]]) -> dict[int, int]:
+    """RTM_NEWNEIGH payloads -> {interface index: IPv4 entries without NUD_NOARP}."""
+    counts: Counter[int] = Counter()
+    for kind, payload in messages:
+        if kind != rtnetlink.RTM_NEWNEIGH or len(payload) < rtnetlink.NDMSG.size:
+            continue
+        family, index, state, _, _ = rtnetlink.NDMSG.unpack_from(payload)
+        if family == socket.AF_INET and not state & NUD_NOARP:
+            counts[index] += 1
+    return dict(counts)
+
+
+def netlink_arp() -> dict[str, int]:
+    request = rtnetlink.NDMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    by_index = count_neighbours(rtnetlink.dump(rtnetlink.RTM_GETNEIGH, request))
+    names = rtnetlink.link_names() if by_index else {}
+    return {names[index]: n for index, n in by_index.items() if index in names}
+
+
 class ArpCollector:
     def __init__(self, procfs: Path, device_include: str | None,
-                 device_exclude: str | None) -> None:
+                 device_exclude: str | None, netlink: bool = False) -> None:
         self._arp = procfs / "net" / "arp"
         self._filter = DeviceFilter(device_include, device_exclude)
+        self._netlink = netlink
 
     def collect(self) -> list[Metric]:
-        counts = parse_arp(self._arp.read_text())
+        counts = netlink_arp() if self._netlink else parse_arp(self._arp.read_text())
         return arp_families({d: n for d, n in counts.items() if not self._filter.ignored(d)})
 
 
@@ -49,4 +77,5 @@ def arp_families(counts: dict[str, int]) -> list[Metric]:
 
 
 def create(context: Context, settings: Any) -> ArpCollector:
-    return ArpCollector(context.procfs, settings.device_include, settings.device_exclude)
+    return ArpCollector(context.procfs, settings.device_include, settings.device_exclude,
+                        netlink=settings.netlink)

@@ -56,6 +56,11 @@ class Declaration:
 
 # --- settings of the collectors that have more than the common ones ---------------------------
 
+class ArpSettings(DeviceFilterSettings):
+    netlink: bool = Field(True, description="use netlink to gather stats instead of "
+                          "/proc/net/arp")
+
+
 class BcacheSettings(CollectorSettings):
     priority_stats: bool = Field(False, description="expose the expensive priority stats",
                                  json_schema_extra=flag("collector.bcache.priorityStats"))
@@ -184,6 +189,9 @@ class NetdevSettings(DeviceFilterSettings):
                           "netlink mode reports them (false: /proc/net/dev)")
     enable_detailed_metrics: bool = Field(False, description="every kernel counter under its "
                                           "own name instead of /proc/net/dev's folded names")
+    address_info: bool = Field(False, description="collect address-info for every device "
+                               "(node_network_address_info)")
+    label_ifalias: bool = Field(False, description="add the ifalias label")
 
 
 class NetstatSettings(FieldsSettings):
@@ -325,7 +333,7 @@ class SysctlSettings(CollectorSettings):
 # --- the declarations, in node_exporter's alphabetical order -----------------------------------
 
 DECLARATIONS: tuple[Declaration, ...] = (
-    Declaration("arp", "agent.collectors.arp", DeviceFilterSettings,
+    Declaration("arp", "agent.collectors.arp", ArpSettings,
                 help="ARP statistics from /proc/net/arp"),
     Declaration("bcache", "agent.collectors.bcache", BcacheSettings,
                 help="bcache cache sets, backing and cache devices from /sys/fs/bcache"),

@@ -1,4 +1,5 @@
-"""netclass: node_network_* device properties from /sys/class/net/<device>, as node_exporter 1.5.
+"""netclass: node_network_* device properties from /sys/class/net/<device>, as node_exporter's
+latest release.
 
 An attribute the device does not have is skipped, whether its file is missing or the kernel
 refuses to read it (speed and duplex of virtual devices fail with EINVAL, phys_port_id with
@@ -38,9 +39,11 @@ PROPERTIES: tuple[tuple[str, str, bool], ...] = (
     ("transmit_queue_length", "tx_queue_len", False),
     ("protocol_type", "type", False),
 )
-# node_network_info's labels after device, from the attribute of the same name ("" if absent).
-INFO_LABELS = ("address", "broadcast", "duplex", "operstate", "ifalias")
+# node_network_info's labels after device: attributes of the same name ("" if absent), and
+# adminstate from the IFF_UP bit of flags ("unknown" without flags).
+INFO_LABELS = ("address", "broadcast", "duplex", "operstate", "adminstate", "ifalias")
 ATTRIBUTES = frozenset({attribute for _, attribute, _ in PROPERTIES} | set(INFO_LABELS))
+IFF_UP = 0x1
 
 # Errors that mean "this device has no such attribute" (node_exporter's procfs skips the same).
 UNREADABLE = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP})
@@ -103,6 +106,13 @@ def parse_int(text: str) -> int | None:
         return None
 
 
+def admin_state(flags: str | None) -> str:
+    value = parse_int(flags) if flags is not None else None
+    if value is None:
+        return "unknown"
+    return "up" if value & IFF_UP else "down"
+
+
 class NetclassCollector:
     def __init__(self, sysfs: Path, ignored_devices: str, ignore_invalid_speed: bool) -> None:
         self._class_net = sysfs / "class" / "net"
@@ -127,7 +137,9 @@ def netclass_families(interfaces: Interfaces, ignore_invalid_speed: bool) -> lis
     }
     for device, attributes in interfaces.items():
         up.add_metric([device], 1.0 if attributes.get("operstate") == "up" else 0.0)
-        info.add_metric([device, *(attributes.get(label, "") for label in INFO_LABELS)], 1.0)
+        labels = {label: attributes.get(label, "") for label in INFO_LABELS}
+        labels["adminstate"] = admin_state(attributes.get("flags"))
+        info.add_metric([device, *labels.values()], 1.0)
         for name, attribute, _ in PROPERTIES:
             value = parse_int(attributes.get(attribute, ""))
             if value is None:

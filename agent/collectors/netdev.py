@@ -6,18 +6,22 @@ here (no netlink round trips, one small file per counter). /proc/net/dev, which 
 option switched off selects, folds several of them together (drop = rx_dropped +
 rx_missed_errors, frame = four error kinds, ...) and lacks receive_nohandler. With
 enable_detailed_metrics every counter keeps its own kernel name; without it they are folded
-into /proc/net/dev's names, as node_exporter does.
+into /proc/net/dev's names and sums, as node_exporter does. label_ifalias adds each device's
+ifalias label; address_info adds node_network_address_info from an RTM_GETADDR dump.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.common import DeviceFilter
+from agent.collectors import rtnetlink
+from agent.collectors.common import DeviceFilter, list_dir, read_text
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -41,23 +45,37 @@ NETLINK_STATS = {
     "rx_compressed": "receive_compressed", "tx_compressed": "transmit_compressed",
     "rx_nohandler": "receive_nohandler",
 }
-# Without detailed metrics: netlink name -> /proc/net/dev's name, the rest dropped.
-LEGACY = {
-    "receive_errors": "receive_errs", "transmit_errors": "transmit_errs",
-    "receive_dropped": "receive_drop", "transmit_dropped": "transmit_drop",
-    "multicast": "receive_multicast", "collisions": "transmit_colls",
-    "receive_fifo_errors": "receive_fifo", "transmit_fifo_errors": "transmit_fifo",
-    "receive_frame_errors": "receive_frame", "transmit_carrier_errors": "transmit_carrier",
+# Without detailed metrics, node_exporter folds the netlink counters into /proc/net/dev's
+# names and sums, as the kernel's dev_seq_printf_stats does: name -> (folded name, added).
+LEGACY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "receive_errors": ("receive_errs", ()),
+    "receive_dropped": ("receive_drop", ("receive_missed_errors",)),
+    "receive_fifo_errors": ("receive_fifo", ()),
+    "receive_frame_errors": ("receive_frame", ("receive_length_errors", "receive_over_errors",
+                                               "receive_crc_errors")),
+    "multicast": ("receive_multicast", ()),
+    "transmit_errors": ("transmit_errs", ()),
+    "transmit_dropped": ("transmit_drop", ()),
+    "transmit_fifo_errors": ("transmit_fifo", ()),
+    "collisions": ("transmit_colls", ()),
+    "transmit_carrier_errors": ("transmit_carrier", ("transmit_aborted_errors",
+                                                     "transmit_heartbeat_errors",
+                                                     "transmit_window_errors")),
 }
-LEGACY_DROPPED = frozenset({
-    "receive_length_errors", "receive_over_errors", "receive_crc_errors",
-    "receive_missed_errors", "transmit_aborted_errors", "transmit_heartbeat_errors",
-    "transmit_window_errors"})
+# With detailed metrics in /proc/net/dev mode: procfs's names for the columns node_exporter's
+# legacy folding would rename back.
+DETAILED_PROC = {"receive_errs": "receive_errors", "receive_drop": "receive_dropped",
+                 "transmit_errs": "transmit_errors", "transmit_drop": "transmit_dropped"}
 
 
 def legacy_names(counters: dict[str, float]) -> dict[str, float]:
-    return {LEGACY.get(key, key): value for key, value in counters.items()
-            if key not in LEGACY_DROPPED}
+    """node_exporter's legacy(): each folded counter is popped and its addends summed in."""
+    out = dict(counters)
+    for name, (folded, addends) in LEGACY.items():
+        if name in out:
+            value = out.pop(name)
+            out[folded] = value + sum(out.pop(addend, 0.0) for addend in addends)
+    return out
 
 
 def read_link_stats(statistics: Path) -> dict[str, float] | None:
@@ -98,19 +116,31 @@ def parse_net_dev(text: str) -> NetStats:
 class NetdevCollector:
     def __init__(self, procfs: Path, device_include: str | None, device_exclude: str | None,
                  sysfs: Path | None = None, netlink: bool = True,
-                 detailed: bool = False) -> None:
+                 detailed: bool = False, address_info: bool = False,
+                 label_ifalias: bool = False) -> None:
         self._net_dev = procfs / "net" / "dev"
         self._sysfs_net = sysfs / "class" / "net" if sysfs is not None else None
         self._filter = DeviceFilter(device_include, device_exclude)
         self._netlink = netlink
         self._detailed = detailed
+        self._address_info = address_info
+        self._label_ifalias = label_ifalias
 
     def collect(self) -> list[Metric]:
         if self._netlink and self._sysfs_net is not None and self._sysfs_net.is_dir():
-            return netdev_families(self._link_stats())
-        stats = parse_net_dev(self._net_dev.read_text())
-        kept = {dev: counters for dev, counters in stats.items() if not self._filter.ignored(dev)}
-        return netdev_families(kept)
+            stats = self._link_stats()
+        else:
+            parsed = parse_net_dev(self._net_dev.read_text())
+            stats = {dev: counters for dev, counters in parsed.items()
+                     if not self._filter.ignored(dev)}
+            if self._detailed:
+                stats = {dev: {DETAILED_PROC.get(k, k): v for k, v in counters.items()}
+                         for dev, counters in stats.items()}
+        aliases = self._aliases() if self._label_ifalias else None
+        families = netdev_families(stats, aliases)
+        if self._address_info:
+            families += address_info_families(dump_addresses())
+        return families
 
     def _link_stats(self) -> NetStats:
         assert self._sysfs_net is not None
@@ -123,19 +153,115 @@ class NetdevCollector:
                 stats[device] = counters if self._detailed else legacy_names(counters)
         return stats
 
+    def _aliases(self) -> dict[str, str]:
+        """ifalias of every /sys/class/net device ("" when it has none), as node_exporter's
+        label-ifalias reads them from sysfs."""
+        if self._sysfs_net is None:
+            return {}
+        aliases = {}
+        for device in list_dir(self._sysfs_net):
+            path = self._sysfs_net / device
+            if path.is_dir():
+                aliases[device] = read_text(path / "ifalias") or ""
+        return aliases
 
-def netdev_families(stats: NetStats) -> list[Metric]:
+
+def netdev_families(stats: NetStats, aliases: dict[str, str] | None = None) -> list[Metric]:
+    """One counter family per statistic; with aliases, the devices sysfs knows also carry
+    the ifalias label (node_exporter's --collector.netdev.label-ifalias)."""
     families: dict[str, CounterMetricFamily] = {}
     for device, counters in stats.items():
+        alias = aliases.get(device) if aliases is not None else None
+        labels = ["device"] if alias is None else ["device", "ifalias"]
+        values = [device] if alias is None else [device, alias]
         for key, value in counters.items():
             if key not in families:
                 families[key] = CounterMetricFamily(
-                    f"node_network_{key}", f"Network device statistic {key}.", labels=["device"])
-            families[key].add_metric([device], value)
+                    f"node_network_{key}", f"Network device statistic {key}.", labels=labels)
+            families[key].add_metric(values, value)
     return [families[key] for key in sorted(families)]
+
+
+# --- node_network_address_info (--collector.netdev.address-info) -------------------------------
+
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+
+
+def parse_address(payload: bytes) -> tuple[int, int, bytes] | None:
+    """One RTM_NEWADDR payload -> (interface index, prefix length, address bytes), as Go's
+    net package reads it: IFA_LOCAL where present (point-to-point links carry the peer in
+    IFA_ADDRESS), else the first attribute; None for families other than IPv4 and IPv6."""
+    if len(payload) < rtnetlink.IFADDRMSG.size:
+        raise ValueError(f"short address message, len={len(payload)}")
+    family, prefixlen, _, _, index = rtnetlink.IFADDRMSG.unpack_from(payload)
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    attrs = list(rtnetlink.attributes(payload[rtnetlink.IFADDRMSG.size:]))
+    point_to_point = any(kind == IFA_LOCAL for kind, _ in attrs)
+    size = 4 if family == socket.AF_INET else 16
+    for kind, value in attrs:
+        if point_to_point and kind == IFA_ADDRESS:
+            continue
+        if len(value) >= size:
+            return index, prefixlen, value[:size]
+        return None
+    return None
+
+
+def dump_addresses() -> list[tuple[str, str, int]]:
+    """(device, address, prefix length) of every interface address."""
+    names = rtnetlink.link_names()
+    found = []
+    request = rtnetlink.IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    for kind, payload in rtnetlink.dump(rtnetlink.RTM_GETADDR, request):
+        parsed = parse_address(payload) if kind == rtnetlink.RTM_NEWADDR else None
+        if parsed is not None and parsed[0] in names:
+            index, prefixlen, raw = parsed
+            found.append((names[index], str(ipaddress.ip_address(raw)), prefixlen))
+    return found
+
+
+def address_scope(text: str) -> str:
+    """Go's net.IP classification as node_exporter maps it to a scope."""
+    ip = ipaddress.ip_address(text)
+    if ip.version == 6 and ip.ipv4_mapped is not None:  # Go treats these as IPv4
+        ip = ip.ipv4_mapped
+    raw = ip.packed
+    if ip.is_loopback or ip in LINK_LOCAL_UNICAST[ip.version] or _link_local_multicast(raw):
+        return "link-local"
+    if ip.version == 6 and raw[0] == 0xFF and raw[1] & 0x0F == 0x01:
+        return "interface-local"
+    if not ip.is_unspecified and not ip.is_multicast and \
+            not (ip.version == 4 and raw == b"\xff\xff\xff\xff"):
+        return "global"
+    return ""
+
+
+LINK_LOCAL_UNICAST = {4: ipaddress.ip_network("169.254.0.0/16"),
+                      6: ipaddress.ip_network("fe80::/10")}
+
+
+def _link_local_multicast(raw: bytes) -> bool:
+    if len(raw) == 4:
+        return raw[:3] == b"\xe0\x00\x00"
+    return raw[0] == 0xFF and raw[1] & 0x0F == 0x02
+
+
+def address_info_families(addresses: list[tuple[str, str, int]]) -> list[Metric]:
+    family = GaugeMetricFamily("node_network_address_info", "node network address by device",
+                               labels=["device", "address", "netmask", "scope"])
+    seen = set()
+    for device, address, prefixlen in addresses:
+        labels = (device, address, str(prefixlen), address_scope(address))
+        if labels not in seen:
+            seen.add(labels)
+            family.add_metric(list(labels), 1.0)
+    return [family] if family.samples else []
 
 
 def create(context: Context, settings: Any) -> NetdevCollector:
     return NetdevCollector(context.procfs, settings.device_include, settings.device_exclude,
                            sysfs=context.sysfs, netlink=settings.netlink,
-                           detailed=settings.enable_detailed_metrics)
+                           detailed=settings.enable_detailed_metrics,
+                           address_info=settings.address_info,
+                           label_ifalias=settings.label_ifalias)

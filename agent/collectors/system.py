@@ -8,6 +8,8 @@ optional and only leaves its own metrics out when it is missing or unreadable.
 
 from __future__ import annotations
 
+import calendar
+import datetime
 import logging
 import os
 import re
@@ -59,6 +61,7 @@ PRESSURE = (
      "Total time in seconds no process could make progress due to IRQ congestion"),
 )
 _VERSION = re.compile(r"[0-9]+\.?[0-9]*")
+_DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # The per-vector columns of /proc/stat's softirq line, after the total.
 SOFTIRQ_VECTORS = ("hi", "timer", "net_tx", "net_rx", "block", "block_iopoll", "tasklet",
                    "sched", "hrtimer", "rcu")
@@ -294,7 +297,22 @@ def _os_families(release: dict[str, str]) -> list[Metric]:
                                    labels=list(labels))
         family.add_metric(list(labels.values()), version)
         families.append(family)
+    support_end = release.get("SUPPORT_END", "")
+    if support_end:
+        families.append(GaugeMetricFamily(
+            "node_os_support_end_timestamp_seconds",
+            "Metric containing the end-of-life date timestamp of the OS.",
+            value=support_end_timestamp(support_end)))
     return families
+
+
+def support_end_timestamp(text: str) -> float:
+    """SUPPORT_END (YYYY-MM-DD) -> midnight UTC in Unix seconds; anything else fails the run,
+    as node_exporter's time.Parse(time.DateOnly)."""
+    if not _DATE_ONLY.fullmatch(text):
+        raise ValueError(f"os-release SUPPORT_END is not a YYYY-MM-DD date: {text!r}")
+    day = datetime.date.fromisoformat(text)
+    return float(calendar.timegm(day.timetuple()))
 
 
 def _info(name: str, help_text: str, labels: dict[str, str]) -> Metric:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.arp import ArpCollector, parse_arp
+from agent.collectors import rtnetlink
+from agent.collectors.arp import ArpCollector, count_neighbours, netlink_arp, parse_arp
 from tests.golden import FIXTURES, assert_golden
 
 PROC = FIXTURES / "arp" / "proc"
@@ -26,7 +28,7 @@ def test_parse_rejects_a_malformed_line() -> None:
 
 
 def test_golden() -> None:
-    families = ArpCollector(PROC, None, None).collect()
+    families = ArpCollector(PROC, None, None, netlink=False).collect()
     assert [(f.name, f.type) for f in families] == [("node_arp_entries", "gauge")]
     assert counts(families) == {"docker0": 2, "eth0": 4, "virbr0": 1}
     assert_golden(families, "arp")
@@ -39,15 +41,36 @@ def test_golden() -> None:
     (None, None, {"docker0": 2, "eth0": 4, "virbr0": 1}),
 ])
 def test_filters(include: str | None, exclude: str | None, kept: dict[str, float]) -> None:
-    assert counts(ArpCollector(PROC, include, exclude).collect()) == kept
+    assert counts(ArpCollector(PROC, include, exclude, netlink=False).collect()) == kept
 
 
 def test_empty_table_reports_nothing(tmp_path: Path) -> None:
     (tmp_path / "net").mkdir()
     (tmp_path / "net/arp").write_text(HEADER)
-    assert ArpCollector(tmp_path, None, None).collect() == []
+    assert ArpCollector(tmp_path, None, None, netlink=False).collect() == []
 
 
 def test_missing_file_fails_the_run(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        ArpCollector(tmp_path, None, None).collect()
+        ArpCollector(tmp_path, None, None, netlink=False).collect()
+
+
+def neighbour(family: int, index: int, state: int) -> tuple[int, bytes]:
+    return rtnetlink.RTM_NEWNEIGH, rtnetlink.NDMSG.pack(family, index, state, 0, 1)
+
+
+def test_netlink_counts_ipv4_entries_without_noarp() -> None:
+    reachable, failed, noarp, permanent = 0x02, 0x20, 0x40, 0x80
+    assert count_neighbours([
+        neighbour(socket.AF_INET, 2, reachable), neighbour(socket.AF_INET, 2, failed),
+        neighbour(socket.AF_INET, 3, permanent), neighbour(socket.AF_INET, 1, noarp),
+        neighbour(socket.AF_INET6, 2, reachable),
+        (rtnetlink.RTM_NEWLINK, b"\0" * 16),
+    ]) == {2: 2, 3: 1}
+
+
+def test_netlink_mode_agrees_with_proc_net_arp_on_this_host() -> None:
+    # Both read the kernel's one neighbour table; this host's is quiet between two reads.
+    proc = parse_arp(Path("/proc/net/arp").read_text())
+    assert netlink_arp() == proc
+    assert counts(ArpCollector(PROC, None, None, netlink=True).collect()) == proc

@@ -13,6 +13,7 @@ from prometheus_client.metrics_core import Metric
 from agent.collectors import netclass
 from agent.collectors.netclass import (
     NetclassCollector,
+    admin_state,
     netclass_families,
     parse_int,
     read_attribute,
@@ -67,8 +68,12 @@ def test_golden() -> None:
             if s.name == "node_network_info"}
     assert info["eth0"] == {"device": "eth0", "address": "3c:ec:ef:41:8b:20",
                             "broadcast": "ff:ff:ff:ff:ff:ff", "duplex": "full",
-                            "operstate": "up", "ifalias": "uplink to core-sw1"}
+                            "operstate": "up", "adminstate": "up",
+                            "ifalias": "uplink to core-sw1"}
     assert info["lo"]["duplex"] == "" and info["lo"]["operstate"] == "unknown"
+    assert {device: labels["adminstate"] for device, labels in info.items()} == {
+        device: "up" if int(flags) & 1 else "down"
+        for device, flags in samples(families, "node_network_flags").items()}
     # Mbit/s -> bytes/s; -1 (unknown) is kept, scaled, as in node_exporter.
     assert samples(families, "node_network_speed_bytes") == {
         "eth0": 1250000000, "wlp3s0": -125000}
@@ -159,3 +164,9 @@ def test_families_from_canned_attributes() -> None:
     assert samples(families, "node_network_flags") == {"tun0": 4241}
     assert samples(families, "node_network_speed_bytes") == {}
     assert len(families) == 4  # families without a sample are left out
+
+
+def test_admin_state_from_the_up_flag() -> None:
+    assert admin_state("0x1003") == "up"
+    assert admin_state("0x1002") == "down"
+    assert admin_state(None) == "unknown"

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import socket
+import struct
 from pathlib import Path
 
 import pytest
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.netdev import NETLINK_STATS, NetdevCollector, parse_net_dev
+from agent.collectors.netdev import (
+    NETLINK_STATS,
+    NetdevCollector,
+    address_info_families,
+    address_scope,
+    legacy_names,
+    parse_address,
+    parse_net_dev,
+)
 from tests.golden import FIXTURES, assert_golden
 
 PROC = FIXTURES / "netdev" / "proc"
@@ -81,15 +91,20 @@ def test_netlink_mode_folds_into_proc_names(tmp_path: Path) -> None:
     value = {name: i + 100 for i, name in enumerate(NETLINK_STATS)}
     eth0 = {f.name.removeprefix("node_network_"): s.value
             for f in families for s in f.samples if s.labels["device"] == "eth0"}
-    # node_exporter's netlink counters, renamed as /proc/net/dev's (but not summed as there).
+    # node_exporter's netlink counters, renamed and summed as /proc/net/dev's.
     assert eth0 == {
         "receive_packets": value["rx_packets"], "transmit_packets": value["tx_packets"],
         "receive_bytes": value["rx_bytes"], "transmit_bytes": value["tx_bytes"],
         "receive_errs": value["rx_errors"], "transmit_errs": value["tx_errors"],
-        "receive_drop": value["rx_dropped"], "transmit_drop": value["tx_dropped"],
+        "receive_drop": value["rx_dropped"] + value["rx_missed_errors"],
+        "transmit_drop": value["tx_dropped"],
         "receive_multicast": value["multicast"], "transmit_colls": value["collisions"],
-        "receive_frame": value["rx_frame_errors"], "receive_fifo": value["rx_fifo_errors"],
-        "transmit_carrier": value["tx_carrier_errors"], "transmit_fifo": value["tx_fifo_errors"],
+        "receive_frame": value["rx_frame_errors"] + value["rx_length_errors"]
+        + value["rx_over_errors"] + value["rx_crc_errors"],
+        "receive_fifo": value["rx_fifo_errors"],
+        "transmit_carrier": value["tx_carrier_errors"] + value["tx_aborted_errors"]
+        + value["tx_heartbeat_errors"] + value["tx_window_errors"],
+        "transmit_fifo": value["tx_fifo_errors"],
         "receive_compressed": value["rx_compressed"],
         "transmit_compressed": value["tx_compressed"],
         "receive_nohandler": value["rx_nohandler"]}
@@ -131,3 +146,71 @@ def test_filters(include: str | None, exclude: str | None, kept: list[str]) -> N
 
 def test_filter_can_leave_nothing() -> None:
     assert NetdevCollector(PROC, "^nothing$", None).collect() == []
+
+
+def test_legacy_folding_sums_only_when_the_base_counter_is_there() -> None:
+    assert legacy_names({"receive_dropped": 1, "receive_missed_errors": 2}) == {
+        "receive_drop": 3}
+    # No transmit_carrier_errors: the addends keep their own names, as node_exporter's pop.
+    assert legacy_names({"transmit_aborted_errors": 4}) == {"transmit_aborted_errors": 4}
+
+
+def test_detailed_metrics_in_proc_mode_use_procfs_names() -> None:
+    families = NetdevCollector(PROC, None, None, netlink=False, detailed=True).collect()
+    names = {f.name.removeprefix("node_network_") for f in families}
+    assert {"receive_errors", "receive_dropped", "transmit_errors", "transmit_dropped",
+            "receive_frame", "transmit_colls"} <= names
+    assert not names & {"receive_errs", "receive_drop", "transmit_errs", "transmit_drop"}
+
+
+def test_label_ifalias(tmp_path: Path) -> None:
+    sysfs = link_stats_tree(tmp_path)
+    (sysfs / "class/net/eth0/ifalias").write_text("uplink to core\n")
+    (sysfs / "class/net/bonding_masters").write_text("bond0\n")
+    families = NetdevCollector(tmp_path, None, None, sysfs=sysfs,
+                               label_ifalias=True).collect()
+    labels = {tuple(sorted(s.labels.items())) for f in families for s in f.samples
+              if f.name == "node_network_receive_bytes"}
+    assert labels == {(("device", "eth0"), ("ifalias", "uplink to core")),
+                      (("device", "lo"), ("ifalias", ""))}
+
+
+def test_address_message_parsing() -> None:
+    def message(family: int, prefix: int, index: int, *attrs: tuple[int, bytes]) -> bytes:
+        body = b"".join(struct.pack("=HH", 4 + len(v), k) + v.ljust((len(v) + 3) & ~3, b"\0")
+                        for k, v in attrs)
+        return struct.pack("=BBBBI", family, prefix, 0, 0, index) + body
+
+    v4 = socket.inet_pton(socket.AF_INET, "192.0.2.7")
+    peer = socket.inet_pton(socket.AF_INET, "192.0.2.1")
+    assert parse_address(message(socket.AF_INET, 24, 3, (1, v4), (2, v4))) == (3, 24, v4)
+    # Point-to-point: IFA_ADDRESS is the peer, IFA_LOCAL the interface's own address.
+    assert parse_address(message(socket.AF_INET, 32, 5, (1, peer), (2, v4))) == (5, 32, v4)
+    v6 = socket.inet_pton(socket.AF_INET6, "2001:db8::7")
+    assert parse_address(message(socket.AF_INET6, 64, 2, (1, v6))) == (2, 64, v6)
+    assert parse_address(message(socket.AF_PACKET, 0, 2, (1, b"x"))) is None
+
+
+@pytest.mark.parametrize(("address", "scope"), [
+    ("127.0.0.1", "link-local"), ("::1", "link-local"), ("fe80::1", "link-local"),
+    ("169.254.3.4", "link-local"), ("224.0.0.251", "link-local"), ("ff02::fb", "link-local"),
+    ("ff01::1", "interface-local"), ("10.1.2.3", "global"), ("2001:db8::1", "global"),
+    ("224.1.0.5", ""), ("255.255.255.255", ""), ("0.0.0.0", ""),
+])
+def test_address_scope_as_go_classifies(address: str, scope: str) -> None:
+    assert address_scope(address) == scope
+
+
+def test_address_info_golden() -> None:
+    families = address_info_families([
+        ("lo", "127.0.0.1", 8), ("lo", "::1", 128), ("eth0", "192.0.2.7", 24),
+        ("eth0", "fe80::fc:ff:fe00:1", 64), ("eth0", "2001:db8::7", 64)])
+    assert_golden(families, "netdev_address_info")
+
+
+def test_address_info_live_has_loopback() -> None:
+    families = NetdevCollector(PROC, "^$", None, address_info=True).collect()
+    info = [s.labels for f in families if f.name == "node_network_address_info"
+            for s in f.samples]
+    assert {"device": "lo", "address": "127.0.0.1", "netmask": "8",
+            "scope": "link-local"} in info

@@ -15,6 +15,7 @@ from agent.collectors.system import (
     parse_os_release,
     parse_pressure,
     parse_stat,
+    support_end_timestamp,
     system_families,
 )
 from tests.golden import FIXTURES, assert_golden
@@ -211,3 +212,20 @@ def test_pressure_matches_node_exporter_on_the_fixture(node_exporter) -> None:  
     # node_pressure_irq_stalled_seconds_total is newer than the live peer (1.5).
     compare("pressure", Config.model_validate({"paths": {"procfs": str(SYSTEM / "proc")}}), url,
             ignore=("node_pressure_irq_",))
+
+
+def test_os_support_end(tree: Path) -> None:
+    (tree / "root/etc/os-release").unlink()  # /usr/lib/os-release has SUPPORT_END=2029-05-31
+    families = {f.name: f for f in collector(tree).collect()}
+    family = families["node_os_support_end_timestamp_seconds"]
+    assert (family.type, family.documentation) == (
+        "gauge", "Metric containing the end-of-life date timestamp of the OS.")
+    assert family.samples[0].value == 1874880000  # 2029-05-31T00:00:00Z
+    assert support_end_timestamp("1970-01-02") == 86400
+
+
+@pytest.mark.parametrize("bad", ["2029-5-31", "2029-05-31T00:00", "soon", "2029-02-30"])
+def test_os_support_end_not_a_date_fails_the_run(tree: Path, bad: str) -> None:
+    (tree / "root/etc/os-release").write_text(f"ID=x\nSUPPORT_END={bad}\n")
+    with pytest.raises(ValueError):
+        collector(tree).collect()

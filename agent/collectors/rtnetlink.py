@@ -1,0 +1,104 @@
+"""A minimal rtnetlink client on the standard library's AF_NETLINK socket: one dump request,
+its messages, and their attributes. Collectors that read links, addresses, neighbours or
+routes the way node_exporter's netlink libraries do share it; the parsing of each message
+type stays with its collector."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import Iterator
+
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+RTM_NEWLINK, RTM_GETLINK = 16, 18
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+RTM_NEWROUTE, RTM_GETROUTE = 24, 26
+RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
+IFLA_ADDRESS, IFLA_BROADCAST, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 2, 3, 4, 5
+NLA_F_NESTED = 0x8000
+NLA_TYPE_MASK = 0x3FFF
+
+HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
+RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol,
+# scope, type, flags
+_RTATTR = struct.Struct("=HH")
+MAX_DATAGRAMS = 100_000  # bounds a dump a misbehaving kernel never ends
+
+
+def attributes(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(type, value) of each rtattr/nlattr in data, nested and byte-order flags removed."""
+    offset = 0
+    while offset + _RTATTR.size <= len(data):
+        length, kind = _RTATTR.unpack_from(data, offset)
+        if length < _RTATTR.size or offset + length > len(data):
+            raise ValueError("malformed netlink attribute")
+        yield kind & NLA_TYPE_MASK, data[offset + _RTATTR.size:offset + length]
+        offset += (length + 3) & ~3
+
+
+def attribute_map(data: bytes) -> dict[int, bytes]:
+    """The attributes by type; a repeated type keeps its first value."""
+    found: dict[int, bytes] = {}
+    for kind, value in attributes(data):
+        found.setdefault(kind, value)
+    return found
+
+
+def c_string(value: bytes) -> str:
+    return value.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def messages(chunk: bytes) -> Iterator[tuple[int, bytes]]:
+    """(type, payload) of each netlink message in one datagram; NLMSG_ERROR with an error
+    raises it as OSError."""
+    offset = 0
+    while offset + HEADER.size <= len(chunk):
+        length, kind, _, _, _ = HEADER.unpack_from(chunk, offset)
+        if length < HEADER.size or offset + length > len(chunk):
+            raise ValueError("malformed netlink message")
+        payload = chunk[offset + HEADER.size:offset + length]
+        if kind == NLMSG_ERROR:
+            errno = -struct.unpack_from("=i", payload)[0]
+            if errno:
+                raise OSError(errno, os.strerror(errno))
+        else:
+            yield kind, payload
+        offset += (length + 3) & ~3
+
+
+def dump(request_type: int, request: bytes, protocol: int = socket.NETLINK_ROUTE,
+         flags: int = NLM_F_REQUEST | NLM_F_DUMP, timeout: float = 5.0) -> list[tuple[int, bytes]]:
+    """Send one dump request and return every (type, payload) until NLMSG_DONE."""
+    header = HEADER.pack(HEADER.size + len(request), request_type, flags, 1, 0)
+    replies: list[tuple[int, bytes]] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol) as sock:
+        sock.settimeout(timeout)
+        sock.bind((0, 0))
+        sock.send(header + request)
+        for _ in range(MAX_DATAGRAMS):
+            for kind, payload in messages(sock.recv(1 << 20)):
+                if kind == NLMSG_DONE:
+                    return replies
+                replies.append((kind, payload))
+            if not flags & NLM_F_DUMP and replies:
+                return replies
+    raise OSError(f"netlink dump of message type {request_type} did not end")
+
+
+def link_names() -> dict[int, str]:
+    """Interface index -> name, from RTM_GETLINK (as Go's net.InterfaceByIndex reads it)."""
+    names: dict[int, str] = {}
+    for kind, payload in dump(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+        if kind != RTM_NEWLINK or len(payload) < IFINFOMSG.size:
+            continue
+        index = IFINFOMSG.unpack_from(payload)[2]
+        name = attribute_map(payload[IFINFOMSG.size:]).get(IFLA_IFNAME)
+        if name is not None:
+            names[index] = c_string(name)
+    return names
+
