@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ANSIBLE = ROOT / "deploy" / "ansible"
 ROLE = ANSIBLE / "roles" / "hostagent"
 UNIT = ROOT / "systemd" / "hostagent.service"
+TREE_VERSION = re.search(r'__version__ = "(.+)"', (ROOT / "agent/__init__.py").read_text())[1]
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 SERVICE_MODULES = {"ansible.builtin.systemd_service", "ansible.builtin.systemd",
                    "ansible.builtin.service"}
@@ -37,8 +38,19 @@ def unit_with_paths(prefix: str, config_dir: str, default_dir: str) -> str:
             .replace("/etc/default/hostagent", f"{default_dir}/hostagent"))
 
 
+def flatten(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tasks with the tasks of their blocks (block, rescue, always) in place of the block."""
+    flat = []
+    for task in tasks:
+        parts = [task[key] for key in ("block", "rescue", "always") if key in task]
+        flat += [t for part in parts for t in flatten(part)] if parts else [task]
+    return flat
+
+
 def role_tasks(*files: str) -> list[dict[str, Any]]:
-    return [task for name in files for task in yaml.safe_load((ROLE / name).read_text())]
+    names = files or [str(p.relative_to(ROLE)) for p in sorted(ROLE.glob("*/*.yml"))
+                      if p.parent.name in ("tasks", "handlers")]
+    return flatten([task for name in names for task in yaml.safe_load((ROLE / name).read_text())])
 
 
 def module_of(task: dict[str, Any]) -> str:
@@ -112,6 +124,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     root = tmp / "root"
     variables = {
         "hostagent_pip_source": str(ROOT),
+        "hostagent_version": TREE_VERSION,
         "hostagent_python": sys.executable,
         "hostagent_prefix": str(root / "usr/local/lib/hostagent"),
         "hostagent_config_dir": str(root / "etc/hostagent"),
@@ -148,7 +161,7 @@ def test_syntax_check(tmp_path: Path) -> None:
 
 
 def test_tasks_are_named_and_use_builtin_modules() -> None:
-    for task in role_tasks("tasks/main.yml", "handlers/main.yml"):
+    for task in role_tasks():
         assert task.get("name"), task
         assert module_of(task).startswith("ansible.builtin."), task["name"]
         assert module_of(task) not in ("ansible.builtin.shell", "ansible.builtin.raw")
@@ -206,18 +219,28 @@ def test_second_run_changes_nothing(deployed: Deployment) -> None:
     assert deployed.second.recap["changed"] == 0, deployed.second.output
     assert deployed.second.recap["failed"] == 0
     # The checkout is a directory source: installed once, not rebuilt on every run.
-    assert deployed.second.tasks["Install hostagent into the virtual environment"] == {"skipping"}
+    assert deployed.second.tasks["Install hostagent into the release"] == {"skipping"}
 
 
-def test_without_service_management_only_systemd_tasks_are_skipped(
+def test_without_service_management_only_service_tasks_are_skipped(
         deployed: Deployment) -> None:
+    """With hostagent_manage_service false nothing is started, restarted, reloaded or gated:
+    exactly the tasks and handlers conditioned on it were skipped (the first run switches to
+    the release and notifies both handlers, so each came up)."""
     service_tasks = {task["name"] for task in role_tasks("tasks/main.yml", "handlers/main.yml")
-                     if module_of(task) in SERVICE_MODULES}
-    assert {"Enable and start hostagent", "Reload hostagent", "Restart hostagent"} <= service_tasks
-    # The first run notifies both handlers (new package, config, unit), so every task and
-    # handler that talks to systemd came up, and each was skipped.
+                     if "hostagent_manage_service" in str(task.get("when", ""))}
+    assert {"Restart hostagent on the new release", "Gate the new release on its health",
+            "Start hostagent", "Reload hostagent", "Restart hostagent"} <= service_tasks
+    # systemd is only reached through them (restart.yml is included only by them).
+    assert not any(module_of(task) in SERVICE_MODULES and task["name"] not in service_tasks
+                   for task in role_tasks("tasks/main.yml", "handlers/main.yml"))
+    reached = service_tasks & deployed.first.tasks.keys()
+    assert service_tasks - reached == {  # the rescue of a failed gate
+        "Restart hostagent on the release that ran before", "Gate the release that ran before"}
     skipped = {name for name, statuses in deployed.first.tasks.items() if "skipping" in statuses}
-    assert skipped == service_tasks, deployed.first.output
-    for name in service_tasks:
+    # A first install has no release to replace and none to prune.
+    assert skipped - {"Point previous at the release being replaced",
+                      "Remove releases beyond hostagent_keep_releases"} == reached
+    for name in reached:
         assert deployed.first.tasks[name] == {"skipping"}, deployed.first.output
     assert deployed.first.recap["failed"] == 0
