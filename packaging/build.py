@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,8 +64,9 @@ def wheels(wheelhouse: Path) -> Path:
     return wheelhouse
 
 
-def own_wheel(version: str, work: Path) -> Path:
-    """hostagent's wheel at `version`, built from a copy of the tree (the tree is not touched)."""
+def own_wheel(version: str, work: Path, edit: Callable[[Path], None] | None = None) -> Path:
+    """hostagent's wheel at `version`, built from a copy of the tree (the tree is not touched);
+    `edit` may change the copy first (tests build faulty releases with it)."""
     source = work / "source"
     shutil.copytree(ROOT / "agent", source / "agent",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -73,6 +75,8 @@ def own_wheel(version: str, work: Path) -> Path:
     init = source / "agent" / "__init__.py"
     init.write_text(re.sub(r'^__version__ = ".*"$', f'__version__ = "{version}"',
                            init.read_text(), flags=re.MULTILINE))
+    if edit:
+        edit(source)
     dist = work / "dist"
     run(*PIP, "wheel", "--no-deps", "--wheel-dir", dist, source, stdout=subprocess.DEVNULL)
     (wheel,) = dist.glob("hostagent-*.whl")
