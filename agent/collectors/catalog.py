@@ -399,6 +399,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="network device statistics"),
     Declaration("netstat", "agent.collectors.netstat", NetstatSettings,
                 help="network statistics from /proc/net/netstat, snmp, snmp6"),
+    Declaration("network_route", "agent.collectors.network_route", default=False,
+                help="routing table entries per device over rtnetlink"),
     Declaration("nfs", "agent.collectors.nfs",
                 help="NFS client RPC statistics from /proc/net/rpc/nfs"),
     Declaration("nfsd", "agent.collectors.nfsd",
