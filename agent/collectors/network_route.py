@@ -65,7 +65,7 @@ def parse_route(payload: bytes) -> list[Route]:
     src = _ip(attrs.get(RTA_PREFSRC))
     dest = _dest(attrs.get(RTA_DST), dst_len)
     priority = struct.unpack("=I", attrs[RTA_PRIORITY][:4])[0] if RTA_PRIORITY in attrs else 0
-    if RTA_MULTIPATH in attrs and attrs[RTA_MULTIPATH]:
+    if attrs.get(RTA_MULTIPATH):
         routes = []
         data = attrs[RTA_MULTIPATH]
         offset = 0
