@@ -11,8 +11,9 @@ TEST_PACKAGES := prometheus prometheus-node-exporter prometheus-alertmanager wrk
 
 PREFIX ?= /usr/local/lib/hostagent
 UNIT_DIR ?= /etc/systemd/system
+CONFIG_DIR ?= /etc/hostagent
 
-.PHONY: run test test-deps lint bench install clean deb pyz
+.PHONY: run test test-deps lint bench install install-relay clean deb pyz
 
 $(BIN)/hostagent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +39,9 @@ bench: $(BIN)/hostagent
 	$(BIN)/python bench/scrape.py
 
 # Install as a systemd service: a venv under $(PREFIX), config and defaults under /etc (kept
-# if present), the unit with its paths pointed at $(PREFIX), then enable and start it.
-install:
+# if present), the unit with its paths pointed at $(PREFIX), then enable and start it. The
+# relay's unit and example config are installed too, the relay left off (README, "Alert relay").
+install: install-relay
 	$(PYTHON) -m venv $(PREFIX)
 	$(PREFIX)/bin/pip install --quiet .
 	install -m 0644 README.md $(PREFIX)/README.md
@@ -49,6 +51,12 @@ install:
 	sed 's|/usr/local/lib/hostagent|$(PREFIX)|g' systemd/hostagent.service > $(UNIT_DIR)/hostagent.service
 	systemctl daemon-reload
 	systemctl enable --now hostagent.service
+
+install-relay:
+	install -d -m 0755 $(CONFIG_DIR) $(UNIT_DIR)
+	[ -e $(CONFIG_DIR)/relay.yml ] || install -m 0644 systemd/hostagent-relay.yml $(CONFIG_DIR)/relay.yml
+	sed -e 's|/usr/local/lib/hostagent|$(PREFIX)|g' -e 's|/etc/hostagent/|$(CONFIG_DIR)/|g' \
+		systemd/hostagent-relay.service > $(UNIT_DIR)/hostagent-relay.service
 
 # Release artifacts (packaging/build.py): build/hostagent_VERSION_ARCH.deb and ./hostagent.pyz,
 # for this machine's architecture and Python. Dependency wheels are cached in build/wheelhouse.

@@ -163,9 +163,9 @@ def install_file(source: Path | bytes, dest: Path, mode: int = 0o644) -> None:
     dest.chmod(mode)
 
 
-def unit_text() -> str:
-    """The repository's unit, pointed at the package's paths."""
-    text = (ROOT / "systemd" / "hostagent.service").read_text()
+def unit_text(name: str = "hostagent.service") -> str:
+    """One of the repository's units, pointed at the package's paths."""
+    text = (ROOT / "systemd" / name).read_text()
     text = text.replace("Install with `make install` (see README).",
                         "Installed by the hostagent package.")
     text = text.replace("file:/usr/local/lib/hostagent/README.md",
@@ -186,6 +186,10 @@ def deb(version: str, wheelhouse: Path, out: Path, compression: str = "xz") -> P
         install_file(ROOT / "systemd" / "hostagent.yml", stage / "etc/hostagent/hostagent.yml")
         install_file(ROOT / "systemd" / "hostagent.default", stage / "etc/default/hostagent")
         install_file(unit_text().encode(), stage / "lib/systemd/system/hostagent.service")
+        # The relay's unit and example config: installed, never enabled or started by the package.
+        install_file(ROOT / "systemd" / "hostagent-relay.yml", stage / "etc/hostagent/relay.yml")
+        install_file(unit_text("hostagent-relay.service").encode(),
+                     stage / "lib/systemd/system/hostagent-relay.service")
         (stage / "usr/bin").mkdir(parents=True)
         (stage / "usr/bin/hostagent").symlink_to(f"{INSTALL_BASE}/current/bin/hostagent")
         doc = stage / "usr/share/doc/hostagent"
@@ -199,7 +203,8 @@ def deb(version: str, wheelhouse: Path, out: Path, compression: str = "xz") -> P
 
         control = stage / "DEBIAN"
         control.mkdir()
-        conffiles = ["/etc/hostagent/hostagent.yml", "/etc/default/hostagent"]
+        conffiles = ["/etc/hostagent/hostagent.yml", "/etc/default/hostagent",
+                     "/etc/hostagent/relay.yml"]
         (control / "conffiles").write_text("".join(f"{c}\n" for c in conffiles))
         for script in ("preinst", "postinst", "prerm", "postrm"):
             text = (DEB / script).read_text().replace("@VERSION@", version)

@@ -51,6 +51,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def relay_check(config: Path) -> subprocess.CompletedProcess[str]:
+    """The installed `hostagent relay --check` on a config."""
+    return subprocess.run(["/usr/bin/hostagent", "relay", "--check", "--config", str(config)],
+                          capture_output=True, text=True, timeout=30, env=clean_env())
+
+
 class Running:
     """An agent started from an artifact on 127.0.0.1:0: its address from the log line, ready
     waited for with a deadline, SIGTERM'd on exit."""

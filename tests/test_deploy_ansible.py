@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ANSIBLE = ROOT / "deploy" / "ansible"
 ROLE = ANSIBLE / "roles" / "hostagent"
 UNIT = ROOT / "systemd" / "hostagent.service"
+RELAY_UNIT = ROOT / "systemd" / "hostagent-relay.service"
+RELAY_EXAMPLE = ROOT / "systemd" / "hostagent-relay.yml"
 TREE_VERSION = re.search(r'__version__ = "(.+)"', (ROOT / "agent/__init__.py").read_text())[1]
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 SERVICE_MODULES = {"ansible.builtin.systemd_service", "ansible.builtin.systemd",
@@ -122,6 +124,9 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     pip's wheel cache (about half a minute)."""
     tmp = tmp_path_factory.mktemp("ansible")
     root = tmp / "root"
+    relay_key = root / "etc/hostagent/relay/ops-wecom.key"
+    relay_key.parent.mkdir(parents=True)
+    relay_key.write_text("wecom-key\n")
     variables = {
         "hostagent_pip_source": str(ROOT),
         "hostagent_version": TREE_VERSION,
@@ -138,6 +143,9 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
         "hostagent_textfile_directory": str(root / "var/lib/hostagent/textfile"),
         "hostagent_config_extra": {"scheduler": {"workers": 2}},
         "hostagent_args": ["--no-collector.textfile", "--log.level=warning"],
+        "hostagent_relay_enabled": True,
+        "hostagent_relay_config": {"listen_address": "127.0.0.1:19111", "routes": [
+            {"name": "ops", "wecom": {"key_file": str(relay_key)}}]},
     }
     (tmp / "vars.json").write_text(json.dumps(variables))
     # Run as the current user: everything it writes is under tmp.
@@ -173,6 +181,25 @@ def test_unit_template_is_the_repository_unit() -> None:
     template = jinja2.Template((ROLE / "templates" / "hostagent.service.j2").read_text(),
                                keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     assert template.render(defaults) == UNIT.read_text()
+    relay = jinja2.Template((ROLE / "templates" / "hostagent-relay.service.j2").read_text(),
+                            keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    assert relay.render(defaults) == RELAY_UNIT.read_text()
+
+
+def test_relay_example_is_the_repository_example() -> None:
+    """Without hostagent_relay_config, relay.yml is systemd/hostagent-relay.yml (Ansible's
+    file lookup strips the trailing newline; its template module keeps the one after it)."""
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    assert defaults["hostagent_relay_enabled"] is False and defaults["hostagent_relay_config"] == {}
+    template = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True,
+                                  undefined=jinja2.StrictUndefined).from_string(
+        (ROLE / "templates" / "hostagent-relay.yml.j2").read_text())
+
+    def lookup(kind: str, name: str) -> str:
+        assert kind == "ansible.builtin.file"
+        return (ROLE / "files" / name).read_text().rstrip("\n")
+
+    assert template.render(defaults, lookup=lookup) == RELAY_EXAMPLE.read_text()
 
 
 def test_install_renders_a_valid_config(deployed: Deployment) -> None:
@@ -214,6 +241,19 @@ def test_unit_and_env_file_point_into_the_prefix(deployed: Deployment) -> None:
             in env_file.read_text())
 
 
+def test_relay_unit_and_config_are_installed_and_checked(deployed: Deployment) -> None:
+    unit = deployed.path("hostagent_unit_dir") / "hostagent-relay.service"
+    prefix, config_dir = (deployed.variables[k] for k in ("hostagent_prefix",
+                                                           "hostagent_config_dir"))
+    assert unit.read_text() == RELAY_UNIT.read_text().replace(
+        "/usr/local/lib/hostagent", prefix).replace("/etc/hostagent/", f"{config_dir}/")
+    config = Path(config_dir) / "relay.yml"
+    assert yaml.safe_load(config.read_text()) == deployed.variables["hostagent_relay_config"]
+    checked = subprocess.run([f"{prefix}/bin/hostagent", "relay", "--check", "--config",
+                              str(config)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_second_run_changes_nothing(deployed: Deployment) -> None:
     assert deployed.first.recap["changed"] > 0
     assert deployed.second.recap["changed"] == 0, deployed.second.output
@@ -230,7 +270,9 @@ def test_without_service_management_only_service_tasks_are_skipped(
     service_tasks = {task["name"] for task in role_tasks("tasks/main.yml", "handlers/main.yml")
                      if "hostagent_manage_service" in str(task.get("when", ""))}
     assert {"Restart hostagent on the new release", "Gate the new release on its health",
-            "Start hostagent", "Reload hostagent", "Restart hostagent"} <= service_tasks
+            "Start hostagent", "Reload hostagent", "Restart hostagent",
+            "Enable and start the relay", "Stop and disable the relay",
+            "Reload hostagent-relay", "Restart hostagent-relay"} <= service_tasks
     # systemd is only reached through them (restart.yml is included only by them).
     assert not any(module_of(task) in SERVICE_MODULES and task["name"] not in service_tasks
                    for task in role_tasks("tasks/main.yml", "handlers/main.yml"))

@@ -23,6 +23,8 @@ BASE = Path("/opt/hostagent")
 CONFIG = Path("/etc/hostagent/hostagent.yml")
 DEFAULTS = Path("/etc/default/hostagent")
 UNIT = Path("/lib/systemd/system/hostagent.service")
+RELAY_CONFIG = Path("/etc/hostagent/relay.yml")
+RELAY_UNIT = Path("/lib/systemd/system/hostagent-relay.service")
 # Where anything the package creates could be left behind.
 TREES = ["/etc", "/opt", "/var/lib", "/lib/systemd", "/usr/bin", "/usr/share/doc",
          "/usr/share/man/man1", "/usr/share/lintian"]
@@ -108,7 +110,7 @@ def test_control_fields(debs: dict[str, Path]) -> None:
     assert re.search(r"^Depends: python3\.11, libc6 \(>= 2\.\d+\)$", fields, re.MULTILINE)
     conffiles = subprocess.run(["dpkg-deb", "--info", str(debs[V1]), "conffiles"],
                                capture_output=True, text=True, timeout=30, check=True).stdout
-    assert conffiles.split() == [str(CONFIG), str(DEFAULTS)]
+    assert conffiles.split() == [str(CONFIG), str(DEFAULTS), str(RELAY_CONFIG)]
 
 
 def test_install_run_upgrade_rollback_downgrade_purge(debs: dict[str, Path],
@@ -124,6 +126,22 @@ def test_install_run_upgrade_rollback_downgrade_purge(debs: dict[str, Path],
     assert f"ExecStart={BASE}/current/bin/hostagent run --config {CONFIG}" in unit
     assert "DynamicUser=yes\n" in unit
     assert not Path("/etc/systemd/system/multi-user.target.wants/hostagent.service").exists()
+    # The relay: its unit and example config, installed and left off.
+    relay_unit = RELAY_UNIT.read_text()
+    assert (f"ExecStart={BASE}/current/bin/hostagent relay --config {RELAY_CONFIG}\n"
+            in relay_unit)
+    assert "/usr/local/lib" not in relay_unit
+    assert not Path("/etc/systemd/system/multi-user.target.wants/hostagent-relay.service"
+                    ).exists()
+    relay_check = release_builds.relay_check(RELAY_CONFIG)
+    assert relay_check.returncode == 2 and relay_check.stderr.startswith(
+        "routes[0].wecom.key_file: cannot read /etc/hostagent/relay/"), relay_check.stderr
+    secrets = Path("/etc/hostagent/relay")
+    secrets.mkdir()
+    for name in ("ops-wecom.key", "oncall-dingtalk.token", "oncall-dingtalk.secret"):
+        (secrets / name).write_text("placeholder\n")
+    relay_check = release_builds.relay_check(RELAY_CONFIG)
+    assert relay_check.returncode == 0, relay_check.stderr
     # The installed agent runs on its conffile, on loopback.
     with release_builds.Running(["/usr/bin/hostagent", "run", "--config", str(CONFIG)]) as agent:
         assert agent.version() == V1
@@ -167,7 +185,8 @@ def test_install_run_upgrade_rollback_downgrade_purge(debs: dict[str, Path],
     assert "not empty so not removed" not in output, output
     assert status() == "rc"
     assert not BASE.exists() and not Path("/usr/bin/hostagent").exists() and not UNIT.exists()
-    assert CONFIG.exists() and DEFAULTS.exists()
+    assert not RELAY_UNIT.exists()
+    assert CONFIG.exists() and DEFAULTS.exists() and RELAY_CONFIG.exists()
     dpkg("--purge", "hostagent")
     assert status() in ("absent", "un", "pn")
     assert traces() == host, traces() ^ host

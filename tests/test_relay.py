@@ -448,3 +448,26 @@ def test_check_names_the_unreadable_secret(tmp_path: Path) -> None:
     checked = subprocess.run([sys.executable, "-m", "agent", "relay", "--check", "--config",
                               str(path)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 2 and "routes.0.name" in checked.stderr
+
+
+def test_make_install_puts_the_relay_beside_the_agent_and_leaves_it_off(tmp_path: Path) -> None:
+    make = require_tool("make")
+    prefix, etc, units = tmp_path / "lib", tmp_path / "etc", tmp_path / "units"
+    argv = [make, "-C", str(ROOT), "install-relay", f"PREFIX={prefix}", f"CONFIG_DIR={etc}",
+            f"UNIT_DIR={units}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (etc / "relay.yml").read_text() == (ROOT / "systemd/hostagent-relay.yml").read_text()
+    unit = (units / "hostagent-relay.service").read_text()
+    assert f"ExecStart={prefix}/bin/hostagent relay --config {etc}/relay.yml\n" in unit
+    assert "/usr/local/lib/hostagent" not in unit and "/etc/hostagent/" not in unit
+    # An operator's config is kept on a second install.
+    (etc / "relay.yml").write_text("routes: []\n")
+    assert subprocess.run(argv, capture_output=True, timeout=60).returncode == 0
+    assert (etc / "relay.yml").read_text() == "routes: []\n"
+    # `make install` installs the relay's files and enables and starts only the agent.
+    planned = subprocess.run([make, "-C", str(ROOT), "--dry-run", "install"],
+                             capture_output=True, text=True, timeout=60).stdout
+    assert "hostagent-relay.service" in planned
+    assert [line for line in planned.splitlines() if line.startswith("systemctl enable")] == [
+        "systemctl enable --now hostagent.service"]
