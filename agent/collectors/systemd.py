@@ -225,6 +225,8 @@ def systemd_families(r: Readings, options: Options) -> list[Metric]:
 
 # --- D-Bus ---------------------------------------------------------------------------------
 
+IN_FLIGHT = 32
+
 def _get(path: str, interface: str, name: str) -> Message:
     return Message(destination=SYSTEMD, path=path, interface="org.freedesktop.DBus.Properties",
                    member="Get", signature="ss", body=[interface, name])
@@ -257,7 +259,15 @@ async def read_manager(address: str | None, options: Options) -> Readings:
         keep = UnitFilter(options.unit_include, options.unit_exclude)
         wanted = wanted_properties((u for u in readings.units if keep.keep(u)),
                                    parse_version(version)[0], options)
-        calls: list[Awaitable[Any]] = [_value(bus, _get(unit.path, f"{SYSTEMD}.{iface}", prop))
+        # A bounded window of calls in flight: pipelined, yet never more than the socket's
+        # buffer takes (dbus_fast fails a write the kernel refuses with EAGAIN).
+        window = asyncio.Semaphore(IN_FLIGHT)
+
+        async def bounded(message: Message) -> Any:
+            async with window:
+                return await _value(bus, message)
+
+        calls: list[Awaitable[Any]] = [bounded(_get(unit.path, f"{SYSTEMD}.{iface}", prop))
                                        for unit, iface, prop in wanted]
         for (unit, iface, prop), value in zip(wanted, await asyncio.gather(*calls),
                                               strict=True):

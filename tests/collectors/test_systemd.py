@@ -174,3 +174,16 @@ def test_matches_node_exporter_on_the_same_bus(bus: str, node_exporter: Any,
     assert os.environ["DBUS_SYSTEM_BUS_ADDRESS"] == bus
     # node_systemd_virtualization_info is newer than 1.5: compared without it.
     compare("systemd", config, url, ignore=("node_systemd_virtualization_info",))
+
+
+def test_many_units_do_not_overrun_the_bus_socket(tmp_path: Path) -> None:
+    # Hundreds of property calls at once once failed with EAGAIN on the socket's write.
+    units = [{"name": f"svc{i}.service", "active": "active", "properties": {
+        "Service": {"Type": "simple", "NRestarts": i, "TasksCurrent": 1, "TasksMax": 9}}}
+        for i in range(500)]
+    spec = {"manager": {"Version": "252", "SystemState": "running"}, "units": units}
+    with systemd_bus(tmp_path, spec) as address:
+        families = SystemdCollector(Options(task_metrics=True, restarts_metrics=True),
+                                    address).collect()
+    assert len(values(families, "node_systemd_service_restart_total")) == 500
+    assert values(families, "node_systemd_service_restart_total")[("svc499.service",)] == 499
