@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from agent.relay.message import Templates
 from agent.relay.notification import PayloadError, parse
 from agent.relay.robots import DingTalk, Redactor
 from tests.conftest import free_port, require_tool
+from tests.pki import CA, bcrypt_hash
 from tests.robots import Robots
 from tests.test_process import AgentProcess
 
@@ -409,6 +411,70 @@ def test_alertmanager_through_the_relay_loses_and_repeats_nothing(
                   (("outcome", "transient"), ("robot", "dingtalk"), ("route", "oncall")))] >= 1
 
 
+def test_alertmanager_reaches_the_relay_over_mutual_tls_with_basic_auth(
+        lab: Lab, robots: Robots, tmp_path: Path) -> None:
+    """The relay takes the agent's web config file: Alertmanager (a Go TLS client) presents
+    its client certificate and http_config's basic_auth; anyone else is refused."""
+    password = "am-relay-password-7c1e"
+    ca = CA(tmp_path)
+    server, client = ca.issue("relay"), ca.issue("alertmanager", client=True)
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(yaml.safe_dump({
+        "tls_server_config": {"cert_file": str(server.cert), "key_file": str(server.key),
+                              "client_auth_type": "RequireAndVerifyClientCert",
+                              "client_ca_file": str(ca.path)},
+        "basic_auth_users": {"alertmanager": bcrypt_hash(password)}}))
+    lab.config["web"] = {"config_file": str(web_config)}
+    relay = lab.start()
+    config = deploy_alertmanager_config(relay.address)
+    for receiver in config["receivers"]:
+        for hook in receiver["webhook_configs"]:
+            hook["url"] = hook["url"].replace("http://", "https://")
+            hook["http_config"] = {
+                "basic_auth": {"username": "alertmanager", "password": password},
+                "tls_config": {"ca_file": str(ca.path), "cert_file": str(client.cert),
+                               "key_file": str(client.key)}}
+    am_config = tmp_path / "alertmanager.yml"
+    am_config.write_text(yaml.safe_dump(config))
+    am_port = free_port()
+    am = Server([require_tool("prometheus-alertmanager"), f"--config.file={am_config}",
+                 f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
+                 "--cluster.listen-address=", "--log.level=warn"], f"http://127.0.0.1:{am_port}")
+    try:
+        am.post("/api/v2/alerts", [{"labels": {"alertname": "HostHighLoad",
+                                               "severity": "warning", "instance": "web2:9110"},
+                                    "annotations": {"summary": "web2 is busy"}}])
+        wait_for(lambda: robots.bodies(f"wecom:{WECOM_KEY}"), "the message over TLS", 30)
+    finally:
+        am.stop()
+    body = robots.bodies(f"wecom:{WECOM_KEY}")[0]  # then the ops route's mention
+    assert body["markdown"]["content"].startswith("### [FIRING:1] HostHighLoad")
+
+    def get(path: str, cert: bool = True, auth: str | None = None) -> int:
+        context = ssl.create_default_context(cafile=str(ca.path))
+        if cert:
+            context.load_cert_chain(client.cert, client.key)
+        headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()
+                   } if auth else {}
+        request = urllib.request.Request(f"https://{relay.address}{path}", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert get("/metrics") == 401
+    assert get("/metrics", auth="alertmanager:wrong") == 401
+    assert get("/metrics", auth=f"alertmanager:{password}") == 200
+    with pytest.raises((urllib.error.URLError, ConnectionError)):  # no client certificate
+        get("/-/healthy", cert=False)
+    with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP: no answer
+        relay.get("/-/healthy")
+    log = lab.close()
+    assert password not in log, log
+    assert "tls=True" in log, log
+
+
 def test_example_config_and_unit(tmp_path: Path) -> None:
     from agent.relay.config import load
 
@@ -444,6 +510,17 @@ def test_check_names_the_unreadable_secret(tmp_path: Path) -> None:
     assert checked.returncode == 2
     assert checked.stderr == (f"routes[0].wecom.key_file: cannot read {tmp_path}/missing.key: "
                               "No such file or directory\n")
+    (tmp_path / "k").write_text("key\n")
+    path.write_text(yaml.safe_dump({"routes": [{"name": "ops", "wecom": {
+        "key_file": str(tmp_path / "k")}}]}))
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users: {ops: not-a-hash}\n")
+    checked = subprocess.run([sys.executable, "-m", "agent", "relay", "--check", "--config",
+                              str(path), "--web.config.file", str(web)],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 2
+    assert checked.stderr.startswith(f"{web}: basic_auth_users"), checked.stderr
+    assert "not-a-hash" not in checked.stderr
     path.write_text(yaml.safe_dump({"routes": [{"name": "a/b"}]}))
     checked = subprocess.run([sys.executable, "-m", "agent", "relay", "--check", "--config",
                               str(path)], capture_output=True, text=True, timeout=60)

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, metavar="FILE",
                         help="relay configuration (routes, robots, secret files)")
     parser.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT")
+    parser.add_argument("--web.config.file", dest="web_config_file", type=Path, metavar="FILE",
+                        help="exporter-toolkit web configuration file (TLS, basic auth)")
     parser.add_argument("--log.level", dest="log_level",
                         choices=["debug", "info", "warning", "error"])
     parser.add_argument("--check", action="store_true",
@@ -27,10 +29,11 @@ def main(args: argparse.Namespace) -> int:
     from agent.relay.server import Relay, StartupError, check
 
     overrides = {key: value for key, value in (("listen_address", args.listen_address),
+                                               ("web.config_file", args.web_config_file),
                                                ("log_level", args.log_level)) if value}
     try:
         if args.check:
-            check(args.config)
+            check(args.config, overrides)
             print(f"{args.config}: ok")
             return EXIT_OK
         config = load(args.config, overrides)

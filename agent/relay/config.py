@@ -76,6 +76,14 @@ class Route(Strict):
         return self
 
 
+class RelayWeb(Strict):
+    """The listener's security: the agent's exporter-toolkit web configuration file (TLS,
+    client certificates, basic auth, headers), with the same meaning and the same checks."""
+
+    config_file: Path | None = Field(None, description="exporter-toolkit web configuration file")
+    auth_exempt_probes: bool = Field(False, description="/-/healthy and /-/ready without auth")
+
+
 class Retry(Strict):
     initial: float = Field(1.0, gt=0, description="first backoff")
     max: float = Field(30.0, gt=0, description="longest backoff")
@@ -92,6 +100,7 @@ class RelayConfig(Strict):
         600.0, gt=0, description="a delivered notification is not sent again within this")
     shutdown_timeout: float = Field(10.0, gt=0)
     retry: Retry = Retry()
+    web: RelayWeb = RelayWeb()
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
     routes: list[Route] = Field(min_length=1)
 
@@ -121,7 +130,15 @@ class RelayConfig(Strict):
 
 
 def load(path: Path, overrides: dict[str, Any] | None = None) -> RelayConfig:
-    data = {**read_yaml(path), **(overrides or {})}
+    """The file, with command-line overrides: "a.b" keys set b in section a."""
+    data = read_yaml(path)
+    for key, value in (overrides or {}).items():
+        section, _, name = key.rpartition(".")
+        if section:
+            nested = data.get(section)
+            data[section] = {**(nested if isinstance(nested, dict) else {}), name: value}
+        else:
+            data[key] = value
     try:
         return RelayConfig.model_validate(data)
     except ValidationError as exc:

@@ -16,8 +16,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agent import __version__
-from agent.config import parse_listen_address
+from agent import __version__, security, webconfig
+from agent.config import WebConfig, parse_listen_address
 from agent.logs import kv
 from agent.relay.config import RelayConfig, Route, read_secret
 from agent.relay.delivery import Outbox
@@ -71,6 +71,8 @@ class Relay:
         self.routes = {route.name: route for route in config.routes}
         self.outboxes: dict[str, Outbox] = {}
         self.addresses: list[str] = []
+        self.endpoint = security.Endpoint()
+        self._web = web_settings(config)
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._stopping = False
@@ -92,13 +94,18 @@ class Relay:
             self.outboxes[identity] = box
         return box
 
+    def web_settings(self) -> WebConfig:
+        return self._web
+
     def app(self) -> web.Application:
+        """Request metrics first, so requests refused for want of credentials count too."""
         app = web.Application(middlewares=[self.metrics.requests.middleware()],
                               client_max_size=MAX_BODY)
         app.router.add_post(WEBHOOK_PATH, self.webhook)
         app.router.add_get("/metrics", self.metrics_page)
         app.router.add_get("/-/healthy", self.healthy)
         app.router.add_get("/-/ready", self.ready)
+        security.protect(app, self.endpoint, self.web_settings)
         return app
 
     async def healthy(self, request: web.Request) -> web.Response:
@@ -159,6 +166,7 @@ class Relay:
         return web.Response(text=f"{result}\n")
 
     async def run(self) -> int:
+        await self.endpoint.load(self.config.web.config_file)  # ConfigError: exit 2
         timeout = aiohttp.ClientTimeout(total=None)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             for route in self.config.routes:
@@ -167,11 +175,12 @@ class Relay:
             for box in self.outboxes.values():
                 box.start()
             runner = web.AppRunner(self.app(), access_log=None,
-                                   shutdown_timeout=self.config.shutdown_timeout)
+                                   shutdown_timeout=self.config.shutdown_timeout,
+                                   **security.limits(self.web_settings()))
             await runner.setup()
             host, port = parse_listen_address(self.config.listen_address)
             try:
-                await web.TCPSite(runner, host, port).start()
+                await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context).start()
             except OSError as exc:
                 await runner.cleanup()
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
@@ -181,7 +190,9 @@ class Relay:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
+            watcher = asyncio.create_task(self.endpoint.watch(), name="web-config")
             log.info("listening", extra=kv(version=__version__, address=",".join(self.addresses),
+                                           tls=self.endpoint.context is not None,
                                            routes=len(self.routes), robots=len(self.outboxes)))
             self.started.set()
             self.notifier.ready(f"relaying for {len(self.routes)} routes")
@@ -191,6 +202,7 @@ class Relay:
                 log.info("shutting down")
                 self._stopping = True
                 self.notifier.stopping()
+                watcher.cancel()
                 started = time.monotonic()
                 await runner.cleanup()  # in-flight webhooks finish or are cut at the timeout
                 log.debug("web server stopped", extra=kv(seconds=time.monotonic() - started))
@@ -201,6 +213,12 @@ class Relay:
         return 0
 
 
+def web_settings(config: RelayConfig) -> WebConfig:
+    """The agent's web settings that the shared security layer reads, for the relay."""
+    return WebConfig(config_file=config.web.config_file,
+                     auth_exempt_probes=config.web.auth_exempt_probes, max_body_size=MAX_BODY)
+
+
 def _format(address: object) -> str:
     if isinstance(address, tuple):
         host, port = address[0], address[1]
@@ -208,11 +226,12 @@ def _format(address: object) -> str:
     return str(address)
 
 
-def check(path: Path) -> RelayConfig:
-    """Validate a relay config, its secrets and its template (ConfigError otherwise)."""
+def check(path: Path, overrides: dict[str, object] | None = None) -> RelayConfig:
+    """Validate a relay config, its secrets, template and web config (ConfigError otherwise)."""
     from agent.relay.config import load
 
-    config = load(path)
+    config = load(path, overrides)
     build_robots(config)
     Templates(zoneinfo.ZoneInfo(config.timezone), config.template_file)
+    webconfig.load(config.web.config_file)
     return config
