@@ -52,6 +52,14 @@ def hostagent_command(port: int, collectors: list[str] | None) -> list[str]:
     return args
 
 
+def node_exporter_collectors() -> set[str]:
+    """The collectors the installed node_exporter has, read off its --help (newer ones that
+    hostagent declares, such as dmmultipath or watchdog, would make it refuse to start)."""
+    usage = subprocess.run(["prometheus-node-exporter", "--help"], capture_output=True,
+                           text=True, timeout=30)
+    return set(re.findall(r"--collector\.(\w+) +Enable the", usage.stdout + usage.stderr))
+
+
 def node_exporter_command(port: int, collectors: list[str] | None,
                           own_defaults: bool = False) -> list[str]:
     """node_exporter restricted to the equivalents of hostagent's collectors (all of
@@ -65,8 +73,10 @@ def node_exporter_command(port: int, collectors: list[str] | None,
     if not own_defaults:
         names = [n for n, d in BY_NAME.items() if d.node_exporter] if collectors is None \
             else collectors
+        has = node_exporter_collectors()
         args.append("--collector.disable-defaults")
-        args += [f"--collector.{n}" for n in names if n in BY_NAME and BY_NAME[n].node_exporter]
+        args += [f"--collector.{n}" for n in names
+                 if n in BY_NAME and BY_NAME[n].node_exporter and n in has]
     return args
 
 
