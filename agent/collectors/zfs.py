@@ -16,10 +16,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric, UnknownMetricFamily
-from prometheus_client.samples import Sample
+from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import go_order, list_dir
+from agent.collectors.common import family, go_order, list_dir, read_file, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -51,9 +50,11 @@ _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 def _uint(text: str) -> int:
     """strconv.ParseUint(text, 10, 64)."""
-    if not text.isascii() or not text.isdigit() or int(text) > UINT64_MAX:
-        raise ValueError(f"not an unsigned 64-bit integer: {text!r}")
-    return int(text)
+    if text.isascii() and text.isdigit():
+        value = int(text)
+        if value <= UINT64_MAX:
+            return value
+    raise ValueError(f"not an unsigned 64-bit integer: {text!r}")
 
 
 def _int(text: str) -> int:
@@ -142,64 +143,77 @@ def parse_state(text: str) -> str:
     return lines[0].lower() if lines else ""
 
 
-def _read(path: Path) -> str | None:
+def _entries(path: str) -> list[tuple[str, bool]]:
+    """(name, is a directory) of a directory's entries, sorted; empty when it is missing."""
     try:
-        return path.read_text(errors="replace")
+        with os.scandir(path) as entries:
+            return sorted((e.name, e.is_dir()) for e in entries)
     except OSError:
-        return None
+        return []
 
 
 class ZfsCollector:
     def __init__(self, procfs: Path) -> None:
-        self._base = procfs / "spl" / "kstat" / "zfs"
+        self._base = str(procfs / "spl" / "kstat" / "zfs")
+        # file -> kstat -> (metric name, "" if not a valid one; help): kstat names are few
+        # and fixed per ZFS version.
+        self._names: dict[str, dict[str, tuple[str, str]]] = {}
 
     def collect(self) -> list[Metric]:
-        if not os.path.isdir(self._base):
+        base = self._base
+        entries = _entries(base)
+        if not entries and not os.path.isdir(base):
             return []
-        families: dict[str, GaugeMetricFamily | UnknownMetricFamily] = {}
+        families: dict[str, Metric] = {}
         seen: set[tuple[str, tuple[str, ...]]] = set()
 
-        def add(name: str, help_text: str, labels: list[str], values: list[str],
-                value: float, gauge: bool = False) -> None:
-            family = families.get(name)
-            if family is None:
+        def add(name: str, help_text: str, labels: tuple[str, ...], values: tuple[str, ...],
+                value: float, typ: str = "unknown") -> None:
+            metric = families.get(name)
+            if metric is None:
                 if not _METRIC_NAME.match(name):
                     return
-                family = (GaugeMetricFamily(name, help_text, labels=labels) if gauge
-                          else UnknownMetricFamily(name, help_text, labels=labels))
-                families[name] = family
-            elif not labels or (name, tuple(values)) in seen:
+                metric = families[name] = family(name, help_text, typ)
+            elif not labels or (name, values) in seen:
                 return  # a repeated series: the first one counts, as node_exporter
-            seen.add((name, tuple(values)))
-            family.samples.append(Sample(name, dict(zip(labels, values, strict=True)), value))
+            seen.add((name, values))
+            metric.samples.append(sample(name, dict(zip(labels, values, strict=True)), value))
 
         for subsystem, filename in SUBSYSTEMS.items():
-            text = _read(self._base / filename)
+            text = read_file(f"{base}/{filename}")
             if text is None:
                 continue  # a ZFS version without this statistics file
             try:
                 parsed = parse_kstat(text)
             except ValueError:
                 continue
+            names = self._names.setdefault(filename, {})
             for kstat, value in parsed:
-                add(f"node_{subsystem}_{metric_name(kstat)}",
-                    f"kstat.zfs.misc.{filename}.{kstat}", [], [], float(value))
+                named = names.get(kstat)
+                if named is None:
+                    name = f"node_{subsystem}_{metric_name(kstat)}"
+                    named = names[kstat] = (name if _METRIC_NAME.match(name) else "",
+                                            f"kstat.zfs.misc.{filename}.{kstat}")
+                name = named[0]
+                if name and name not in families:  # a repeated kstat: the first one counts
+                    families[name] = family(name, named[1], "unknown",
+                                            [sample(name, {}, float(value))])
 
-        pools = [p for p in list_dir(self._base) if os.path.isdir(self._base / p)]
+        pools = [name for name, is_dir in entries if is_dir]
         for pool in pools:
-            text = _read(self._base / pool / "io")
+            text = read_file(f"{base}/{pool}/io")
             try:
                 io = parse_pool_io(text) if text is not None else []
             except ValueError:
                 io = []
             for field, value in io:
                 add(f"node_zfs_zpool_{metric_name(field)}", f"kstat.zfs.misc.io.{field}",
-                    ["zpool"], [pool], float(value))
+                    ("zpool",), (pool,), float(value))
         for pool in pools:
-            for entry in list_dir(self._base / pool):
+            for entry in list_dir(f"{base}/{pool}"):
                 if not entry.startswith("objset-"):
                     continue
-                text = _read(self._base / pool / entry)
+                text = read_file(f"{base}/{pool}/{entry}")
                 if text is None:
                     continue
                 try:
@@ -208,16 +222,16 @@ class ZfsCollector:
                     continue
                 for kstat, value in objset:
                     add(f"node_zfs_zpool_dataset_{metric_name(kstat)}",
-                        f"kstat.zfs.misc.objset.{kstat}", ["zpool", "dataset"],
-                        [pool, dataset], float(value))
+                        f"kstat.zfs.misc.objset.{kstat}", ("zpool", "dataset"),
+                        (pool, dataset), float(value))
         for pool in pools:
-            text = _read(self._base / pool / "state")
+            text = read_file(f"{base}/{pool}/state")
             if text is None:
                 continue
             state = parse_state(text)
             for name in POOL_STATES:
-                add("node_zfs_zpool_state", "kstat.zfs.misc.state", ["zpool", "state"],
-                    [pool, name], 1.0 if state == name else 0.0, gauge=True)
+                add("node_zfs_zpool_state", "kstat.zfs.misc.state", ("zpool", "state"),
+                    (pool, name), 1.0 if state == name else 0.0, typ="gauge")
         return go_order(families.values())
 
 
