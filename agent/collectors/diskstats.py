@@ -3,13 +3,21 @@ node_exporter's latest release (procfs's blockdevice parsing)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import DeviceFilter, list_dir, read_text
+from agent.collectors.common import (
+    DeviceFilter,
+    family,
+    list_dir,
+    read_file_bytes,
+    read_text,
+    sample,
+)
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -105,16 +113,19 @@ def serial(props: dict[str, str]) -> str:
             or props.get("ID_SERIAL") or "")
 
 
-def rotational(queue: Path) -> str:
+def rotational(queue: Path | str) -> str:
     """node_exporter's rotational label for /sys/block/<dev>/queue (see QUEUE_UINT)."""
-    value = _uint(read_text(queue / "rotational"))
+    value = _uint(read_text(f"{queue}/rotational"))
     if not value:  # 0, or unreadable: "0" either way, without reading the rest
         return "0"
-    if (any(_uint(read_text(queue / name)) is None for name in QUEUE_UINT)
-            or any(_int(read_text(queue / name)) is None for name in QUEUE_INT)
-            or any(read_text(queue / name) is None for name in QUEUE_TEXT)):
-        return "0"
-    return format(value, "b")  # node_exporter formats it in base 2
+    return format(value, "b") if queue_complete(queue) else "0"  # node_exporter: base 2
+
+
+def queue_complete(queue: Path | str) -> bool:
+    """Whether every queue attribute procfs reads is there and parses."""
+    return not (any(_uint(read_text(f"{queue}/{name}")) is None for name in QUEUE_UINT)
+                or any(_int(read_text(f"{queue}/{name}")) is None for name in QUEUE_INT)
+                or any(read_text(f"{queue}/{name}") is None for name in QUEUE_TEXT))
 
 
 def _uint(text: str | None) -> int | None:
@@ -141,24 +152,62 @@ class DiskstatsCollector:
         self._block = sysfs / "block"
         self._udev_data = udev_data
         self._filter = DeviceFilter(device_include, device_exclude)
+        # (device, major, minor) -> whether its queue attributes are complete.
+        self._queue_complete: dict[tuple[str, int, int], bool] = {}
+        # udev database file -> (its stamp, its properties).
+        self._udev_cache: dict[str, tuple[tuple[int, int, int], dict[str, str]]] = {}
 
     def ignored(self, device: str) -> bool:
         return self._filter.ignored(device)
 
     def collect(self) -> list[Metric]:
-        disks = parse_diskstats(self._diskstats.read_text())
+        disks = parse_diskstats(read_file_bytes(self._diskstats).decode(errors="replace"))
         disks = [d for d in disks if not self.ignored(d.device)]
         udev = {d.device: self._udev(d) for d in disks}
+        present = {(d.device, d.major, d.minor) for d in disks}
+        for gone in [key for key in self._queue_complete if key not in present]:
+            del self._queue_complete[gone]
+        paths = {f"{self._udev_data}/b{d.major}:{d.minor}" for d in disks}
+        for stale in [path for path in self._udev_cache if path not in paths]:
+            del self._udev_cache[stale]
         return diskstats_families(
-            disks, udev, {d.device: rotational(self._block / d.device / "queue") for d in disks},
-            {d.device: list_dir(self._block / d.device / "slaves") for d in disks
+            disks, udev, {d.device: self._rotational(d) for d in disks},
+            {d.device: list_dir(f"{self._block}/{d.device}/slaves") for d in disks
              if udev[d.device].get("DM_NAME")})
 
+    def _rotational(self, disk: Disk) -> str:
+        """rotational() with the other queue attributes checked once per device: which of
+        them a device has is fixed by its kernel and driver, where rotational is writable."""
+        queue = f"{self._block}/{disk.device}/queue"
+        value = _uint(read_text(f"{queue}/rotational"))
+        if not value:
+            return "0"
+        key = (disk.device, disk.major, disk.minor)
+        complete = self._queue_complete.get(key)
+        if complete is None:
+            complete = self._queue_complete[key] = queue_complete(queue)
+        return format(value, "b") if complete else "0"
+
     def _udev(self, disk: Disk) -> dict[str, str]:
+        """The device's udev properties, parsed again only when its database file changed
+        (udev replaces the file on every event for the device)."""
+        path = f"{self._udev_data}/b{disk.major}:{disk.minor}"
         try:
-            return parse_udev((self._udev_data / f"b{disk.major}:{disk.minor}").read_text())
+            stat = os.stat(path)
         except OSError:
+            self._udev_cache.pop(path, None)
             return {}
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        cached = self._udev_cache.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            props = parse_udev(read_file_bytes(path).decode(errors="replace"))
+        except OSError:
+            self._udev_cache.pop(path, None)
+            return {}
+        self._udev_cache[path] = (stamp, props)
+        return props
 
 
 def diskstats_families(disks: list[Disk], udev: dict[str, dict[str, str]],
@@ -168,53 +217,53 @@ def diskstats_families(disks: list[Disk], udev: dict[str, dict[str, str]],
     the rotational label per device ("0" where absent); slaves: the backing devices of
     device mapper devices."""
     rotation, slaves = rotation or {}, slaves or {}
-    info = GaugeMetricFamily(
-        "node_disk_info", "Info of /sys/block/<block_device>.",
-        labels=["device", "major", "minor", "path", "wwn", "model", "serial", "revision",
-                "rotational"])
-    stats: list[GaugeMetricFamily | CounterMetricFamily] = [
-        (GaugeMetricFamily if name in GAUGES else CounterMetricFamily)(
-            f"node_disk_{name}", help_text, labels=["device"])
-        for name, help_text, _ in STATS
-    ]
-    filesystem = GaugeMetricFamily(
-        "node_disk_filesystem_info", "Info about disk filesystem.",
-        labels=["device", "type", "usage", "uuid", "version"])
-    device_mapper = GaugeMetricFamily(
-        "node_disk_device_mapper_info", "Info about disk device mapper.",
-        labels=["device", "name", "uuid", "vg_name", "lv_name", "lv_layer"])
-    backing = GaugeMetricFamily(
-        "node_disk_device_mapper_backing_device_info",
-        "Info about the underlying block devices of a device mapper device.",
-        labels=["device", "backing_device"])
-    ata = {key: GaugeMetricFamily(f"node_disk_{name}", help_text, labels=["device"])
+    info = family("node_disk_info", "Info of /sys/block/<block_device>.", "gauge")
+    # (family, its samples' name: a counter's carries _total, scale)
+    stats = [(family(f"node_disk_{name}", help_text, "gauge"), f"node_disk_{name}", scale)
+             if name in GAUGES else
+             (family(f"node_disk_{name}", help_text, "counter"), f"node_disk_{name}_total", scale)
+             for name, help_text, scale in STATS]
+    filesystem = family("node_disk_filesystem_info", "Info about disk filesystem.", "gauge")
+    device_mapper = family("node_disk_device_mapper_info", "Info about disk device mapper.",
+                           "gauge")
+    backing = family("node_disk_device_mapper_backing_device_info",
+                     "Info about the underlying block devices of a device mapper device.",
+                     "gauge")
+    ata = {key: family(f"node_disk_{name}", help_text, "gauge")
            for key, (name, help_text) in ATA_PROPERTIES.items()}
 
     for disk in disks:
         dev, props = disk.device, udev.get(disk.device, {})
-        info.add_metric([dev, str(disk.major), str(disk.minor), props.get("ID_PATH", ""),
-                         props.get("ID_WWN", ""), props.get("ID_MODEL", ""),
-                         serial(props), props.get("ID_REVISION", ""),
-                         rotation.get(dev, "0")], 1.0)
-        for family, (_, _, scale), raw in zip(stats, STATS, disk.stats, strict=False):
-            family.add_metric([dev], raw * scale)
-        if props.get("ID_FS_TYPE"):
-            filesystem.add_metric([dev] + [props.get(f"ID_FS_{key}", "") for key in
-                                           ("TYPE", "USAGE", "UUID", "VERSION")], 1.0)
-        if props.get("DM_NAME"):
-            device_mapper.add_metric([dev] + [props.get(f"DM_{key}", "") for key in
-                                              ("NAME", "UUID", "VG_NAME", "LV_NAME", "LV_LAYER")],
-                                     1.0)
+        get = props.get
+        info.samples.append(sample("node_disk_info", {
+            "device": dev, "major": str(disk.major), "minor": str(disk.minor),
+            "path": get("ID_PATH", ""), "wwn": get("ID_WWN", ""), "model": get("ID_MODEL", ""),
+            "serial": serial(props), "revision": get("ID_REVISION", ""),
+            "rotational": rotation.get(dev, "0")}, 1.0))
+        for (metric, sample_name, scale), raw in zip(stats, disk.stats, strict=False):
+            metric.samples.append(sample(sample_name, {"device": dev}, raw * scale))
+        if get("ID_FS_TYPE"):
+            filesystem.samples.append(sample("node_disk_filesystem_info", {
+                "device": dev, "type": get("ID_FS_TYPE", ""), "usage": get("ID_FS_USAGE", ""),
+                "uuid": get("ID_FS_UUID", ""), "version": get("ID_FS_VERSION", "")}, 1.0))
+        if get("DM_NAME"):
+            device_mapper.samples.append(sample("node_disk_device_mapper_info", {
+                "device": dev, "name": get("DM_NAME", ""), "uuid": get("DM_UUID", ""),
+                "vg_name": get("DM_VG_NAME", ""), "lv_name": get("DM_LV_NAME", ""),
+                "lv_layer": get("DM_LV_LAYER", "")}, 1.0))
             for backing_device in sorted(slaves.get(dev, [])):
-                backing.add_metric([dev, backing_device], 1.0)
-        if props.get("ID_ATA"):
-            for key, family in ata.items():
-                value = _number(props.get(key))
+                backing.samples.append(sample(
+                    "node_disk_device_mapper_backing_device_info",
+                    {"device": dev, "backing_device": backing_device}, 1.0))
+        if get("ID_ATA"):
+            for key, metric in ata.items():
+                value = _number(get(key))
                 if value is not None:
-                    family.add_metric([dev], value)
+                    metric.samples.append(sample(metric.name, {"device": dev}, value))
 
-    families: list[Metric] = [info, *stats, filesystem, device_mapper, backing, *ata.values()]
-    return [family for family in families if family.samples]
+    families: list[Metric] = [info, *(metric for metric, _, _ in stats), filesystem,
+                              device_mapper, backing, *ata.values()]
+    return [metric for metric in families if metric.samples]
 
 
 def _number(text: str | None) -> float | None:

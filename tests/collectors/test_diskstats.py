@@ -134,3 +134,30 @@ def test_udev_file_without_filesystem_type_has_no_filesystem_info() -> None:
     fs = {s.labels["device"] for f in collector().collect() for s in f.samples
           if s.name == "node_disk_filesystem_info"}
     assert fs == {"dm-0"}  # vda's ID_FS_TYPE is empty
+
+
+def test_identity_follows_a_rewritten_udev_file_and_rotational_a_written_queue(
+        tmp_path: Path) -> None:
+    """udev properties and the queue check are kept between cycles: a replaced udev database
+    file and a changed rotational attribute still show on the next collect."""
+    import shutil
+
+    for part in ("proc", "sys", "udev"):
+        shutil.copytree(DISKSTATS / part, tmp_path / part, symlinks=True)
+    c = DiskstatsCollector(tmp_path / "proc", tmp_path / "sys", None, DEFAULT_EXCLUDE,
+                           udev_data=tmp_path / "udev")
+
+    def info() -> dict[str, dict[str, str]]:
+        return {s.labels["device"]: s.labels for f in c.collect() for s in f.samples
+                if s.name == "node_disk_info"}
+
+    assert info()["sdb"]["rotational"] == "1"
+    udev = tmp_path / "udev" / "b8:16"
+    replacement = tmp_path / "udev" / "new"
+    replacement.write_text(udev.read_text().replace("ZC11ABCD", "ZC99WXYZ"))
+    replacement.replace(udev)  # as udev writes it: a new file renamed over the old one
+    (tmp_path / "sys/block/sdb/queue/rotational").write_text("0\n")
+    after = info()["sdb"]
+    assert (after["serial"], after["rotational"]) == ("ZC99WXYZ", "0")
+    udev.unlink()
+    assert info()["sdb"]["serial"] == ""
