@@ -3,20 +3,23 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Real tools the tests run against (Debian packages).
-TEST_PACKAGES := prometheus prometheus-node-exporter prometheus-alertmanager wrk systemd dbus-daemon \
-	chromium openssh-server openssh-client lintian prometheus-process-exporter \
-	victoria-metrics
+# Real tools the tests run against (Debian packages; README "What make test installs" says why
+# each). Installed for their binaries only: scripts/install-packages.sh upgrades nothing already
+# installed and starts or enables no service.
+TEST_PACKAGES := prometheus prometheus-node-exporter prometheus-alertmanager \
+	prometheus-process-exporter victoria-metrics systemd dbus-daemon chromium openssh-server \
+	openssh-client lintian iproute2 wrk
 
 PREFIX ?= /usr/local/lib/hostagent
 UNIT_DIR ?= /etc/systemd/system
 CONFIG_DIR ?= /etc/hostagent
 
-.PHONY: run test test-deps lint bench install install-relay clean deb pyz
+.PHONY: run test test-deps lint bench install install-relay uninstall clean deb pyz
 
+# Debian's python3 makes venvs only with python3-venv (ensurepip): installed when missing.
 $(BIN)/hostagent: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
+		sh scripts/install-packages.sh python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
@@ -25,8 +28,7 @@ run: $(BIN)/hostagent
 	$(BIN)/hostagent
 
 test-deps:
-	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES)
+	sh scripts/install-packages.sh $(TEST_PACKAGES)
 
 lint: $(BIN)/hostagent
 	$(BIN)/ruff check agent tests bench packaging
@@ -57,6 +59,14 @@ install-relay:
 	[ -e $(CONFIG_DIR)/relay.yml ] || install -m 0644 systemd/hostagent-relay.yml $(CONFIG_DIR)/relay.yml
 	sed -e 's|/usr/local/lib/hostagent|$(PREFIX)|g' -e 's|/etc/hostagent/|$(CONFIG_DIR)/|g' \
 		systemd/hostagent-relay.service > $(UNIT_DIR)/hostagent-relay.service
+
+# Undo `make install`: stop and disable the services, remove the units and $(PREFIX). The
+# configuration (/etc/hostagent, /etc/default/hostagent) is kept; remove it by hand if unwanted.
+uninstall:
+	-systemctl disable --now hostagent.service hostagent-relay.service
+	rm -f $(UNIT_DIR)/hostagent.service $(UNIT_DIR)/hostagent-relay.service
+	-systemctl daemon-reload
+	rm -rf $(PREFIX)
 
 # Release artifacts (packaging/build.py): build/hostagent_VERSION_ARCH.deb and ./hostagent.pyz,
 # for this machine's architecture and Python. Dependency wheels are cached in build/wheelhouse.
