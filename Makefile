@@ -41,18 +41,22 @@ bench: $(BIN)/hostagent
 	$(BIN)/python bench/scrape.py
 
 # Install as a systemd service: a venv under $(PREFIX), config and defaults under /etc (kept
-# if present), the unit with its paths pointed at $(PREFIX), then enable and start it. The
-# relay's unit and example config are installed too, the relay left off (README, "Alert relay").
+# if present), the unit with its paths pointed at $(PREFIX), then enable and (re)start it: run
+# again from a newer checkout, it upgrades. The relay's unit and example config are installed
+# too, the relay left off (docs/relay.md).
 install: install-relay
 	$(PYTHON) -m venv $(PREFIX)
 	$(PREFIX)/bin/pip install --quiet .
 	install -m 0644 README.md $(PREFIX)/README.md
+	install -d -m 0755 $(PREFIX)/docs
+	install -m 0644 docs/*.md $(PREFIX)/docs/
 	install -d -m 0755 /etc/hostagent
 	[ -e /etc/hostagent/hostagent.yml ] || install -m 0644 systemd/hostagent.yml /etc/hostagent/
 	[ -e /etc/default/hostagent ] || install -m 0644 systemd/hostagent.default /etc/default/hostagent
 	sed 's|/usr/local/lib/hostagent|$(PREFIX)|g' systemd/hostagent.service > $(UNIT_DIR)/hostagent.service
 	systemctl daemon-reload
-	systemctl enable --now hostagent.service
+	systemctl enable hostagent.service
+	systemctl restart hostagent.service
 
 install-relay:
 	install -d -m 0755 $(CONFIG_DIR) $(UNIT_DIR)

@@ -197,6 +197,9 @@ def deb(version: str, wheelhouse: Path, out: Path, compression: str = "xz") -> P
         install_file(changelog(version), doc / "changelog.gz")
         install_file(gzip.compress((ROOT / "README.md").read_bytes(), 9, mtime=0),
                      doc / "README.md.gz")
+        for page in sorted((ROOT / "docs").glob("*.md")):  # the README links them
+            install_file(gzip.compress(page.read_bytes(), 9, mtime=0),
+                         doc / "docs" / f"{page.name}.gz")
         install_file(gzip.compress((DEB / "hostagent.1").read_bytes(), 9, mtime=0),
                      stage / "usr/share/man/man1/hostagent.1.gz")
         install_file(DEB / "lintian-overrides", stage / "usr/share/lintian/overrides/hostagent")
