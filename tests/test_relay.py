@@ -546,5 +546,6 @@ def test_make_install_puts_the_relay_beside_the_agent_and_leaves_it_off(tmp_path
     planned = subprocess.run([make, "-C", str(ROOT), "--dry-run", "install"],
                              capture_output=True, text=True, timeout=60).stdout
     assert "hostagent-relay.service" in planned
-    assert [line for line in planned.splitlines() if line.startswith("systemctl enable")] == [
-        "systemctl enable --now hostagent.service"]
+    assert [line for line in planned.splitlines()
+            if line.startswith(("systemctl enable", "systemctl restart"))] == [
+        "systemctl enable hostagent.service", "systemctl restart hostagent.service"]
