@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import re
+import signal
 import ssl
 import subprocess
 import sys
@@ -171,10 +172,13 @@ class Lab:
             ]}
         self.relay: AgentProcess | None = None
 
-    def start(self) -> AgentProcess:
+    def write(self) -> Path:
         path = self.tmp / "relay.yml"
         path.write_text(yaml.safe_dump(self.config))
-        self.relay = AgentProcess("relay", "--config", str(path), "--log.level", "debug")
+        return path
+
+    def start(self) -> AgentProcess:
+        self.relay = AgentProcess("relay", "--config", str(self.write()), "--log.level", "debug")
         return self.relay
 
     def post(self, route: str, body: Any) -> tuple[int, str]:
@@ -268,6 +272,65 @@ def test_relay_delivers_signs_mentions_and_never_twice(lab: Lab, robots: Robots)
                   (("code", "404"), ("handler", "/alertmanager/{route}")))] == 1
     assert ("hostagent_relay_delivery_duration_seconds_count",
             (("robot", "dingtalk"), ("route", "oncall"))) in found
+
+
+def test_sighup_applies_new_secrets_and_routes_and_rejects_a_broken_set_whole(
+        lab: Lab, robots: Robots) -> None:
+    lab.config["response_timeout"] = 10  # the robots' 3 a 2 s limit holds some messages back
+    relay = lab.start()
+    assert lab.post("ops", payload())[0] == 200
+    assert len(robots.bodies(f"wecom:{WECOM_KEY}")) == 2  # markdown, then the mention
+
+    def reload_state() -> tuple[float, float]:
+        found = lab.metrics()
+        return (found[("hostagent_relay_config_last_reload_successful", ())],
+                found[("hostagent_relay_config_last_reload_success_timestamp_seconds", ())])
+
+    assert reload_state()[0] == 1
+    # A new key for the ops robot and a new route, applied without a restart.
+    new_key = "wk-0a1b2c3d-second-key-4e5f6a7b8c9d"
+    robots.wecom_keys.add(new_key)
+    (lab.tmp / "secrets" / "wecom2.key").write_text(new_key + "\n")
+    lab.config["routes"][0]["wecom"]["key_file"] = str(lab.tmp / "secrets" / "wecom2.key")
+    lab.config["routes"].append({**lab.config["routes"][1], "name": "team", "mention": {}})
+    lab.write()
+    relay.proc.send_signal(signal.SIGHUP)
+    relay.wait_for(r"msg=(reloaded) routes=4")
+    assert lab.post("ops", payload(groupKey="after-reload"))[0] == 200
+    assert len(robots.bodies(f"wecom:{new_key}")) == 2
+    assert len(robots.bodies(f"wecom:{WECOM_KEY}")) == 2
+    assert lab.post("team", payload(groupKey="team")) == (200, "delivered\n")
+    ok, loaded = reload_state()
+    assert ok == 1
+
+    # Three problems at once: every one is reported, none of the file is applied.
+    running = dict(lab.config)
+    lab.config = {**running, "template_file": str(lab.tmp / "missing.md.j2"), "routes": [
+        {**running["routes"][0], "wecom": {**running["routes"][0]["wecom"],
+                                           "key_file": str(lab.tmp / "missing.key")}},
+        {**running["routes"][3], "dingtalk": {**running["routes"][3]["dingtalk"],
+                                              "token_file": str(lab.tmp / "missing.token")}}]}
+    lab.write()
+    relay.proc.send_signal(signal.SIGHUP)
+    problems = [relay.wait_for(r'msg="reload rejected, keeping the running config" '
+                               r'problem="([^"]+)"') for _ in range(3)]
+    assert sorted(problems) == [
+        f"routes[0].wecom.key_file: cannot read {lab.tmp}/missing.key: No such file or directory",
+        f"routes[1].dingtalk.token_file: cannot read {lab.tmp}/missing.token: "
+        "No such file or directory",
+        f"template_file: cannot read {lab.tmp}/missing.md.j2: No such file or directory"]
+    assert reload_state() == (0, loaded)
+    # The running config stays: the new key, the new route, the oncall route.
+    assert lab.post("team", payload(groupKey="still")) == (200, "delivered\n")
+    assert lab.post("oncall", payload(groupKey="still")) == (200, "delivered\n")
+    assert lab.post("ops", payload(groupKey="still"))[0] == 200
+    assert len(robots.bodies(f"wecom:{new_key}")) == 4
+    # Fixed, it loads again.
+    lab.config = running
+    lab.write()
+    relay.proc.send_signal(signal.SIGHUP)
+    relay.wait_for(r"msg=(reloaded) routes=4")
+    assert reload_state()[0] == 1
 
 
 def test_rejection_is_a_5xx_logged_without_secrets(lab: Lab, robots: Robots) -> None:
@@ -488,6 +551,7 @@ def test_example_config_and_unit(tmp_path: Path) -> None:
     assert sorted(hooks) == ["/alertmanager/oncall", "/alertmanager/ops"]
     unit = (ROOT / "systemd" / "hostagent-relay.service").read_text()
     assert "hostagent relay --config /etc/hostagent/relay.yml" in unit
+    assert "ExecReload=/bin/kill -HUP $MAINPID\n" in unit
     analyze = require_tool("systemd-analyze")
     prefix = str(Path(sys.executable).parent.parent)  # verify needs ExecStart to exist
     installed = tmp_path / "hostagent-relay.service"

@@ -40,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
         logs.setup(config.log_level)
 
         async def serve() -> int:
-            return await Relay(config).run()
+            return await Relay(config, source=lambda: load(args.config, overrides)).run()
 
         return runloop.run(serve())
     except ConfigError as exc:

@@ -39,15 +39,15 @@ class RateLimiter:
     count). Every attempt counts: the robot counts refused ones too."""
 
     def __init__(self, limit: RateLimit) -> None:
-        self._limit = limit
+        self.limit = limit
         self._sent: collections.deque[float] = collections.deque()
 
     def delay(self, now: float) -> float:
-        while self._sent and now - self._sent[0] >= self._limit.interval:
+        while self._sent and now - self._sent[0] >= self.limit.interval:
             self._sent.popleft()
-        if len(self._sent) < self._limit.messages:
+        if len(self._sent) < self.limit.messages:
             return 0.0
-        return self._sent[0] + self._limit.interval - now
+        return self._sent[len(self._sent) - self.limit.messages] + self.limit.interval - now
 
     def record(self, now: float) -> None:
         self._sent.append(now)
@@ -71,6 +71,15 @@ class Outbox:
         self._delivered: dict[str, float] = {}  # key -> when, insertion-ordered
         self._task: asyncio.Task[None] | None = None
         self._depth = metrics.queue_depth.labels(label, robot.kind)
+
+    def configure(self, limit: RateLimit, retry: Retry, timeout: float, dedup_window: float,
+                  redact: Redactor) -> None:
+        """A reload's settings; the queue, the sends counted and the delivered keys stay."""
+        self._limiter.limit = limit
+        self._retry = retry
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._dedup_window = dedup_window
+        self._redact = redact
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox:{self.label}:{self.robot.kind}")

@@ -52,6 +52,17 @@ class RelayMetrics:
         self.rate_limit_wait_seconds = Counter(
             "hostagent_relay_rate_limit_wait_seconds", "Time sends were held back by the rate "
             "limit.", ["route", "robot"], registry=r)
+        self.reload_ok = Gauge(
+            "hostagent_relay_config_last_reload_successful",
+            "Whether the last configuration reload succeeded.", registry=r)
+        self.reload_time = Gauge(
+            "hostagent_relay_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load.", registry=r)
+
+    def reloaded(self, ok: bool) -> None:
+        self.reload_ok.set(1 if ok else 0)
+        if ok:
+            self.reload_time.set_to_current_time()
 
 
 class _Static:

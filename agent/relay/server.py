@@ -4,12 +4,15 @@ and runs one outbox per robot."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import time
 import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent import __version__, security, webconfig
-from agent.config import WebConfig, parse_listen_address
+from agent.config import ConfigError, WebConfig, parse_listen_address
 from agent.logs import kv
 from agent.relay.config import RelayConfig, Route, read_secret
 from agent.relay.delivery import Outbox
@@ -38,64 +41,202 @@ class StartupError(Exception):
 
 def build_robots(config: RelayConfig) -> tuple[dict[str, list[tuple[Robot, str]]], list[str]]:
     """Per route, its robots and an identity (robots named twice share one outbox); and every
-    secret, for redaction. ConfigError names the field and file when a secret is unreadable."""
+    secret, for redaction. ConfigError names the field and file of every unreadable secret."""
     robots: dict[str, list[tuple[Robot, str]]] = {}
     secrets: list[str] = []
+    problems: list[str] = []
+
+    def read(path: Path, field: str) -> str:
+        try:
+            return read_secret(path, field)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return ""
+
     for index, route in enumerate(config.routes):
         mine: list[tuple[Robot, str]] = []
         where = f"routes[{index}]"
         if route.wecom is not None:
-            key = read_secret(route.wecom.key_file, f"{where}.wecom.key_file")
+            key = read(route.wecom.key_file, f"{where}.wecom.key_file")
             secrets.append(key)
             mine.append((WeCom(route.wecom.url, key), f"wecom {route.wecom.url} {key}"))
         if route.dingtalk is not None:
             settings = route.dingtalk
-            token = read_secret(settings.token_file, f"{where}.dingtalk.token_file")
-            secret = (read_secret(settings.secret_file, f"{where}.dingtalk.secret_file")
+            token = read(settings.token_file, f"{where}.dingtalk.token_file")
+            secret = (read(settings.secret_file, f"{where}.dingtalk.secret_file")
                       if settings.secret_file is not None else None)
             secrets += [token, secret or ""]
             mine.append((DingTalk(settings.url, token, secret),
                          f"dingtalk {settings.url} {token} {secret}"))
         robots[route.name] = mine
+    if problems:
+        raise ConfigError(problems)
     return robots, secrets
 
 
+@dataclass(frozen=True)
+class Setup:
+    """Everything the relay derives from one config; a reload replaces it whole."""
+
+    config: RelayConfig
+    routes: dict[str, Route]
+    robots: dict[str, list[tuple[Robot, str]]]
+    redact: Redactor
+    templates: Templates
+    web: WebConfig
+
+
+def prepare(config: RelayConfig) -> Setup:
+    """Reads the secrets, template and web config file a config names (blocking). ConfigError
+    lists every problem found, one line each."""
+    problems: list[str] = []
+    robots: dict[str, list[tuple[Robot, str]]] = {}
+    secrets: list[str] = []
+    templates = None
+    try:
+        robots, secrets = build_robots(config)
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        templates = Templates(zoneinfo.ZoneInfo(config.timezone), config.template_file)
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        webconfig.load(config.web.config_file)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems or templates is None:
+        raise ConfigError(problems)
+    return Setup(config, {route.name: route for route in config.routes}, robots,
+                 Redactor(secrets), templates, web_settings(config))
+
+
+# Settings a running relay keeps until it restarts: the listener is bound once.
+RESTART_ONLY = ("listen_address", "shutdown_timeout")
+
+
 class Relay:
-    def __init__(self, config: RelayConfig, notifier: Notifier | None = None) -> None:
-        self.config = config
+    def __init__(self, config: RelayConfig, notifier: Notifier | None = None,
+                 source: Callable[[], RelayConfig] | None = None) -> None:
+        """source reads the config again (blocking) for a reload; without it, SIGHUP only
+        re-reads the secret, template and web config files the running config names."""
         self.notifier = notifier or Notifier()
         self.metrics = RelayMetrics()
-        self.templates = Templates(zoneinfo.ZoneInfo(config.timezone), config.template_file)
-        self.robots, secrets = build_robots(config)
-        self.redact = Redactor(secrets)
-        self.routes = {route.name: route for route in config.routes}
+        self.setup = prepare(config)
         self.outboxes: dict[str, Outbox] = {}
         self.addresses: list[str] = []
         self.endpoint = security.Endpoint()
-        self._web = web_settings(config)
         self.started = asyncio.Event()
+        self._source = source or (lambda: config)
+        self._session: aiohttp.ClientSession | None = None
         self._stop = asyncio.Event()
         self._stopping = False
-        for route in config.routes:
-            for result in ("delivered", "duplicate", "pending", "failed", "invalid"):
-                self.metrics.notifications.labels(route.name, result)
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()
+        self._label_routes(config)
+        self.metrics.reloaded(True)
+
+    @property
+    def config(self) -> RelayConfig:
+        return self.setup.config
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        return self.setup.routes
 
     def request_stop(self) -> None:
         self._stop.set()
 
-    def _outbox(self, robot: Robot, identity: str, route: Route,
-                session: aiohttp.ClientSession) -> Outbox:
-        box = self.outboxes.get(identity)
-        if box is None:
-            settings = route.wecom if robot.kind == "wecom" else route.dingtalk
-            assert settings is not None
-            box = Outbox(robot, route.name, session, settings.rate_limit, self.config.retry,
-                         settings.timeout, self.config.dedup_window, self.metrics, self.redact)
-            self.outboxes[identity] = box
-        return box
+    def _label_routes(self, config: RelayConfig) -> None:
+        for route in config.routes:
+            for result in ("delivered", "duplicate", "pending", "failed", "invalid"):
+                self.metrics.notifications.labels(route.name, result)
+
+    def _sync_outboxes(self, setup: Setup) -> list[Outbox]:
+        """One outbox per robot identity of setup: kept ones take the new settings (their
+        queue and delivery memory stay), new ones start. Returns those no route names now."""
+        assert self._session is not None
+        wanted: dict[str, Outbox] = {}
+        for route in setup.config.routes:
+            for robot, identity in setup.robots[route.name]:
+                if identity in wanted:
+                    continue
+                settings = route.wecom if robot.kind == "wecom" else route.dingtalk
+                assert settings is not None
+                box = self.outboxes.get(identity)
+                if box is None:
+                    box = Outbox(robot, route.name, self._session, settings.rate_limit,
+                                 setup.config.retry, settings.timeout, setup.config.dedup_window,
+                                 self.metrics, setup.redact)
+                    box.start()
+                else:
+                    box.configure(settings.rate_limit, setup.config.retry, settings.timeout,
+                                  setup.config.dedup_window, setup.redact)
+                wanted[identity] = box
+        gone = [box for identity, box in self.outboxes.items() if identity not in wanted]
+        self.outboxes = wanted
+        return gone
+
+    async def reload(self) -> None:
+        """Re-read the config, its secret files, template and web config file and apply them
+        all, or none: ConfigError (every problem, one line each, each logged) keeps the
+        running ones."""
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                setup = await self._prepare_reload()
+            except ConfigError as exc:
+                self.metrics.reloaded(False)
+                for problem in exc.problems:
+                    log.error("reload rejected, keeping the running config",
+                              extra=kv(problem=problem))
+                raise
+            finally:
+                self.notifier.ready(self._status_line())
+            old = self.setup
+            self.setup = setup
+            self._label_routes(setup.config)
+            gone = self._sync_outboxes(setup)
+            if setup.config.log_level != old.config.log_level:
+                logging.getLogger().setLevel(setup.config.log_level.upper())
+            self.metrics.reloaded(True)
+            log.info("reloaded", extra=kv(routes=len(setup.routes), robots=len(self.outboxes)))
+            self.notifier.ready(self._status_line())
+            for box in gone:  # what they still held fails: Alertmanager retries it
+                await box.stop()
+
+    async def _prepare_reload(self) -> Setup:
+        try:
+            config = await asyncio.to_thread(self._source)
+            kept = {name: getattr(self.config, name) for name in RESTART_ONLY
+                    if getattr(config, name) != getattr(self.config, name)}
+            for name, value in kept.items():
+                log.warning("setting changed but needs a restart, keeping the running value",
+                            extra=kv(field=name, running=value, configured=getattr(config, name)))
+            config = config.model_copy(update=kept)
+            setup = await asyncio.to_thread(prepare, config)
+            await self.endpoint.load(config.web.config_file)  # TLS on/off: ConfigError
+        except ConfigError:
+            raise
+        except Exception as exc:  # its text could quote the file: only its type
+            raise ConfigError([f"reading the configuration failed: {type(exc).__name__}"]
+                              ) from None
+        return setup
+
+    def _reload_on_signal(self) -> None:
+        task = asyncio.create_task(self._reload_quietly(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_quietly(self) -> None:
+        with contextlib.suppress(ConfigError):  # logged, one line per problem
+            await self.reload()
+
+    def _status_line(self) -> str:
+        return f"relaying for {len(self.routes)} routes"
 
     def web_settings(self) -> WebConfig:
-        return self._web
+        return self.setup.web
 
     def app(self) -> web.Application:
         """Request metrics first, so requests refused for want of credentials count too."""
@@ -122,8 +263,7 @@ class Relay:
 
     async def webhook(self, request: web.Request) -> web.Response:
         name = request.match_info["route"]
-        route = self.routes.get(name)
-        if route is None:
+        if name not in self.routes:
             return web.Response(status=404, text=f"no route named {name[:64]!r}\n")
         try:
             notification = parse(json.loads(await request.read()))
@@ -132,16 +272,20 @@ class Relay:
             problem = str(exc) if isinstance(exc, PayloadError) else "the body is not JSON"
             log.warning("invalid notification", extra=kv(route=name, problem=problem))
             return web.Response(status=400, text=f"{problem}\n")
+        setup = self.setup  # one config for the whole request, whatever a reload does
+        route = setup.routes.get(name)
+        if route is None:
+            return web.Response(status=404, text=f"no route named {name[:64]!r}\n")
         key = notification.key()
         firing = notification.status == "firing"
         mention = route.mention if route.mention.anyone and (
             firing or route.mention.resolved) else None
         futures: list[asyncio.Future[bool]] = []
         duplicate = True
-        for robot, identity in self.robots[name]:
+        for robot, identity in setup.robots[name]:
             box = self.outboxes[identity]
             line = robot.mention_line(mention) if mention else ""
-            message = self.templates.render(notification, robot.limit, line)
+            message = setup.templates.render(notification, robot.limit, line)
             bodies = [("", robot.markdown(message, mention))]
             extra = robot.mention(message, mention) if mention else None
             if extra is not None:
@@ -150,7 +294,7 @@ class Relay:
                 message_key = f"{name}:{key}{suffix}"
                 duplicate = duplicate and box.delivered(message_key)
                 futures.append(box.submit(message_key, name, body))
-        done, pending = await asyncio.wait(futures, timeout=self.config.response_timeout)
+        done, pending = await asyncio.wait(futures, timeout=setup.config.response_timeout)
         fields = kv(route=name, status=notification.status, alerts=len(notification.alerts),
                     key=key[:12])
         if pending:
@@ -169,11 +313,8 @@ class Relay:
         await self.endpoint.load(self.config.web.config_file)  # ConfigError: exit 2
         timeout = aiohttp.ClientTimeout(total=None)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            for route in self.config.routes:
-                for robot, identity in self.robots[route.name]:
-                    self._outbox(robot, identity, route, session)
-            for box in self.outboxes.values():
-                box.start()
+            self._session = session
+            self._sync_outboxes(self.setup)
             runner = web.AppRunner(self.app(), access_log=None,
                                    shutdown_timeout=self.config.shutdown_timeout,
                                    **security.limits(self.web_settings()))
@@ -190,12 +331,13 @@ class Relay:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
             watcher = asyncio.create_task(self.endpoint.watch(), name="web-config")
             log.info("listening", extra=kv(version=__version__, address=",".join(self.addresses),
                                            tls=self.endpoint.context is not None,
                                            routes=len(self.routes), robots=len(self.outboxes)))
             self.started.set()
-            self.notifier.ready(f"relaying for {len(self.routes)} routes")
+            self.notifier.ready(self._status_line())
             try:
                 await self._stop.wait()
             finally:
@@ -206,9 +348,11 @@ class Relay:
                 started = time.monotonic()
                 await runner.cleanup()  # in-flight webhooks finish or are cut at the timeout
                 log.debug("web server stopped", extra=kv(seconds=time.monotonic() - started))
+                for task in list(self._reloads):
+                    task.cancel()
                 for box in self.outboxes.values():
                     await box.stop()
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
         return 0
 
@@ -231,7 +375,5 @@ def check(path: Path, overrides: dict[str, object] | None = None) -> RelayConfig
     from agent.relay.config import load
 
     config = load(path, overrides)
-    build_robots(config)
-    Templates(zoneinfo.ZoneInfo(config.timezone), config.template_file)
-    webconfig.load(config.web.config_file)
+    prepare(config)
     return config
