@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -164,10 +164,13 @@ def exposed_name(family: Metric) -> str:
 
 class Families:
     """Families by name, first help and type kept; a repeated series is dropped (node_exporter
-    rejects both), output sorted by name and label values as node_exporter's registry does."""
+    rejects both), output sorted by name and label values as node_exporter's registry does.
+    The same Metric objects as GaugeMetricFamily / CounterMetricFamily with add_metric,
+    built without their per-sample overhead."""
 
     def __init__(self) -> None:
-        self._families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        # name as given -> (family, its first label names, whether it is a counter)
+        self._families: dict[str, tuple[Metric, tuple[str, ...], bool]] = {}
         self._seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
     def add(self, name: str, help_text: str, labels: Iterable[str], values: list[str],
@@ -178,22 +181,30 @@ class Families:
         if key in self._seen:
             return
         self._seen.add(key)
-        family = self._families.get(name)
-        if family is None:
-            family = (CounterMetricFamily(name, help_text, labels=list(pairs)) if counter
-                      else GaugeMetricFamily(name, help_text, labels=list(pairs)))
-            self._families[name] = family
-        if counter:
-            family.add_metric(values, value)
-        else:
-            family.samples.append(Sample(family.name, pairs, value))
+        entry = self._families.get(name)
+        if entry is None:
+            if not name:
+                raise ValueError("metric name cannot be empty")
+            if counter:  # CounterMetricFamily: the family's name without _total
+                entry = (family(name[:-6] if name.endswith("_total") else name, help_text,
+                                "counter"), tuple(pairs), True)
+            else:
+                entry = (family(name, help_text, "gauge"), tuple(pairs), False)
+            self._families[name] = entry
+        metric, label_names, is_counter = entry
+        if not counter:
+            metric.samples.append(sample(metric.name, pairs, value))
+        else:  # add_metric: values zipped with the family's first label names
+            metric.samples.append(sample(metric.name + "_total" if is_counter else metric.name,
+                                         dict(zip(label_names, values, strict=False)), value))
 
     def result(self) -> list[Metric]:
         out: list[Metric] = []
         for name in sorted(self._families):
-            family = self._families[name]
-            family.samples.sort(key=lambda s: tuple(v for _, v in sorted(s.labels.items())))
-            out.append(family)
+            metric = self._families[name][0]
+            if len(metric.samples) > 1:
+                metric.samples.sort(key=_label_values)
+            out.append(metric)
         return out
 
 

@@ -12,6 +12,7 @@ collection grows linearly with the number of sensor files.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -38,6 +39,7 @@ def clean_name(name: str) -> str:
     return INVALID_CHARS.sub("_", name.lower()).strip("_")
 
 
+@functools.lru_cache(maxsize=4096)  # the same few hundred file names on every cycle
 def explode_filename(filename: str) -> tuple[str, int, str] | None:
     """"temp1_crit_alarm" -> ("temp", 1, "crit_alarm"); "pwm2" -> ("pwm", 2, "")."""
     match = FILENAME.match(filename)
@@ -51,17 +53,29 @@ def _decode(raw: bytes) -> str:
     return raw.decode(errors="replace").strip("\n")
 
 
-def collect_sensor_data(directory: str, data: Sensors) -> None:
-    """Adds the readable sensor files of one directory; OSError if it cannot be listed."""
+def collect_sensor_data(directory: str, data: Sensors,
+                        labels: dict[str, str] | None = None) -> None:
+    """Adds the readable sensor files of one directory; OSError if it cannot be listed.
+    labels: label file -> text, kept between calls (a driver's labels are fixed)."""
     for filename in os.listdir(directory):
         parts = explode_filename(filename)
         if parts is None or parts[0] not in SENSOR_TYPES:
             continue
+        sensor_type, number, prop = parts
+        if prop == "label" and labels is not None:
+            text = labels.get(filename)
+            if text is None:
+                try:
+                    text = labels[filename] = _decode(
+                        read_attribute_bytes(f"{directory}/{filename}"))
+                except OSError:
+                    continue
+            data.setdefault(f"{sensor_type}{number}", {})[prop] = text
+            continue
         try:
-            raw = read_attribute_bytes(os.path.join(directory, filename))
+            raw = read_attribute_bytes(f"{directory}/{filename}")
         except OSError:  # a directory, or a driver that answers EIO / EAGAIN
             continue
-        sensor_type, number, prop = parts
         data.setdefault(f"{sensor_type}{number}", {})[prop] = _decode(raw)
 
 
@@ -195,31 +209,65 @@ def list_chips(class_hwmon: str) -> list[str]:
             if os.path.isdir(path)]
 
 
+class _Chip:
+    """What does not change while a chip's /sys/class/hwmon entry stays the same: whether it
+    is a directory, its name, its human-readable name, whether it has a device directory,
+    its sensor labels."""
+
+    __slots__ = ("device_labels", "has_device", "human", "is_dir", "labels", "name")
+
+    def __init__(self, directory: str) -> None:
+        self.is_dir = os.path.isdir(directory)
+        self.name = chip_name(directory) if self.is_dir else None
+        self.human = _read_name(directory) if self.name is not None else None
+        self.has_device = os.path.exists(f"{directory}/device")
+        self.labels: dict[str, str] = {}
+        self.device_labels: dict[str, str] = {}
+
+
 class HwmonCollector:
     def __init__(self, sysfs: Path, chip_filter: DeviceFilter,
                  sensor_filter: DeviceFilter) -> None:
         self._class_hwmon = str(sysfs / "class" / "hwmon")
         self._chips = chip_filter
         self._sensors = sensor_filter
+        # (entry name, inode) -> chip: a chip registered again gets a new entry (sysfs
+        # creates a new node, with a new inode, under the same hwmonN name).
+        self._known: dict[tuple[str, int], _Chip] = {}
+
+    def _entries(self) -> list[tuple[str, _Chip]]:
+        try:
+            with os.scandir(self._class_hwmon) as scan:
+                entries = sorted((e.name, e.inode()) for e in scan)
+        except FileNotFoundError:
+            return []
+        known: dict[tuple[str, int], _Chip] = {}
+        out = []
+        for key in entries:
+            directory = f"{self._class_hwmon}/{key[0]}"
+            chip = self._known.get(key) or _Chip(directory)
+            known[key] = chip
+            if chip.is_dir:
+                out.append((directory, chip))
+        self._known = known
+        return out
 
     def collect(self) -> list[Metric]:
         out = Families()
-        for directory in list_chips(self._class_hwmon):
-            chip = chip_name(directory)
+        for directory, known in self._entries():
+            chip = known.name
             if chip is None or self._chips.ignored(chip):
                 continue
             data: Sensors = {}
             try:
-                collect_sensor_data(directory, data)
-                device = os.path.join(directory, "device")
-                if os.path.exists(device):
-                    collect_sensor_data(device, data)
+                collect_sensor_data(directory, data, known.labels)
+                if known.has_device:
+                    collect_sensor_data(f"{directory}/device", data, known.device_labels)
             except OSError:  # the chip went away while being read
                 continue
-            human = _read_name(directory)
-            if human is not None:
+            if known.human is not None:
                 out.add("node_hwmon_chip_names", "Annotation metric for human-readable chip names",
-                        ("chip", "chip_name"), [chip, human], 1.0)
+                        ("chip", "chip_name"), [chip, known.human], 1.0)
             sensor_families(chip, data, out, self._sensors)
         return out.result()
 

@@ -132,3 +132,27 @@ def test_matches_node_exporter_on_the_fixture(node_exporter) -> None:
     assert_matches_peer(node_exporter, "hwmon", [f"--path.sysfs={SYS}"], collect(), "node_hwmon_",
                         newer=lambda name, labels: "freq" in labels.get("sensor", "")
                         or name.startswith("node_hwmon_freq"))
+
+
+def test_a_chip_registered_again_is_read_afresh(tmp_path: Path) -> None:
+    """Chip names and sensor labels are kept while a chip's /sys/class/hwmon entry stays
+    the same; a driver registering the chip again makes a new entry, read afresh."""
+    sysfs = tmp_path / "sys"
+    shutil.copytree(SYS, sysfs, symlinks=True)
+    collector = HwmonCollector(sysfs, DeviceFilter(None, None), DeviceFilter(None, None))
+
+    def labels() -> dict[tuple[str, str], str]:
+        return {(s.labels["chip"], s.labels["sensor"]): s.labels["label"]
+                for f in collector.collect() for s in f.samples
+                if s.name == "node_hwmon_sensor_label"}
+
+    before = labels()
+    assert before[("platform_coretemp_0", "temp1")] == "Package id 0"
+    chip = sysfs / "devices" / "platform" / "coretemp.0" / "hwmon" / "hwmon0"
+    (chip / "temp1_label").write_text("Renamed\n")
+    assert labels() == before  # the same registration: its labels are fixed
+    entry = sysfs / "class" / "hwmon" / "hwmon0"
+    again = entry.with_name("hwmon0.new")
+    again.symlink_to(os.readlink(entry))
+    again.replace(entry)  # a new node under the same name, as sysfs makes on re-registration
+    assert labels()[("platform_coretemp_0", "temp1")] == "Renamed"
