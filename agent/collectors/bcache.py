@@ -17,9 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import go_order, list_dir, parse_float, parse_int
+from agent.collectors.common import (
+    family,
+    go_order,
+    list_dir,
+    parse_float,
+    parse_int,
+    read_file_bytes,
+    sample,
+)
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -153,15 +161,14 @@ class CacheSet:
     caches: list[Cache] = field(default_factory=list)
 
 
-def _read(path: Path) -> str:
+def _read(path: str) -> str:
     try:
-        with open(path, "rb") as handle:
-            return handle.read().decode(errors="replace")
+        return read_file_bytes(path).decode(errors="replace")
     except OSError:
         raise BcacheError(f"failed to read: {path}") from None
 
 
-def read_value(path: Path) -> int:
+def read_value(path: str) -> int:
     """procfs's readValue: the file without its last byte (the newline), dehumanized."""
     return dehumanize(_read(path)[:-1])
 
@@ -169,33 +176,33 @@ def read_value(path: Path) -> int:
 _NUMBERED = re.compile(r"^(bdev|cache)[0-9]")
 
 
-def read_cache_set(path: Path, priority_stats: bool) -> CacheSet:
-    cache_set = CacheSet(path.name)
+def read_cache_set(path: str, priority_stats: bool) -> CacheSet:
+    cache_set = CacheSet(os.path.basename(path))
     for name in ("average_key_size", "btree_cache_size", "cache_available_percent",
                  "congested", "root_usage_percent", "tree_depth"):
-        cache_set.values[name] = read_value(path / name)
+        cache_set.values[name] = read_value(f"{path}/{name}")
     for name in ("active_journal_entries", "btree_nodes", "btree_read_average_duration_us",
                  "cache_read_races"):
-        cache_set.values[name] = read_value(path / "internal" / name)
+        cache_set.values[name] = read_value(f"{path}/internal/{name}")
     for period in ("stats_five_minute", "stats_total"):  # read (and required) by procfs
         for name in PERIOD_FILES:
-            read_value(path / period / name)
+            read_value(f"{path}/{period}/{name}")
     entries = [e for e in list_dir(path) if _NUMBERED.match(e)]
     for entry in (e for e in entries if e.startswith("bdev")):
-        bdev_path = path / entry
-        dirty = read_value(bdev_path / "dirty_data")
-        writeback = parse_writeback_rate_debug(_read(bdev_path / "writeback_rate_debug"))
+        bdev_path = f"{path}/{entry}"
+        dirty = read_value(f"{bdev_path}/dirty_data")
+        writeback = parse_writeback_rate_debug(_read(f"{bdev_path}/writeback_rate_debug"))
         for name in PERIOD_FILES:
-            read_value(bdev_path / "stats_five_minute" / name)
-        total = {name: read_value(bdev_path / "stats_total" / name) for name in PERIOD_FILES}
+            read_value(f"{bdev_path}/stats_five_minute/{name}")
+        total = {name: read_value(f"{bdev_path}/stats_total/{name}") for name in PERIOD_FILES}
         cache_set.bdevs.append(Bdev(entry, dirty, writeback, total))
     for entry in (e for e in entries if e.startswith("cache")):
-        cache_path = path / entry
-        cache = Cache(entry, read_value(cache_path / "io_errors"),
-                      read_value(cache_path / "metadata_written"),
-                      read_value(cache_path / "written"))
+        cache_path = f"{path}/{entry}"
+        cache = Cache(entry, read_value(f"{cache_path}/io_errors"),
+                      read_value(f"{cache_path}/metadata_written"),
+                      read_value(f"{cache_path}/written"))
         if priority_stats:
-            cache.priority = parse_priority_stats(_read(cache_path / "priority_stats"))
+            cache.priority = parse_priority_stats(_read(f"{cache_path}/priority_stats"))
         cache_set.caches.append(cache)
     return cache_set
 
@@ -270,17 +277,21 @@ PRIORITY_METRICS: tuple[tuple[str, str, int], ...] = (
 
 
 def bcache_families(cache_sets: list[CacheSet], priority_stats: bool) -> list[Metric]:
-    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+    # name -> (family, its samples' name: a counter's without _total, then with it)
+    families: dict[str, tuple[Metric, str]] = {}
 
     def add(name: str, help_text: str, counter: bool, labels: list[str], values: list[str],
             value: float) -> None:
-        full = f"node_bcache_{name}"
-        family = families.get(full)
-        if family is None:
-            family = (CounterMetricFamily(full, help_text, labels=labels) if counter
-                      else GaugeMetricFamily(full, help_text, labels=labels))
-            families[full] = family
-        family.add_metric(values, value)
+        entry = families.get(name)
+        if entry is None:
+            full = f"node_bcache_{name}"
+            if counter:
+                full = full.removesuffix("_total")
+                entry = (family(full, help_text, "counter"), full + "_total")
+            else:
+                entry = (family(full, help_text, "gauge"), full)
+            families[name] = entry
+        entry[0].samples.append(sample(entry[1], dict(zip(labels, values, strict=True)), value))
 
     for cs in cache_sets:
         for name, help_text, counter, get in SET_METRICS:
@@ -302,12 +313,12 @@ def bcache_families(cache_sets: list[CacheSet], priority_stats: bool) -> list[Me
                 for name, help_text, index in PRIORITY_METRICS:
                     add(name, help_text, False, labels, [cs.name, cache.name],
                         cache.priority[index])
-    return go_order(families.values())
+    return go_order(metric for metric, _ in families.values())
 
 
 class BcacheCollector:
     def __init__(self, sysfs: Path, priority_stats: bool = False) -> None:
-        self._base = sysfs / "fs" / "bcache"
+        self._base = str(sysfs / "fs" / "bcache")
         self._priority_stats = priority_stats
 
     def collect(self) -> list[Metric]:
@@ -315,7 +326,7 @@ class BcacheCollector:
         names = [n for n in list_dir(self._base) if "-" in n]
         cache_sets = []
         for name in names:
-            path = self._base / name
+            path = f"{self._base}/{name}"
             if not os.path.isdir(path):
                 continue
             cache_sets.append(read_cache_set(path, self._priority_stats))
