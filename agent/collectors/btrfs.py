@@ -74,7 +74,7 @@ class DeviceStats:
     errors: tuple[int, ...]  # in ERROR_TYPES order
 
 
-def _value(path: Path) -> int:
+def _value(path: str) -> int:
     """procfs's readValue: a missing or non-numeric file reads as 0."""
     text = read_text(path)
     return int(text) if text is not None and text.isdigit() else 0
@@ -92,22 +92,23 @@ def _ratio(layout: str, devices: int) -> float:
     return 0.0
 
 
-def read_filesystem(path: Path) -> Filesystem:
+def read_filesystem(path: Path | str) -> Filesystem:
     """One /sys/fs/btrfs/<uuid> directory; OSError when its devices directory is unreadable."""
-    devices = {name: SECTOR_SIZE * _value(path / "devices" / name / "size")
-               for name in sorted(os.listdir(path / "devices"))}
+    path = str(path)
+    devices = {name: SECTOR_SIZE * _value(f"{path}/devices/{name}/size")
+               for name in sorted(os.listdir(f"{path}/devices"))}
     allocation = {}
     for kind in BLOCK_GROUP_TYPES:
-        base = path / "allocation" / kind
-        layouts = {name: Layout(_value(base / name / "used_bytes"),
-                                _value(base / name / "total_bytes"), _ratio(name, len(devices)))
-                   for name in list_dir(base) if (base / name).is_dir()}
-        allocation[kind] = Allocation(_value(base / "bytes_reserved"), layouts)
-    fs = Filesystem(uuid=read_text(path / "metadata_uuid") or path.name,
-                    label=read_text(path / "label") or "", devices=devices,
-                    global_rsv_size=_value(path / "allocation" / "global_rsv_size"),
+        base = f"{path}/allocation/{kind}"
+        layouts = {name: Layout(_value(f"{base}/{name}/used_bytes"),
+                                _value(f"{base}/{name}/total_bytes"), _ratio(name, len(devices)))
+                   for name in list_dir(base) if os.path.isdir(f"{base}/{name}")}
+        allocation[kind] = Allocation(_value(f"{base}/bytes_reserved"), layouts)
+    fs = Filesystem(uuid=read_text(f"{path}/metadata_uuid") or os.path.basename(path),
+                    label=read_text(f"{path}/label") or "", devices=devices,
+                    global_rsv_size=_value(f"{path}/allocation/global_rsv_size"),
                     allocation=allocation)
-    for line in (read_text(path / "commit_stats") or "").splitlines():
+    for line in (read_text(f"{path}/commit_stats") or "").splitlines():
         key, _, value = line.partition(" ")
         if value.strip().isdigit() and key in ("commits", "last_commit_ms", "max_commit_ms",
                                                "total_commit_ms"):
@@ -122,7 +123,7 @@ def read_filesystems(sysfs: Path) -> list[Filesystem]:
         if "-" not in name:  # "features" and other non-filesystem entries
             continue
         try:
-            filesystems.append(read_filesystem(base / name))
+            filesystems.append(read_filesystem(f"{base}/{name}"))
         except OSError:
             continue
     return filesystems
