@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.collectors import rtnetlink
-from agent.collectors.common import DeviceFilter, list_dir, read_text
+from agent.collectors.common import DeviceFilter, list_dir, read_file_bytes, read_text
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -78,15 +78,15 @@ def legacy_names(counters: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def read_link_stats(statistics: Path) -> dict[str, float] | None:
+def read_link_stats(statistics: Path | str) -> dict[str, float] | None:
     """A device's counters under netlink names; None when it has no statistics directory.
     A counter the kernel does not provide reads as 0, as netlink reports it."""
-    if not statistics.is_dir():
+    if not os.path.isdir(statistics):
         return None
     counters = {}
     for filename, name in NETLINK_STATS.items():
         try:
-            counters[name] = float(int((statistics / filename).read_text()))
+            counters[name] = float(int(read_file_bytes(f"{statistics}/{filename}")))
         except (OSError, ValueError):
             counters[name] = 0.0
     return counters
@@ -148,7 +148,7 @@ class NetdevCollector:
         for device in sorted(os.listdir(self._sysfs_net)):
             if self._filter.ignored(device):
                 continue
-            counters = read_link_stats(self._sysfs_net / device / "statistics")
+            counters = read_link_stats(f"{self._sysfs_net}/{device}/statistics")
             if counters is not None:
                 stats[device] = counters if self._detailed else legacy_names(counters)
         return stats
