@@ -474,6 +474,51 @@ def test_alertmanager_through_the_relay_loses_and_repeats_nothing(
                   (("outcome", "transient"), ("robot", "dingtalk"), ("route", "oncall")))] >= 1
 
 
+def test_a_prometheus_rule_reaches_the_robots(lab: Lab, robots: Robots, tmp_path: Path) -> None:
+    """Prometheus evaluates an always-firing rule and sends it to Alertmanager (deploy config),
+    which routes it to the relay, which posts it to the WeCom robot."""
+    relay = lab.start()
+    am_config = tmp_path / "alertmanager.yml"
+    am_config.write_text(yaml.safe_dump(deploy_alertmanager_config(relay.address)))
+    am_port, prom_port = free_port(), free_port()
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "relay-e2e", "interval": "1s", "rules": [
+        {"alert": "RelayEndToEnd", "expr": "vector(1)",
+         "labels": {"severity": "warning", "instance": "e2e:9110"},
+         "annotations": {"summary": "always firing", "description": "from a rule"}}]}]}))
+    prom_config = tmp_path / "prometheus.yml"
+    prom_config.write_text(yaml.safe_dump({
+        "global": {"evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "alerting": {"alertmanagers": [{"api_version": "v2", "static_configs": [
+            {"targets": [f"127.0.0.1:{am_port}"]}]}]}}))
+    am = Server([require_tool("prometheus-alertmanager"), f"--config.file={am_config}",
+                 f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
+                 f"--web.external-url=http://127.0.0.1:{am_port}", "--cluster.listen-address=",
+                 "--log.level=warn"], f"http://127.0.0.1:{am_port}")
+    prometheus = f"http://127.0.0.1:{prom_port}"
+    prom = Server([require_tool("prometheus"), f"--config.file={prom_config}",
+                   f"--storage.tsdb.path={tmp_path / 'prom'}",
+                   f"--web.listen-address=127.0.0.1:{prom_port}",
+                   f"--web.external-url={prometheus}", "--rules.alert.resend-delay=1s",
+                   "--log.level=warn"], prometheus)
+    wecom = f"wecom:{WECOM_KEY}"
+
+    def message() -> str | None:
+        return next((b["markdown"]["content"] for b in robots.bodies(wecom)
+                     if "RelayEndToEnd" in b.get("markdown", {}).get("content", "")), None)
+
+    try:
+        text = wait_for(message, "the rule's alert at the robot", 60)
+    finally:
+        prom.stop()
+        am.stop()
+    assert text.startswith("### [FIRING:1] RelayEndToEnd\n")
+    assert "**Severity:** warning" in text and "always firing" in text and "from a rule" in text
+    assert f"[source]({prometheus}/graph?g0.expr=vector%281%29" in text
+    assert f"[Alertmanager](http://127.0.0.1:{am_port}/#/alerts?receiver=ops-wecom)" in text
+
+
 def test_alertmanager_reaches_the_relay_over_mutual_tls_with_basic_auth(
         lab: Lab, robots: Robots, tmp_path: Path) -> None:
     """The relay takes the agent's web config file: Alertmanager (a Go TLS client) presents
