@@ -93,6 +93,9 @@ CHANGED_SINCE_1_5: set[str] = {
     "systemd",
     # node_network_info gained the adminstate label.
     "netclass",
+    # mountstats: transport series gained the transport label (one per nconnect connection),
+    # node_mountstats_nfs_mountpoint_info is new (tests/collectors/test_mountstats.py).
+    "mountstats",
 }
 # Families the latest release added to a collector whose other series did not change: ours
 # are left out of the comparison (and compared on fixtures in their collector's tests).

@@ -393,6 +393,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("meminfo", "agent.collectors.memory", help="memory statistics from /proc/meminfo"),
     Declaration("meminfo_numa", "agent.collectors.meminfo_numa", default=False,
                 help="memory statistics per NUMA node from /sys/devices/system/node"),
+    Declaration("mountstats", "agent.collectors.mountstats", default=False,
+                help="NFS client statistics per mount from /proc/self/mountstats"),
     Declaration("netclass", "agent.collectors.netclass", NetclassSettings,
                 help="network interface properties from /sys/class/net"),
     Declaration("netdev", "agent.collectors.netdev", NetdevSettings,
