@@ -1,4 +1,5 @@
-"""The Agent owns the lifecycle: startup -> run -> reload -> shutdown, in reverse order, bounded."""
+"""The Agent wires the parts together; agent.lifecycle owns the states between them: startup ->
+run -> reload (prepare, then commit whole) -> shutdown, in reverse order, bounded."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,15 +23,17 @@ from agent.exposition.formats import OPENMETRICS, Demand
 from agent.exposition.registry import Registry, Snapshot
 from agent.exposition.render import Renderer
 from agent.health import Health
+from agent.lifecycle import Lifecycle, State, Stopping
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
-from agent.remediation.engine import Engine
+from agent.remediation.engine import Engine, RemediationPlan
 from agent.remote_write.settings import RemoteWriteConfig
 from agent.scheduler import Job, Scheduler
-from agent.ssh import SshSupervisor
+from agent.ssh import SshPlan, SshSupervisor
 from agent.ssh.web import SshRoutes
 from agent.systemd import Notifier
 from agent.web import build_app
+from agent.webconfig import WebSettings
 
 if TYPE_CHECKING:
     from agent.remote_write.pusher import Pusher
@@ -117,17 +119,19 @@ class Agent:
                                  self.demand, not config.web.disable_exporter_metrics,
                                  NODE_EXPORTER_NAMES)
         self.renderer.target_modules = target_modules(config)
+        self.lifecycle = Lifecycle(self.notifier, self._status_line)
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
-        self.ssh = SshSupervisor(self.registry)
+        self.health.deaths = self.lifecycle.deaths
+        self.ssh = SshSupervisor(self.registry, self.lifecycle.watch)
         self.remediation = Engine(self.families_of, self._publish_remediation,
-                                  self.ssh.run_on, self.ssh.check_success)
+                                  self.ssh.run_on, self.ssh.check_success,
+                                  self.lifecycle.watch)
         self.addresses: list[str] = []
         self.runner: web.AppRunner | None = None
         self.pusher: Pusher | None = None
         self.endpoint = security.Endpoint()
         self.started = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._reload_lock = asyncio.Lock()
+        self._background: list[asyncio.Task[None]] = []
         self._reloads: set[asyncio.Task[None]] = set()
         self._last_reload_ok = True
         self._last_reload_success = time.time()
@@ -137,9 +141,24 @@ class Agent:
         return [name for name in BY_NAME if not self.config.collectors.get(name).enabled]
 
     def request_stop(self) -> None:
-        self._stop.set()
+        self.lifecycle.request_stop()
 
     async def run(self) -> int:
+        """Start, serve until asked to stop, stop. The shutdown path runs whatever happened
+        before it, a failed start included, and undoes only what was started."""
+        self.lifecycle.install_signals(self._reload_on_signal)
+        try:
+            await self.lifecycle.start(self._start)
+            await self.lifecycle.stop_requested.wait()
+        except Stopping:
+            pass  # a signal came during start
+        finally:
+            await self._shutdown()
+            self.lifecycle.remove_signals()
+        return 0
+
+    async def _start(self) -> None:
+        check = self.lifecycle.check
         await self.endpoint.load(self.config.web.config_file)  # ConfigError: exit 2
         app = build_app(self.health, self.renderer, lambda: self.config.web, self.reload,
                         self._disabled_collectors, self.ssh.status, self.probes.requests)
@@ -158,62 +177,59 @@ class Agent:
         try:
             await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context).start()
         except OSError as exc:
-            await runner.cleanup()
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise StartupError(
                 f"cannot listen on {self.config.web.listen_address}: {reason}") from None
         self.addresses = [_format_address(a) for a in runner.addresses]
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
-        loop.add_signal_handler(signal.SIGINT, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        check()
         self.scheduler.start()
-        await self.ssh.apply(self.config.ssh)
-        await self.remediation.apply(self.config.remediation)
+        ssh = await self.ssh.prepare(self.config.ssh)
+        check()
+        ssh.commit()
+        remediation = self.remediation.prepare(self.config.remediation)
+        remediation.commit()
         self.probes.gc_pauses.start()
-        background = [
-            asyncio.create_task(self.renderer.run(), name="renderer"),
-            asyncio.create_task(self.probes.loop_lag.run(), name="loop-lag"),
-            asyncio.create_task(self._announce(), name="systemd-status"),
-            asyncio.create_task(self.endpoint.watch(), name="web-config"),
-        ]
+        spawn = self.lifecycle.spawn
+        background = [spawn(self.renderer.run(), "renderer"),
+                      spawn(self.probes.loop_lag.run(), "loop-lag"),
+                      spawn(self._announce(), "systemd-status"),
+                      spawn(self.endpoint.watch(), "web-config")]
+        self._background = background
         if self.notifier.watchdog_interval:
-            background.append(asyncio.create_task(
+            self._background.append(spawn(
                 self._watchdog(self.notifier.watchdog_interval, list(background)),
-                name="systemd-watchdog"))
+                "systemd-watchdog"))
+        await self._start_push()
         log.info("listening", extra=kv(version=__version__, address=",".join(self.addresses),
                                        collectors=len(self._jobs),
                                        scheme="https" if self.endpoint.context else "http"))
         self.started.set()
-        try:
-            await self._start_push()
-            await self._stop.wait()
-        finally:
-            await self._shutdown(runner, background)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
-        return 0
 
-    async def _shutdown(self, runner: web.AppRunner, background: list[asyncio.Task[None]]
-                        ) -> None:
-        log.info("shutting down")
-        self.notifier.stopping()
+    async def _shutdown(self) -> None:
+        # After a failed start the error says it all (one line, see the CLI's exit codes).
+        quiet = not self.started.is_set()
+        if not quiet:
+            log.info("shutting down")
         self.health.stopping = True
+        await self.lifecycle.stop()  # STOPPING=1 (once) and no reload commits after it
         # Stops accepting, lets in-flight requests finish within the grace period.
-        await runner.cleanup()
+        if self.runner is not None:
+            await self.runner.cleanup()
         await self.remediation.stop()
         await self.scheduler.stop()
         await self.ssh.stop()
         if self.pusher is not None:
             await self.pusher.stop()
-        for task in background:
+        for task in self._background:
             task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         self.probes.gc_pauses.stop()
         # Threads stuck in a hung call are daemons: abandoned, they cannot block exit.
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._render_pool.shutdown(wait=False, cancel_futures=True)
-        log.info("stopped")
+        self.lifecycle.stopped()
+        if not quiet:
+            log.info("stopped")
 
     # Remediation reads the agent's own series and publishes its counters
 
@@ -247,7 +263,8 @@ class Agent:
 
     def _reload_on_signal(self) -> None:
         async def reload_logging_errors() -> None:
-            with contextlib.suppress(ConfigError):  # already logged with its field path
+            # Already logged: a ConfigError with its field path, Stopping needs no word.
+            with contextlib.suppress(ConfigError, Stopping):
                 await self.reload()
 
         task = asyncio.create_task(reload_logging_errors(), name="reload")
@@ -255,58 +272,72 @@ class Agent:
         task.add_done_callback(self._reloads.discard)
 
     async def reload(self) -> None:
-        """Re-read the config and apply it without closing the listener. Raises ConfigError
-        (after logging it) when the new config is invalid: the running one stays."""
-        async with self._reload_lock:
-            self.notifier.reloading()
-            try:
-                new = await self._read_config()
-            except ConfigError as exc:
-                for problem in exc.problems:
-                    log.error("reload rejected, keeping the running config",
-                              extra=kv(problem=problem))
-                self._last_reload_ok = False
-                self._publish_reload_state()
-                self.notifier.ready(self._status_line())
-                raise
-            new = self._keep_restart_only(new)
-            try:
-                jobs = build_jobs(new, self._jobs, self.config, self.probes,
-                                  self._collector_state)
-                self.scheduler.apply(jobs)
-                self._jobs = {job.name: job for job in jobs}
-                logging.getLogger().setLevel(new.logging.level.upper())
-                self.scheduler.jitter = new.scheduler.jitter
-                await self.ssh.apply(new.ssh)
-                await self.remediation.apply(new.remediation)
-            except Exception as exc:
-                # Not a config problem: report it as a failed reload rather than lose it.
-                log.exception("reload failed while applying the new config")
-                self._last_reload_ok = False
-                self._publish_reload_state()
-                self.notifier.ready(self._status_line())
-                raise ConfigError([f"reload failed while applying: {exc!r}"]) from exc
-            self.config = new
-            self.renderer.target_modules = target_modules(new)
-            self._last_reload_ok = True
-            self._last_reload_success = time.time()
-            self._publish_reload_state()
-            log.info("reloaded", extra=kv(collectors=len(jobs)))
-            self.notifier.ready(self._status_line())
+        """Re-read the config and apply it without closing the listener, all of it or
+        nothing. Raises ConfigError (after logging it) when the new config is invalid or a
+        part could not be prepared: the running one stays. Stopping during a stop."""
+        await self.lifecycle.reload(self._prepare_reload)
 
-    async def _read_config(self) -> Config:
+    async def _prepare_reload(self) -> ReloadPlan:
+        try:
+            new, web_settings = await self._read_config()
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload rejected, keeping the running config",
+                          extra=kv(problem=problem))
+            self._reload_failed()
+            raise
+        new = self._keep_restart_only(new)
+        jobs = built = None
+        try:
+            jobs = build_jobs(new, self._jobs, self.config, self.probes,
+                              self._collector_state)
+            built = [job for job in jobs if self._jobs.get(job.name) is not job]
+            ssh = await self.ssh.prepare(new.ssh)
+            remediation = self.remediation.prepare(new.remediation)
+        except BaseException as exc:
+            for job in built or []:
+                _close_unused(job)
+            if not isinstance(exc, Exception):
+                raise
+            # Not a config problem: report it as a failed reload rather than lose it.
+            log.exception("reload failed while preparing the new config")
+            self._reload_failed()
+            raise ConfigError([f"reload failed while applying: {exc!r}"]) from exc
+        return ReloadPlan(self, new, web_settings, jobs, built, ssh, remediation)
+
+    def _commit(self, plan: ReloadPlan) -> None:
+        """The new config, whole: synchronous, so nothing runs between its steps."""
+        self.scheduler.apply(plan.jobs)
+        self._jobs = {job.name: job for job in plan.jobs}
+        plan.ssh.commit()
+        plan.remediation.commit()
+        self.endpoint.commit(plan.web)
+        logging.getLogger().setLevel(plan.config.logging.level.upper())
+        self.scheduler.jitter = plan.config.scheduler.jitter
+        self.config = plan.config
+        self.renderer.target_modules = target_modules(plan.config)
+        self._last_reload_ok = True
+        self._last_reload_success = time.time()
+        self._publish_reload_state()
+        log.info("reloaded", extra=kv(collectors=len(plan.jobs)))
+
+    def _reload_failed(self) -> None:
+        self._last_reload_ok = False
+        self._publish_reload_state()
+
+    async def _read_config(self) -> tuple[Config, WebSettings]:
         """The new config and web config, or ConfigError. A surprise while reading them
         becomes one too, naming only its type: its message or traceback could quote the
         file, password hashes included."""
         try:
             new = await asyncio.to_thread(self.source.load)
-            await self.endpoint.load(new.web.config_file)
+            web_settings = await self.endpoint.prepare(new.web.config_file)
         except ConfigError:
             raise
         except Exception as exc:
             raise ConfigError([f"reading the configuration failed: {type(exc).__name__}"]
                               ) from None
-        return new
+        return new, web_settings
 
     def _keep_restart_only(self, new: Config) -> Config:
         for section, name in RESTART_ONLY:
@@ -344,12 +375,13 @@ class Agent:
         return line
 
     async def _announce(self) -> None:
-        """READY=1 once the listener is bound and every collector has completed once;
-        then a STATUS= line whenever it changes."""
-        while not self.health.ready():
+        """READY=1 once started and every collector has completed once (unless a stop or a
+        reload came first: a reload says READY=1 when it ends); then a STATUS= line whenever
+        it changes."""
+        while not self.health.ready() or self.lifecycle.state is State.STARTING:
             await asyncio.sleep(0.02)
         last = self._status_line()
-        self.notifier.ready(last)
+        self.lifecycle.announce_ready()
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(grid_delay(loop.time(), 5.0))  # with the loop-lag probe's timer
@@ -369,6 +401,42 @@ class Agent:
             elif not withheld:
                 log.error("scheduler or renderer stalled, withholding the watchdog ping")
                 withheld = True
+
+
+class ReloadPlan:
+    """A reload prepared in full (see agent.lifecycle): the new config, its web settings,
+    jobs (built: the ones made for it), and the SSH and remediation changes."""
+
+    def __init__(self, agent: Agent, config: Config, web_settings: WebSettings,
+                 jobs: list[Job], built: list[Job], ssh: SshPlan,
+                 remediation: RemediationPlan) -> None:
+        self.agent = agent
+        self.config = config
+        self.web = web_settings
+        self.jobs = jobs
+        self.built = built
+        self.ssh = ssh
+        self.remediation = remediation
+
+    def commit(self) -> None:
+        self.agent._commit(self)
+
+    def discard(self) -> None:
+        for job in self.built:
+            _close_unused(job)
+        self.ssh.discard()
+        self.remediation.discard()
+
+    async def retire(self) -> None:
+        await self.ssh.retire()
+        await self.remediation.retire()
+
+
+def _close_unused(job: Job) -> None:
+    """A collector built for a reload that did not happen releases what it holds."""
+    close = getattr(job.collector, "close", None)
+    if close is not None:
+        close()
 
 
 def _format_address(address: object) -> str:

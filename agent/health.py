@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from agent import __version__
@@ -26,6 +26,8 @@ class Health:
         self._was_ready = False
         # Remote write queues: (degraded, report per queue), when push is configured.
         self.remote_write: Callable[[], tuple[bool, dict[str, Any]]] | None = None
+        # Background tasks that ended on their own: name -> why (the lifecycle's record).
+        self.deaths: Mapping[str, str] = {}
 
     def ready(self) -> bool:
         """Ready once the served exposition holds every collector's first run, until stopping.
@@ -63,6 +65,8 @@ class Health:
         if self.remote_write is not None:
             failing, queues = self.remote_write()
             degraded |= failing
+        deaths = dict(self.deaths)
+        degraded |= bool(deaths)
         phase = self.phase()
         overall = phase if phase != "running" else ("degraded" if degraded else "ok")
         body = {
@@ -73,4 +77,6 @@ class Health:
         }
         if queues is not None:
             body["remote_write"] = queues
+        if deaths:
+            body["failed_tasks"] = deaths
         return (503 if phase != "running" else 200), body

@@ -143,26 +143,34 @@ class Endpoint:
     async def load(self, path: Path | None) -> None:
         """Read path (in a thread) and apply it. ConfigError leaves the running one in place."""
         async with self._lock:
-            new = await asyncio.to_thread(webconfig.load, path)
-            if self._loaded and new.tls != self.settings.tls:
-                raise ConfigError([f"{path or 'web.config_file'}: switching TLS on or off "
-                                   "needs a restart"])
-            if new.context is not None:
-                if self.context is None:
-                    self.context = server_context(new.context)
-                else:
-                    self.context.current = new.context
-            if new.users != self.settings.users:  # else keep the remembered credentials
-                self.auth = BasicAuth(new.users, new.decoy)
-            self.settings, self._seen, self._loaded = new, new.stamp, True
-            if new.path is None:
-                self._has_file.clear()
+            self.commit(await self.prepare(path))
+
+    async def prepare(self, path: Path | None) -> WebSettings:
+        """Read and check path (in a thread) without applying it. Raises ConfigError."""
+        new = await asyncio.to_thread(webconfig.load, path)
+        if self._loaded and new.tls != self.settings.tls:
+            raise ConfigError([f"{path or 'web.config_file'}: switching TLS on or off "
+                               "needs a restart"])
+        return new
+
+    def commit(self, new: WebSettings) -> None:
+        """Apply what prepare read: synchronous, so no request sees half of it."""
+        if new.context is not None:
+            if self.context is None:
+                self.context = server_context(new.context)
             else:
-                self._has_file.set()
-            if new.path is not None:
-                log.info("web config loaded", extra=kv(
-                    file=str(new.path), tls=new.tls, users=len(new.users),
-                    client_auth=_client_auth(new.context)))
+                self.context.current = new.context
+        if new.users != self.settings.users:  # else keep the remembered credentials
+            self.auth = BasicAuth(new.users, new.decoy)
+        self.settings, self._seen, self._loaded = new, new.stamp, True
+        if new.path is None:
+            self._has_file.clear()
+        else:
+            self._has_file.set()
+        if new.path is not None:
+            log.info("web config loaded", extra=kv(
+                file=str(new.path), tls=new.tls, users=len(new.users),
+                client_auth=_client_auth(new.context)))
 
     async def watch(self) -> None:
         """Re-read the file when it, or a file it names, changes (mtime, size or inode).

@@ -12,6 +12,7 @@ from agent.exposition.render import Renderer
 from agent.exposition.response import serve
 from agent.health import Health
 from agent.httpmetrics import RequestMetrics
+from agent.lifecycle import Stopping
 from agent.status_page import render_status_page
 
 
@@ -74,6 +75,8 @@ def build_app(
             await reload()
         except ConfigError as exc:
             return web.Response(status=400, text="\n".join(exc.problems) + "\n")
+        except Stopping as exc:
+            return web.Response(status=503, text=f"{exc}\n")
         return web.Response(text="reloaded\n")
 
     app = web.Application(middlewares=[requests.middleware()] if requests else [])

@@ -5,7 +5,6 @@ commands are the only commands it ever runs."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import shlex
@@ -227,15 +226,19 @@ async def _no_ssh(target: str, command: str, timeout: float) -> Outcome:
 
 
 class Engine:
-    """Owns one task per rule; apply() replaces the rules, stop() ends every episode."""
+    """Owns one task per rule; apply() replaces the rules (prepare, then a synchronous
+    commit), stop() ends every episode."""
 
     def __init__(self, families: Families, publish: Callable[[list[Metric]], None],
                  ssh_run: SshRun = _no_ssh,
-                 ssh_check: SshCheck = lambda target, check: None) -> None:
+                 ssh_check: SshCheck = lambda target, check: None,
+                 watch: Callable[[asyncio.Task[None]], None] | None = None) -> None:
         self.families = families
         self._publish = publish
         self.ssh_run = ssh_run
         self.ssh_check = ssh_check
+        # Sees each rule's task: an end other than by cancellation is a bug to report.
+        self._watch = watch or (lambda task: task.add_done_callback(self._died))
         self.config = RemediationConfig()
         self.counters = Counters()
         self.limits = Limits()
@@ -247,34 +250,69 @@ class Engine:
 
     async def apply(self, config: RemediationConfig) -> None:
         """Rules that changed or went away stop (a running action is killed); the rest go on."""
-        self.config = config
+        plan = self.prepare(config)
+        plan.commit()
+        await plan.retire()
+
+    def prepare(self, config: RemediationConfig) -> RemediationPlan:
+        """The runners of new and changed rules (their conditions parsed), not started."""
         wanted = {rule.name: rule for rule in config.rules} if config.enabled else {}
-        for name in list(self._tasks):
-            if name not in wanted or self.runners[name].rule != wanted[name]:
-                await self._stop_rule(name)
-        for name, rule in wanted.items():
-            if name not in self._tasks:
-                runner = RuleRunner(rule, self)
-                self.runners[name] = runner
-                self._tasks[name] = asyncio.create_task(runner.run(), name=f"remediation:{name}")
-                self._tasks[name].add_done_callback(self._died)
+        fresh = {name: RuleRunner(rule, self) for name, rule in wanted.items()
+                 if name not in self.runners or self.runners[name].rule != rule}
+        return RemediationPlan(self, config, set(wanted), fresh)
+
+    def commit(self, config: RemediationConfig, wanted: set[str],
+               fresh: dict[str, RuleRunner]) -> list[asyncio.Task[None]]:
+        """Synchronous: stops the rules that changed or went away (returned, to await) and
+        starts the prepared runners."""
+        self.config = config
+        stopped = [self._detach(name) for name in list(self._tasks)
+                   if name not in wanted or name in fresh]
+        for name, runner in fresh.items():
+            self.runners[name] = runner
+            self._tasks[name] = asyncio.create_task(runner.run(), name=f"remediation:{name}")
+            self._watch(self._tasks[name])
         for name in list(self.counters.condition):
             if name not in wanted:
                 del self.counters.condition[name]
         self.publish()
+        return stopped
 
     def _died(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("remediation rule stopped unexpectedly",
                       exc_info=task.exception(), extra=kv(task=task.get_name()))
 
-    async def _stop_rule(self, name: str) -> None:
+    def _detach(self, name: str) -> asyncio.Task[None]:
         task = self._tasks.pop(name)
         self.runners.pop(name, None)
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        return task
 
     async def stop(self) -> None:
-        for name in list(self._tasks):
-            await self._stop_rule(name)
+        await _finish([self._detach(name) for name in list(self._tasks)])
+
+
+async def _finish(tasks: list[asyncio.Task[None]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class RemediationPlan:
+    """A prepared change of the rules (see agent.lifecycle)."""
+
+    def __init__(self, engine: Engine, config: RemediationConfig, wanted: set[str],
+                 fresh: dict[str, RuleRunner]) -> None:
+        self._engine = engine
+        self._config = config
+        self._wanted = wanted
+        self._fresh = fresh
+        self._stopped: list[asyncio.Task[None]] = []
+
+    def commit(self) -> None:
+        self._stopped = self._engine.commit(self._config, self._wanted, self._fresh)
+
+    def discard(self) -> None:
+        """The prepared runners never started."""
+
+    async def retire(self) -> None:
+        await _finish(self._stopped)

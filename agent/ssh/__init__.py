@@ -6,8 +6,10 @@ starts (ssh.enabled) or a batch command runs, never by an agent that has SSH off
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from agent.config import SshConfig
@@ -15,7 +17,7 @@ from agent.exposition.registry import Registry
 
 if TYPE_CHECKING:
     from agent.remediation.actions import Outcome
-    from agent.ssh.worker import SshWorker
+    from agent.ssh.worker import Change, SshWorker
 
 log = logging.getLogger("hostagent.ssh")
 
@@ -43,30 +45,52 @@ def tune_gc() -> tuple[int, int, int]:
 class SshSupervisor:
     """Starts, reconfigures and stops the worker as the configuration says."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry,
+                 watch: Callable[[asyncio.Task[None]], None] = lambda task: None) -> None:
         self._registry = registry
+        self._watch = watch
         self.worker: SshWorker | None = None
         self._gc_threshold: tuple[int, int, int] | None = None
 
     async def apply(self, config: SshConfig) -> None:
+        plan = await self.prepare(config)
+        plan.commit()
+        await plan.retire()
+
+    async def prepare(self, config: SshConfig) -> SshPlan:
+        """What config asks for, read (targets) but not started: the running worker, if any,
+        goes on untouched until the plan is committed."""
         if not config.enabled:
-            await self.stop()
-            return
+            return SshPlan(self, None, None)
         if self.worker is None:
             from agent.ssh.worker import SshWorker
 
-            quiet_asyncssh()
-            self._gc_threshold = tune_gc()
-            worker = SshWorker(config, self._registry)
-            await worker.start()
-            self.worker = worker
-        else:
-            await self.worker.apply(config)
+            worker = SshWorker(config, self._registry, self._watch)
+            return SshPlan(self, worker, await worker.prepare(config))
+        return SshPlan(self, self.worker, await self.worker.prepare(config))
 
     async def stop(self) -> None:
         if self.worker is not None:
             worker, self.worker = self.worker, None
             await worker.stop()
+        self._restore_gc()
+
+    def commit(self, worker: SshWorker | None, change: Change | None
+               ) -> Callable[[], Awaitable[None]] | None:
+        """Synchronous: switches to what prepare() made; returns what retires the rest."""
+        if worker is None or change is None:
+            old, self.worker = self.worker, None
+            self._restore_gc()
+            return old.stop if old is not None else None
+        if worker is self.worker:
+            return worker.commit(change)
+        quiet_asyncssh()
+        self._gc_threshold = tune_gc()
+        worker.launch(change)
+        self.worker = worker
+        return None
+
+    def _restore_gc(self) -> None:
         if self._gc_threshold is not None:
             gc.set_threshold(*self._gc_threshold)
             self._gc_threshold = None
@@ -86,3 +110,25 @@ class SshSupervisor:
     def status(self) -> tuple[int, int] | None:
         """(targets up, targets) while the worker runs."""
         return self.worker.up_count() if self.worker is not None else None
+
+
+class SshPlan:
+    """A prepared SSH change (see agent.lifecycle): start a worker, reconfigure the running
+    one, or stop it (worker None)."""
+
+    def __init__(self, supervisor: SshSupervisor, worker: SshWorker | None,
+                 change: Change | None) -> None:
+        self._supervisor = supervisor
+        self._worker = worker
+        self._change = change
+        self._retire: Callable[[], Awaitable[None]] | None = None
+
+    def commit(self) -> None:
+        self._retire = self._supervisor.commit(self._worker, self._change)
+
+    def discard(self) -> None:
+        """Nothing prepared runs or holds a connection yet."""
+
+    async def retire(self) -> None:
+        if self._retire is not None:
+            await self._retire()

@@ -209,6 +209,14 @@ async def run_command(conn: asyncssh.SSHClientConnection, command: str, timeout:
     return Completed(process.exit_status, stdout, stderr)
 
 
+async def close_connection(conn: asyncssh.SSHClientConnection | None) -> None:
+    if conn is not None:
+        conn.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await conn.wait_closed()
+
+
 class ConnectionPool:
     """At most one connection per target; with reuse it stays open between rounds."""
 
@@ -235,12 +243,12 @@ class ConnectionPool:
         return conn, False
 
     async def close(self, name: str) -> None:
-        conn = self._open.pop(name, None)
-        if conn is not None:
-            conn.close()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await conn.wait_closed()
+        await close_connection(self.take(name))
+
+    def take(self, name: str) -> asyncssh.SSHClientConnection | None:
+        """Removes the target's connection from the pool, for the caller to close: a new
+        target of that name starts on a connection of its own at once."""
+        return self._open.pop(name, None)
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(name) for name in list(self._open)))

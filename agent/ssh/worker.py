@@ -13,7 +13,9 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import Metric
 
@@ -28,9 +30,13 @@ from agent.ssh.connections import (
     ConnectSettings,
     ProbeError,
     Session,
+    close_connection,
 )
 from agent.ssh.remote_node import RemoteNode
 from agent.ssh.targets import Target, TargetSource
+
+if TYPE_CHECKING:
+    import asyncssh
 
 log = logging.getLogger("hostagent.ssh")
 
@@ -57,13 +63,27 @@ def connect_settings(config: SshConfig) -> ConnectSettings:
         connect_timeout=config.connect_timeout, login_timeout=config.login_timeout)
 
 
+@dataclass(frozen=True)
+class Change:
+    """A prepared reconfiguration of the worker: its config and the targets read for it."""
+
+    config: SshConfig
+    source: TargetSource
+
+
+# A stopped target: its task, cancelled, and its connection, to close once the task ended.
+_Detached = tuple["asyncio.Task[None] | None", "asyncssh.SSHClientConnection | None"]
+
+
 def _handshakes(config: SshConfig) -> int:
     return min(config.max_handshakes, config.max_in_flight)
 
 
 class SshWorker:
-    def __init__(self, config: SshConfig, registry: Registry) -> None:
+    def __init__(self, config: SshConfig, registry: Registry,
+                 watch: Callable[[asyncio.Task[None]], None] = lambda task: None) -> None:
         self._config = config
+        self._watch = watch  # sees every long-lived task the worker starts
         self._registry = registry
         self._source = TargetSource(config)
         self._in_flight = asyncio.Semaphore(config.max_in_flight)
@@ -82,35 +102,59 @@ class SshWorker:
     async def start(self, rounds: bool = True) -> None:
         """Reads the targets and starts their rounds (rounds=False: targets only, for
         run_once)."""
+        self.launch(await self.prepare(self._config), rounds)
+
+    def launch(self, change: Change, rounds: bool = True) -> None:
+        """Starts with the targets prepare() read; synchronous."""
         self._warn_if_insecure()
         self._rounds = rounds
-        await self._sync()
+        self._source = change.source
+        self._set_targets()
         self._refresher = asyncio.create_task(self._refresh_loop(), name="ssh-targets")
+        self._watch(self._refresher)
 
     async def stop(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
-        await asyncio.gather(*(self._drop(name) for name in list(self._states)))
+        await self._finish([self._detach(name) for name in list(self._states)])
         await self._pool.close_all()
 
     async def apply(self, config: SshConfig) -> None:
-        """A reload: targets whose settings did not change keep their connection and task."""
-        old, self._config = self._config, config
-        if config == old:
-            return
+        """A reload in one go: prepare, commit, retire."""
+        await self.commit(await self.prepare(config))()
+
+    async def prepare(self, config: SshConfig) -> Change:
+        """Reads the targets of config (in a thread) without touching the running ones."""
+        source = TargetSource(config)
+        await asyncio.to_thread(source.refresh)
+        return Change(config, source)
+
+    def commit(self, change: Change) -> Callable[[], Awaitable[None]]:
+        """Switches to the prepared config, synchronously: targets whose settings did not
+        change keep their connection and task. Returns what retires the replaced parts."""
+        old, config = self._config, change.config
+        self._config = config
         if (config.max_in_flight, config.max_handshakes) != (old.max_in_flight,
                                                               old.max_handshakes):
             self._in_flight = asyncio.Semaphore(config.max_in_flight)
+        pool = self._pool
+        detached = []
         if (connect_settings(config), config.reuse_connections, _handshakes(config)) != (
                 connect_settings(old), old.reuse_connections, _handshakes(old)):
-            await asyncio.gather(*(self._drop(name) for name in list(self._states)))
-            await self._pool.close_all()
+            detached = [self._detach(name) for name in list(self._states)]
             self._pool = self._new_pool(config)
             self._warn_if_insecure()
-        self._source = TargetSource(config)
-        await self._sync()
+        self._source = change.source
+        detached += self._set_targets()
+
+        async def retire() -> None:
+            await self._finish(detached)
+            if pool is not self._pool:
+                await pool.close_all()
+
+        return retire
 
     def _warn_if_insecure(self) -> None:
         if self._config.insecure_ignore_host_keys:
@@ -131,26 +175,39 @@ class SshWorker:
         async with self._sync_lock:
             source = self._source
             await asyncio.to_thread(source.refresh)
-            wanted = {target.name: target for target in source.targets}
-            stale = [name for name, state in self._states.items()
-                     if wanted.get(name) != state.target]
-            await asyncio.gather(*(self._drop(name) for name in stale))
-            for name, target in wanted.items():
-                if name not in self._states:
-                    state = self._states[name] = _State(target)
-                    if self._rounds:
-                        state.task = asyncio.create_task(self._target_loop(state),
-                                                         name=f"ssh:{name}")
+            if source is not self._source:  # a reload replaced it meanwhile
+                return
+            await self._finish(self._set_targets())
 
-    async def _drop(self, name: str) -> None:
+    def _set_targets(self) -> list[_Detached]:
+        """Makes the running targets those of the source: a changed or removed one stops
+        (returned, to finish), a new one starts. Synchronous."""
+        wanted = {target.name: target for target in self._source.targets}
+        stale = [self._detach(name) for name, state in list(self._states.items())
+                 if wanted.get(name) != state.target]
+        for name, target in wanted.items():
+            if name not in self._states:
+                state = self._states[name] = _State(target)
+                if self._rounds:
+                    state.task = asyncio.create_task(self._target_loop(state),
+                                                     name=f"ssh:{name}")
+                    self._watch(state.task)
+        return stale
+
+    def _detach(self, name: str) -> _Detached:
+        """Stops a target at once (its task is cancelled, its series go); _finish awaits it."""
         state = self._states.pop(name)
         if state.task is not None:
             state.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await state.task
-        await self._pool.close(name)
         self._pool.forget(name)
         self._registry.remove_target(name)
+        return state.task, self._pool.take(name)
+
+    @staticmethod
+    async def _finish(detached: list[_Detached]) -> None:
+        await asyncio.gather(*(task for task, _ in detached if task is not None),
+                             return_exceptions=True)
+        await asyncio.gather(*(close_connection(conn) for _, conn in detached))
 
     def targets(self) -> list[Target]:
         return [state.target for state in self._states.values()]
