@@ -54,6 +54,9 @@ install: install-relay
 	[ -e /etc/hostagent/hostagent.yml ] || install -m 0644 systemd/hostagent.yml /etc/hostagent/
 	[ -e /etc/default/hostagent ] || install -m 0644 systemd/hostagent.default /etc/default/hostagent
 	sed 's|/usr/local/lib/hostagent|$(PREFIX)|g' systemd/hostagent.service > $(UNIT_DIR)/hostagent.service
+	if [ "$$(systemctl --version | awk 'NR == 1 {print $$2}')" -ge 253 ]; then \
+		install -D -m 0644 systemd/hostagent-notify-reload.conf \
+			$(UNIT_DIR)/hostagent.service.d/notify-reload.conf; fi
 	systemctl daemon-reload
 	systemctl enable hostagent.service
 	systemctl restart hostagent.service

@@ -343,3 +343,30 @@ async def test_reload_of_a_file_that_is_not_utf8_is_rejected_and_leaks_nothing(
                      for r in caplog.records)
     assert secret not in text and "never retrieved" not in text
     assert text.count("not UTF-8") == 2, text
+
+
+def test_notify_reload_drop_in(tmp_path: Path) -> None:
+    """systemd >= 253 gets Type=notify-reload from the drop-in (systemctl reload waits for
+    READY=1; ExecReload cleared so the signal is not sent twice); older systemd keeps the
+    unit's Type=notify, so the drop-in is installed only by version."""
+    drop_in = (ROOT / "systemd" / "hostagent-notify-reload.conf").read_text()
+    directives = [line for line in drop_in.splitlines() if line and not line.startswith("#")]
+    assert directives == ["[Service]", "Type=notify-reload", "ExecReload="]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-ge 253" in makefile and "hostagent.service.d/notify-reload.conf" in makefile
+    analyze = require_tool("systemd-analyze")
+    version = int(subprocess.run([analyze, "--version"], capture_output=True, text=True,
+                                 check=True).stdout.split()[1])
+    if version < 253:
+        pytest.skip(f"systemd {version} predates Type=notify-reload")
+    hostagent = shutil.which("hostagent", path=str(Path(sys.executable).parent))
+    assert hostagent is not None
+    prefix = str(Path(hostagent).parent.parent)
+    unit = tmp_path / "hostagent.service"
+    unit.write_text((ROOT / "systemd" / "hostagent.service").read_text()
+                    .replace("/usr/local/lib/hostagent", prefix))
+    (tmp_path / "hostagent.service.d").mkdir()
+    (tmp_path / "hostagent.service.d" / "notify-reload.conf").write_text(drop_in)
+    verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
+                            timeout=60)
+    assert verify.returncode == 0 and verify.stdout + verify.stderr == ""
