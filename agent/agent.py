@@ -122,6 +122,7 @@ class Agent:
         self.lifecycle = Lifecycle(self.notifier, self._status_line)
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
         self.health.deaths = self.lifecycle.deaths
+        self.scheduler.watch = self.lifecycle.watch
         self.ssh = SshSupervisor(self.registry, self.lifecycle.watch)
         self.remediation = Engine(self.families_of, self._publish_remediation,
                                   self.ssh.run_on, self.ssh.check_success,

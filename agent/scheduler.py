@@ -158,6 +158,8 @@ class Scheduler:
         self._running = False
         self._origin: float | None = None
         self._seed = random.random()
+        # Sees each interval's loop: an end other than by cancellation is a bug to report.
+        self.watch: Callable[[asyncio.Task[None]], None] = lambda task: None
 
     def start(self) -> None:
         self._running = True
@@ -167,6 +169,7 @@ class Scheduler:
     def _spawn(self, interval: float) -> None:
         self._tasks[interval] = asyncio.create_task(
             self._loop(interval), name=f"collectors:every {interval:g}s")
+        self.watch(self._tasks[interval])
 
     def apply(self, jobs: Iterable[Job]) -> None:
         """Switch to a new job set without a gap: a job passed again unchanged (the same

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,6 +189,33 @@ async def test_a_background_task_that_dies_is_logged_and_degrades_health(
         died = [r for r in caplog.records if r.getMessage() == "background task died"]
         assert died and died[0].exc_info is not None
         assert getattr(died[0], "kv", {}) == {"task": "web-config"}
+    finally:
+        agent.request_stop()
+        await task
+
+
+async def test_a_collector_loop_that_dies_is_named_in_health(
+        listener: NotifyListener, tmp_path: Path) -> None:
+    config = Config.model_validate({"web": {"listen_address": "127.0.0.1:0"},
+                                    "collectors": {"loadavg": {"interval": 0.2}}})
+    agent = Agent(config, notifier=Notifier({"NOTIFY_SOCKET": listener.path}))
+    run_batch = agent.scheduler.run_batch
+    calls: list[str] = []
+
+    async def failing_after_the_first(states: list[Any]) -> None:
+        if [s.job.name for s in states] == ["loadavg"]:
+            calls.append("loadavg")
+            if len(calls) > 1:
+                raise RuntimeError("scheduler bug")
+        await run_batch(states)
+
+    agent.scheduler.run_batch = failing_after_the_first  # type: ignore[method-assign]
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.started.wait(), 10)
+        await wait_until(lambda: "failed_tasks" in agent.health.report()[1])
+        assert agent.health.report()[1]["failed_tasks"] == {
+            "collectors:every 0.2s": "RuntimeError: scheduler bug"}
     finally:
         agent.request_stop()
         await task
