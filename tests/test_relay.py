@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gzip
 import hashlib
 import hmac
 import json
@@ -331,6 +332,35 @@ def test_sighup_applies_new_secrets_and_routes_and_rejects_a_broken_set_whole(
     relay.proc.send_signal(signal.SIGHUP)
     relay.wait_for(r"msg=(reloaded) routes=4")
     assert reload_state()[0] == 1
+
+
+def test_relay_metrics_are_written_as_the_agents(lab: Lab) -> None:
+    """The agent's encoders: Go's number format, families in name order, no _created series;
+    OpenMetrics and gzip when asked for."""
+    relay = lab.start()
+    assert lab.post("ops", payload())[0] == 200
+
+    def get(**headers: str) -> tuple[dict[str, str], bytes]:
+        request = urllib.request.Request(f"http://{relay.address}/metrics", headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(response.headers), response.read()
+
+    headers, body = get()
+    text = body.decode()
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "hostagent_relay_config_last_reload_successful 1\n" in text
+    assert ('hostagent_relay_messages_total{result="delivered",robot="wecom",route="ops"} 2\n'
+            in text)
+    assert "_created" not in text
+    names = [line.split()[2] for line in text.splitlines() if line.startswith("# HELP ")]
+    assert names == sorted(names) and "promhttp_metric_handler_requests_total" in names
+    headers, body = get(Accept="application/openmetrics-text; version=1.0.0",
+                        **{"Accept-Encoding": "gzip"})
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(body).decode()
+    assert text.endswith("# EOF\n") and text.count("# EOF") == 1
+    assert "# TYPE hostagent_relay_messages counter\n" in text
 
 
 def test_rejection_is_a_5xx_logged_without_secrets(lab: Lab, robots: Robots) -> None:

@@ -1,4 +1,5 @@
-"""The relay's own series, in a private registry rendered at scrape time."""
+"""The relay's own series, in a private registry encoded at scrape time by the agent's
+exposition encoders, so the relay's /metrics reads as the agent's."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
+from agent.exposition.formats import OPENMETRICS, OPENMETRICS_EOF, encode
 from agent.exposition.selfmetrics import build_info
+from agent.exposition.text import header_name
 from agent.httpmetrics import RequestMetrics
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -58,6 +61,12 @@ class RelayMetrics:
         self.reload_time = Gauge(
             "hostagent_relay_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration load.", registry=r)
+
+    def body(self, fmt: str) -> bytes:
+        """Every series in one exposition format, families in name order as the agent's."""
+        families = sorted(self.registry.collect(), key=header_name)
+        body = encode(families, fmt)
+        return body + OPENMETRICS_EOF if fmt == OPENMETRICS else body
 
     def reloaded(self, ok: bool) -> None:
         self.reload_ok.set(1 if ok else 0)

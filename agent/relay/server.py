@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import logging
 import os
@@ -17,10 +18,12 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent import __version__, security, webconfig
 from agent.config import ConfigError, WebConfig, parse_listen_address
+from agent.exposition.formats import CONTENT_TYPES
+from agent.exposition.negotiate import accepts_gzip, choose_format
+from agent.exposition.response import respond
 from agent.logs import kv
 from agent.relay.config import RelayConfig, Route, read_secret
 from agent.relay.delivery import Outbox
@@ -257,9 +260,14 @@ class Relay:
             return web.Response(text="Ready\n")
         return web.Response(status=503, text="Not ready\n")
 
-    async def metrics_page(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics_page(self, request: web.Request) -> web.StreamResponse:
+        fmt = choose_format(request.headers.get("Accept"))
+        payload = self.metrics.body(fmt)
+        headers = {"Content-Type": CONTENT_TYPES[fmt], "Vary": "Accept, Accept-Encoding"}
+        if accepts_gzip(request.headers.get("Accept-Encoding")):
+            payload = gzip.compress(payload, compresslevel=1)  # a few kB: on the loop
+            headers["Content-Encoding"] = "gzip"
+        return await respond(request, payload, headers, self.web_settings().write_timeout)
 
     async def webhook(self, request: web.Request) -> web.Response:
         name = request.match_info["route"]
