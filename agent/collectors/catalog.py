@@ -388,6 +388,9 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("lnstat", "agent.collectors.lnstat", default=False,
                 help="network cache statistics per CPU from /proc/net/stat"),
     Declaration("loadavg", "agent.collectors.load", help="load average"),
+    Declaration("logind", "agent.collectors.logind", default=False,
+                help="sessions registered in systemd-logind, by seat, remote, type and class, "
+                     "over D-Bus"),
     Declaration("mdadm", "agent.collectors.mdadm",
                 help="md software RAID state from /proc/mdstat and /sys/block/md*/md"),
     Declaration("meminfo", "agent.collectors.memory", help="memory statistics from /proc/meminfo"),
