@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.common import go_order, read_attribute_bytes
+from agent.collectors.common import go_order, read_attribute_bytes, read_file_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -242,8 +242,7 @@ def _attribute(path: str) -> str:
 
 def _whole(path: str) -> str:
     try:
-        with open(path, "rb") as handle:
-            return handle.read().decode(errors="replace")
+        return read_file_bytes(path).decode(errors="replace")
     except OSError as exc:
         raise DeviceError(f"{os.path.basename(path)}: {exc.strerror}") from None
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import list_dir, read_text
+from agent.collectors.common import family, list_dir, read_file_bytes, read_text, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -100,18 +100,18 @@ def _status(device_line: str, status_line: str) -> tuple[int, int, int]:
 
 def read_mdraids(sysfs: Path) -> list[Mdraid]:
     """Arrays under /sys/block/md*/md; one whose attributes cannot be read is left out."""
-    block = sysfs / "block"
+    block = f"{sysfs}/block"
     raids = []
     for device in list_dir(block):
         if not device.startswith("md"):
             continue
-        md = block / device / "md"
-        level, disks = read_text(md / "level"), read_text(md / "raid_disks")
+        md = f"{block}/{device}/md"
+        level, disks = read_text(f"{md}/level"), read_text(f"{md}/raid_disks")
         if level is None or disks is None or not disks.isdigit():
             continue
         degraded = 0
         if level in ("raid1", "raid4", "raid5", "raid6", "raid10"):
-            text = read_text(md / "degraded")
+            text = read_text(f"{md}/degraded")
             if text is None or not text.isdigit():
                 continue
             degraded = int(text)
@@ -120,34 +120,34 @@ def read_mdraids(sysfs: Path) -> list[Mdraid]:
 
 
 def mdadm_families(stats: list[MDStat], raids: list[Mdraid]) -> list[Metric]:
-    required = GaugeMetricFamily("node_md_disks_required", "Total number of disks of device.",
-                                 labels=["device"])
-    disks = GaugeMetricFamily("node_md_disks", "Number of active/failed/spare disks of device.",
-                              labels=["device", "state"])
-    state = GaugeMetricFamily("node_md_state", "Indicates the state of md-device.",
-                              labels=["device", "state"])
-    blocks = GaugeMetricFamily("node_md_blocks", "Total number of blocks on device.",
-                               labels=["device"])
-    synced = GaugeMetricFamily("node_md_blocks_synced", "Number of blocks synced on device.",
-                               labels=["device"])
+    required = family("node_md_disks_required", "Total number of disks of device.", "gauge")
+    disks = family("node_md_disks", "Number of active/failed/spare disks of device.", "gauge")
+    state = family("node_md_state", "Indicates the state of md-device.", "gauge")
+    blocks = family("node_md_blocks", "Total number of blocks on device.", "gauge")
+    synced = family("node_md_blocks_synced", "Number of blocks synced on device.", "gauge")
     for md in stats:
-        required.add_metric([md.name], md.disks_total)
-        disks.add_metric([md.name, "active"], md.disks_active)
-        disks.add_metric([md.name, "failed"], md.disks_failed)
-        disks.add_metric([md.name, "spare"], md.disks_spare)
-        for label, activity in STATES:
-            state.add_metric([md.name, label], 1.0 if md.state == activity else 0.0)
-        blocks.add_metric([md.name], md.blocks_total)
-        synced.add_metric([md.name], md.blocks_synced)
-    raid_disks = GaugeMetricFamily("node_md_raid_disks", "Number of raid disks on device.",
-                                   labels=["device"])
-    degraded = GaugeMetricFamily("node_md_degraded", "Number of degraded disks on device.",
-                                 labels=["device"])
+        name = md.name
+        required.samples.append(sample("node_md_disks_required", {"device": name},
+                                       md.disks_total))
+        disks.samples += (
+            sample("node_md_disks", {"device": name, "state": "active"}, md.disks_active),
+            sample("node_md_disks", {"device": name, "state": "failed"}, md.disks_failed),
+            sample("node_md_disks", {"device": name, "state": "spare"}, md.disks_spare))
+        state.samples += (sample("node_md_state", {"device": name, "state": label},
+                                 1.0 if md.state == activity else 0.0)
+                          for label, activity in STATES)
+        blocks.samples.append(sample("node_md_blocks", {"device": name}, md.blocks_total))
+        synced.samples.append(sample("node_md_blocks_synced", {"device": name},
+                                     md.blocks_synced))
+    raid_disks = family("node_md_raid_disks", "Number of raid disks on device.", "gauge")
+    degraded = family("node_md_degraded", "Number of degraded disks on device.", "gauge")
     for raid in raids:
-        raid_disks.add_metric([raid.device], raid.disks)
-        degraded.add_metric([raid.device], raid.degraded)
+        raid_disks.samples.append(sample("node_md_raid_disks", {"device": raid.device},
+                                         raid.disks))
+        degraded.samples.append(sample("node_md_degraded", {"device": raid.device},
+                                       raid.degraded))
     families: list[Metric] = [required, disks, state, blocks, synced, raid_disks, degraded]
-    return [family for family in families if family.samples]
+    return [metric for metric in families if metric.samples]
 
 
 class MdadmCollector:
@@ -157,7 +157,7 @@ class MdadmCollector:
 
     def collect(self) -> list[Metric]:
         try:
-            text = self._mdstat.read_text()
+            text = read_file_bytes(self._mdstat).decode(errors="replace")
         except FileNotFoundError:
             return []
         return mdadm_families(parse_mdstat(text), read_mdraids(self._sysfs))

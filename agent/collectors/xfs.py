@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import list_dir
+from agent.collectors.common import family, list_dir, read_file_bytes, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -132,11 +132,12 @@ def parse_stats(text: str) -> dict[str, list[int]]:
 
 def read_sys_stats(sysfs: Path) -> dict[str, dict[str, list[int]]]:
     """device -> parsed stats, for each /sys/fs/xfs/<device>/stats/stats that reads."""
-    base = sysfs / "fs" / "xfs"
+    base = f"{sysfs}/fs/xfs"
     stats = {}
     for device in list_dir(base):
         try:
-            stats[device] = parse_stats((base / device / "stats" / "stats").read_text())
+            stats[device] = parse_stats(
+                read_file_bytes(f"{base}/{device}/stats/stats").decode(errors="replace"))
         except (OSError, ValueError):
             continue  # not a filesystem directory (stats/ is the global one), or unreadable
     return stats
@@ -145,12 +146,15 @@ def read_sys_stats(sysfs: Path) -> dict[str, dict[str, list[int]]]:
 def xfs_families(stats: dict[str, dict[str, list[int]]]) -> list[Metric]:
     families = []
     for suffix, help_text, line, column in METRICS:
-        family = CounterMetricFamily(f"node_xfs_{suffix}", help_text, labels=["device"])
+        name = f"node_xfs_{suffix}".removesuffix("_total")
+        metric = family(name, help_text, "counter")
+        name += "_total"
         for device, lines in stats.items():
             values = lines.get(line, [])
-            family.add_metric([device], values[column] if column < len(values) else 0)
-        families.append(family)
-    return [family for family in families if family.samples]
+            metric.samples.append(sample(name, {"device": device},
+                                         values[column] if column < len(values) else 0))
+        families.append(metric)
+    return [metric for metric in families if metric.samples]
 
 
 class XfsCollector:
