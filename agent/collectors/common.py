@@ -3,9 +3,10 @@ rule, small sysfs readers with node_exporter's read semantics, sorted metric fam
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from prometheus_client.metrics_core import Metric
@@ -40,11 +41,24 @@ def file_stamp(path: Path) -> tuple[int, int, int] | None:
 _CHUNK = 65536
 
 
-def read_file_bytes(path: Path | str) -> bytes:
+@contextlib.contextmanager
+def open_dir(path: Path | str) -> Iterator[int]:
+    """A directory's descriptor, for reading many of its files by name: opening relative to
+    it spares the kernel resolving the whole path (symlinks through /sys/class included)
+    for each, about a third of what reading a sysfs attribute costs."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def read_file_bytes(path: Path | str, dir_fd: int | None = None) -> bytes:
     """A whole file with os.open/os.read: half the system calls of open() (no fstat, isatty
     or lseek), which is most of what reading a small procfs/sysfs file costs. Reads until
-    end of file: procfs's seq_file answers a large file in page-sized pieces."""
-    fd = os.open(path, os.O_RDONLY)
+    end of file: procfs's seq_file answers a large file in page-sized pieces. With dir_fd
+    (see open_dir), path is relative to that directory."""
+    fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
     try:
         data = os.read(fd, _CHUNK)
         if not data:
@@ -97,9 +111,11 @@ def list_dir(path: Path | str) -> list[str]:
 SYSFS_READ_SIZE = 128
 
 
-def read_attribute_bytes(path: Path | str, size: int = SYSFS_READ_SIZE) -> bytes:
-    """One read(2) of a sysfs attribute; OSError as the kernel reports it (EIO, EAGAIN, ...)."""
-    fd = os.open(path, os.O_RDONLY)
+def read_attribute_bytes(path: Path | str, size: int = SYSFS_READ_SIZE,
+                         dir_fd: int | None = None) -> bytes:
+    """One read(2) of a sysfs attribute; OSError as the kernel reports it (EIO, EAGAIN, ...).
+    With dir_fd (see open_dir), path is relative to that directory."""
+    fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
     try:
         return os.read(fd, size)
     finally:
@@ -120,6 +136,8 @@ _GO_FLOAT = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf
 
 def parse_float(text: str) -> float | None:
     """Go's strconv.ParseFloat for decimal text: no surrounding spaces, no underscores."""
+    if text.isascii() and text.isdigit():  # the common case, without the regex
+        return float(text)
     if not _GO_FLOAT.fullmatch(text):
         return None
     return float(text)
@@ -171,13 +189,13 @@ class Families:
     def __init__(self) -> None:
         # name as given -> (family, its first label names, whether it is a counter)
         self._families: dict[str, tuple[Metric, tuple[str, ...], bool]] = {}
-        self._seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        self._seen: set[tuple[str, frozenset[tuple[str, str]]]] = set()
 
     def add(self, name: str, help_text: str, labels: Iterable[str], values: list[str],
             value: float, counter: bool = False) -> None:
         """labels may differ between samples of a family (node_power_supply_info)."""
         pairs = dict(zip(labels, values, strict=True))
-        key = (name, tuple(sorted(pairs.items())))
+        key = (name, frozenset(pairs.items()))  # the same labels in any order
         if key in self._seen:
             return
         self._seen.add(key)

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import DeviceFilter, Families, parse_float, read_attribute_bytes
+from agent.collectors.common import (
+    DeviceFilter,
+    Families,
+    open_dir,
+    parse_float,
+    read_attribute_bytes,
+)
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -34,6 +40,7 @@ LABELS = ("chip", "sensor")
 Sensors = dict[str, dict[str, str]]  # sensor ("temp1") -> property ("input", "" ...) -> value
 
 
+@functools.lru_cache(maxsize=4096)  # chip, sensor and attribute names recur every cycle
 def clean_name(name: str) -> str:
     """node_exporter's cleanMetricName: lower case, [^a-z0-9:_] to _, outer _ trimmed."""
     return INVALID_CHARS.sub("_", name.lower()).strip("_")
@@ -57,26 +64,21 @@ def collect_sensor_data(directory: str, data: Sensors,
                         labels: dict[str, str] | None = None) -> None:
     """Adds the readable sensor files of one directory; OSError if it cannot be listed.
     labels: label file -> text, kept between calls (a driver's labels are fixed)."""
-    for filename in os.listdir(directory):
-        parts = explode_filename(filename)
-        if parts is None or parts[0] not in SENSOR_TYPES:
-            continue
-        sensor_type, number, prop = parts
-        if prop == "label" and labels is not None:
-            text = labels.get(filename)
+    with open_dir(directory) as dir_fd:
+        for filename in os.listdir(dir_fd):
+            parts = explode_filename(filename)
+            if parts is None or parts[0] not in SENSOR_TYPES:
+                continue
+            sensor_type, number, prop = parts
+            text = labels.get(filename) if labels is not None and prop == "label" else None
             if text is None:
                 try:
-                    text = labels[filename] = _decode(
-                        read_attribute_bytes(f"{directory}/{filename}"))
-                except OSError:
+                    text = _decode(read_attribute_bytes(filename, dir_fd=dir_fd))
+                except OSError:  # a directory, or a driver that answers EIO / EAGAIN
                     continue
+                if labels is not None and prop == "label":
+                    labels[filename] = text
             data.setdefault(f"{sensor_type}{number}", {})[prop] = text
-            continue
-        try:
-            raw = read_attribute_bytes(f"{directory}/{filename}")
-        except OSError:  # a directory, or a driver that answers EIO / EAGAIN
-            continue
-        data.setdefault(f"{sensor_type}{number}", {})[prop] = _decode(raw)
 
 
 def _read_name(directory: str) -> str | None:

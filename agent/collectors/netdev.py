@@ -81,14 +81,20 @@ def legacy_names(counters: dict[str, float]) -> dict[str, float]:
 def read_link_stats(statistics: Path | str) -> dict[str, float] | None:
     """A device's counters under netlink names; None when it has no statistics directory.
     A counter the kernel does not provide reads as 0, as netlink reports it."""
-    if not os.path.isdir(statistics):
+    try:
+        # Files opened relative to the directory: no path resolution per counter.
+        dir_fd = os.open(statistics, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
         return None
     counters = {}
-    for filename, name in NETLINK_STATS.items():
-        try:
-            counters[name] = float(int(read_file_bytes(f"{statistics}/{filename}")))
-        except (OSError, ValueError):
-            counters[name] = 0.0
+    try:
+        for filename, name in NETLINK_STATS.items():
+            try:
+                counters[name] = float(int(read_file_bytes(filename, dir_fd)))
+            except (OSError, ValueError):
+                counters[name] = 0.0
+    finally:
+        os.close(dir_fd)
     return counters
 
 

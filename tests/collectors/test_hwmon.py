@@ -100,13 +100,13 @@ def test_no_hwmon_class_is_no_data(tmp_path: Path) -> None:
 def test_unreadable_input_skips_that_value(monkeypatch: pytest.MonkeyPatch) -> None:
     real = hwmon.read_attribute_bytes
 
-    def flaky(path: str | Path, size: int = 128) -> bytes:
+    def flaky(path: str | Path, size: int = 128, dir_fd: int | None = None) -> bytes:
         name = os.path.basename(path)
         if name == "temp2_input":
             raise OSError(errno.EIO, "Input/output error")
         if name == "fan2_input":
             raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
-        return real(path, size)
+        return real(path, size, dir_fd)
 
     monkeypatch.setattr(hwmon, "read_attribute_bytes", flaky)
     families = collect()
