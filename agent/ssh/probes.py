@@ -9,13 +9,14 @@ labels; the exposition adds them for /metrics, /probe serves them as they are.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import regex
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.config import SshCheck
+from agent.pool import DaemonThreadPool
 from agent.ssh import remote_node
 from agent.ssh.connections import REASONS, ProbeError, Session
 
@@ -30,12 +31,40 @@ class CheckResult:
     error: str | None = None
 
 
-def _matches(regex: str, output: bytes) -> bool:
-    """Off the event loop: output can be megabytes and a regex can be slow."""
-    return re.search(regex, output.decode(errors="replace"), re.MULTILINE) is not None
+# How long one check's regex may run: a catastrophic pattern on big output gives up here.
+REGEX_TIMEOUT = 1.0
 
 
-async def run_check(session: Session, check: SshCheck, timeout: float) -> CheckResult:
+def _search(pattern: str, output: bytes, timeout: float) -> bool | None:
+    """True or False, or None when the match ran out of time. The regex engine releases the
+    GIL while it matches (concurrent=True), so the event loop keeps turning meanwhile."""
+    try:
+        return regex.search(pattern, output.decode(errors="replace"), regex.MULTILINE,
+                            timeout=timeout, concurrent=True) is not None
+    except TimeoutError:
+        return None
+
+
+class OutputMatcher:
+    """Runs checks' output regexes with the engine's own time limit, in a small pool of daemon
+    threads of their own: never the loop's default executor (whose threads delay exit and
+    which other work shares), and a slow pattern holds one of these threads at most
+    REGEX_TIMEOUT."""
+
+    def __init__(self, timeout: float = REGEX_TIMEOUT, workers: int = 2) -> None:
+        self.timeout = timeout
+        self._pool = DaemonThreadPool(workers, "ssh-regex")
+
+    async def matches(self, pattern: str, output: bytes) -> bool | None:
+        return await asyncio.wrap_future(
+            self._pool.submit(_search, pattern, output, self.timeout))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def run_check(session: Session, check: SshCheck, timeout: float,
+                    matcher: OutputMatcher) -> CheckResult:
     try:
         done = await session.run(check.command, timeout)
     except ProbeError as exc:
@@ -45,10 +74,15 @@ async def run_check(session: Session, check: SshCheck, timeout: float) -> CheckR
         return CheckResult(False, done.exit_status, "command",
                            f"exit status {done.exit_status}, expected {check.expect_status}"
                            + (f": {detail[0]}" if detail else ""))
-    if check.regex is not None and not await asyncio.to_thread(
-            _matches, check.regex, done.stdout):
-        return CheckResult(False, done.exit_status, "output",
-                           f"output does not match {check.regex!r}")
+    if check.regex is not None:
+        matched = await matcher.matches(check.regex, done.stdout)
+        if matched is None:
+            return CheckResult(False, done.exit_status, "timeout",
+                               f"output regex {check.regex!r} did not finish within "
+                               f"{matcher.timeout:g} s")
+        if not matched:
+            return CheckResult(False, done.exit_status, "output",
+                               f"output does not match {check.regex!r}")
     return CheckResult(True, done.exit_status)
 
 

@@ -92,6 +92,7 @@ class SshWorker:
         self._refresher: asyncio.Task[None] | None = None
         self._rounds = True
         self._sync_lock = asyncio.Lock()
+        self._matcher = probes.OutputMatcher()
 
     def _new_pool(self, config: SshConfig) -> ConnectionPool:
         connector = Connector(connect_settings(config), asyncio.Semaphore(_handshakes(config)))
@@ -120,6 +121,7 @@ class SshWorker:
                 await self._refresher
         await self._finish([self._detach(name) for name in list(self._states)])
         await self._pool.close_all()
+        self._matcher.close()
 
     async def apply(self, config: SshConfig) -> None:
         """A reload in one go: prepare, commit, retire."""
@@ -296,8 +298,7 @@ class SshWorker:
         self._log(state)
         self._publish(state)
 
-    @staticmethod
-    async def _run_modules(state: _State, session: Session, modules: set[str],
+    async def _run_modules(self, state: _State, session: Session, modules: set[str],
                            config: SshConfig) -> None:
         if "node" in modules:
             try:
@@ -306,9 +307,9 @@ class SshWorker:
             except ProbeError as exc:
                 state.node, state.node_error = [], exc
         if "checks" in modules:
-            state.checks = {check.name: await probes.run_check(session, check,
-                                                               config.command_timeout)
-                            for check in config.checks}
+            state.checks = {check.name: await probes.run_check(
+                session, check, config.command_timeout, self._matcher)
+                for check in config.checks}
 
     def _failure(self, state: _State) -> tuple[str | None, str | None]:
         """(reason, message) the target reports: its login, else the node module, else the
