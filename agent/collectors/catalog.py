@@ -87,6 +87,12 @@ class DiskstatsSettings(DeviceFilterSettings):
         description="regex of devices to exclude")
 
 
+class EthtoolSettings(DeviceFilterSettings):
+    metrics_include: str = Field(".*", description="regex of ethtool stats to include")
+
+    _check_metrics_regex = field_validator("metrics_include")(check_regex)
+
+
 class FilesystemSettings(CollectorSettings):
     mount_points_exclude: str = Field(
         r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)",
@@ -366,6 +372,9 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("edac", "agent.collectors.edac",
                 help="ECC memory error counters from /sys/devices/system/edac"),
     Declaration("entropy", "agent.collectors.entropy", help="available entropy"),
+    Declaration("ethtool", "agent.collectors.ethtool", EthtoolSettings, default=False,
+                help="network device driver information, statistics and link modes over the "
+                     "SIOCETHTOOL ioctl"),
     Declaration("fibrechannel", "agent.collectors.fibrechannel",
                 help="Fibre Channel HBA ports and their counters from /sys/class/fc_host"),
     Declaration("filefd", "agent.collectors.system:create_filefd",

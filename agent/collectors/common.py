@@ -192,7 +192,7 @@ class Families:
         self._seen: set[tuple[str, frozenset[tuple[str, str]]]] = set()
 
     def add(self, name: str, help_text: str, labels: Iterable[str], values: list[str],
-            value: float, counter: bool = False) -> None:
+            value: float, counter: bool = False, untyped: bool = False) -> None:
         """labels may differ between samples of a family (node_power_supply_info)."""
         pairs = dict(zip(labels, values, strict=True))
         key = (name, frozenset(pairs.items()))  # the same labels in any order
@@ -207,7 +207,8 @@ class Families:
                 entry = (family(name[:-6] if name.endswith("_total") else name, help_text,
                                 "counter"), tuple(pairs), True)
             else:
-                entry = (family(name, help_text, "gauge"), tuple(pairs), False)
+                entry = (family(name, help_text, "unknown" if untyped else "gauge"),
+                         tuple(pairs), False)
             self._families[name] = entry
         metric, label_names, is_counter = entry
         if not counter:
