@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
+from agent.collectors.common import family, read_file_bytes, sample
+
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
 
@@ -80,12 +82,13 @@ def procedures(lines: Lines, key: str, names: tuple[str, ...], minimum: int | No
 
 
 def requests_family(name: str, help_text: str, per_version: list[tuple[str, dict[str, int]]],
-                    ) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, help_text, labels=["proto", "method"])
-    for proto, counts in per_version:
-        for method, value in counts.items():
-            family.add_metric([proto, method], value)
-    return family
+                    ) -> Metric:
+    """A counter (name ending in _total) by protocol version and procedure."""
+    base = name.removesuffix("_total")
+    name = base + "_total"
+    return family(base, help_text, "counter", [
+        sample(name, {"proto": proto, "method": method}, value)
+        for proto, counts in per_version for method, value in counts.items()])
 
 
 CLIENT_LINES = frozenset({"net", "rpc", "proc2", "proc3", "proc4"})
@@ -125,7 +128,7 @@ class NfsCollector:
 
     def collect(self) -> list[Metric]:
         try:
-            text = self._path.read_text()
+            text = read_file_bytes(self._path).decode(errors="replace")
         except FileNotFoundError:
             return []
         return nfs_families(text)

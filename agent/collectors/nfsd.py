@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from agent.collectors.common import read_file_bytes
 from agent.collectors.nfs import V2, V3, fixed, parse_lines, procedures, requests_family
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ class NfsdCollector:
 
     def collect(self) -> list[Metric]:
         try:
-            text = self._path.read_text()
+            text = read_file_bytes(self._path).decode(errors="replace")
         except FileNotFoundError:
             return []
         return nfsd_families(text)
