@@ -46,11 +46,17 @@ def read_dmi(directory: str) -> dict[str, str] | None:
 
 
 class DmiCollector:
+    """Reads DMI once, as node_exporter does: it does not change until the next boot."""
+
     def __init__(self, sysfs: Path) -> None:
         self._directory = str(sysfs / "class" / "dmi" / "id")
+        self._labels: dict[str, str] | None = None
+        self._read = False
 
     def collect(self) -> list[Metric]:
-        labels = read_dmi(self._directory)
+        if not self._read:
+            self._labels, self._read = read_dmi(self._directory), True
+        labels = self._labels
         if labels is None:
             return []
         family = GaugeMetricFamily("node_dmi_info", HELP, labels=list(labels))

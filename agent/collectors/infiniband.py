@@ -251,26 +251,30 @@ def read_counters(directory: str, wanted: frozenset[str]) -> dict[str, int]:
     """The known counters of one counters/, counters_ext/ or hw_counters/ directory."""
     values: dict[str, int] = {}
     try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        # Files opened relative to the directory: no path resolution per counter.
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
         raise DeviceError(f"{directory}: {exc.strerror}") from None
-    for entry in entries:
-        if not entry.is_file(follow_symlinks=False):
-            continue
-        try:
-            text = _attribute(entry.path)
-        except OSError as exc:
-            if exc.errno in SKIPPED_ERRORS:
+    try:
+        with os.scandir(dir_fd) as scan:
+            names = sorted(e.name for e in scan if e.is_file(follow_symlinks=False))
+        for name in names:
+            try:
+                text = read_attribute_bytes(name, dir_fd=dir_fd).decode(errors="replace").strip()
+            except OSError as exc:
+                if exc.errno in SKIPPED_ERRORS:
+                    continue
+                raise DeviceError(f"{name}: {exc.strerror}") from None
+            if name not in wanted:
                 continue
-            raise DeviceError(f"{entry.name}: {exc.strerror}") from None
-        if entry.name not in wanted:
-            continue
-        value = parse_uint(text)
-        if value is None:
-            if "N/A (no PMA)" in text:
-                continue
-            raise DeviceError(f"{entry.name}: {text!r}")
-        values[entry.name] = value * 4 % U64 if entry.name in PER_LANE else value
+            value = parse_uint(text)
+            if value is None:
+                if "N/A (no PMA)" in text:
+                    continue
+                raise DeviceError(f"{name}: {text!r}")
+            values[name] = value * 4 % U64 if name in PER_LANE else value
+    finally:
+        os.close(dir_fd)
     return values
 
 
