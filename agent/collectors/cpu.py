@@ -5,7 +5,6 @@ of /proc/cpuinfo selected by --collector.cpu.info.flags-include / .bugs-include.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from dataclasses import dataclass, fields, replace
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.common import parse_int, read_text
+from agent.collectors.common import family, parse_int, read_file_bytes, read_text, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -79,9 +78,9 @@ class CpuCollector:
     def collect(self) -> list[Metric]:
         families: list[Metric] = []
         if self._info:
-            families += cpuinfo_families(parse_cpuinfo(self._cpuinfo.read_text()),
+            families += cpuinfo_families(parse_cpuinfo(_read(self._cpuinfo)),
                                          self._flags, self._bugs)
-        parsed = parse_stat_cpus(self._stat.read_text(), self._user_hz)
+        parsed = parse_stat_cpus(_read(self._stat), self._user_hz)
         self._last = {cpu: keep_monotonic(self._last.get(cpu), times)
                       for cpu, times in parsed.items()}
         families += cpu_families(self._last, guest_enabled=self._guest)
@@ -94,8 +93,13 @@ class CpuCollector:
                 isolated.add_metric([str(cpu)], 1.0)
             families.append(isolated)
         if self._cpus is not None:
-            families += throttle_families(self._cpus) + online_families(self._cpus)
+            dirs = _cpu_dirs(self._cpus)
+            families += throttle_families(self._cpus, dirs) + online_families(self._cpus, dirs)
         return families
+
+
+def _read(path: Path) -> str:
+    return read_file_bytes(path).decode(errors="replace")
 
 
 def parse_cpu_list(text: str) -> list[int]:
@@ -114,7 +118,13 @@ def parse_cpu_list(text: str) -> list[int]:
 
 
 def _cpu_dirs(cpus: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(glob.escape(cpus), "cpu[0-9]*")))
+    """cpu[0-9]* under cpus, as glob matches it (directories or not)."""
+    try:
+        names = os.listdir(cpus)
+    except OSError:
+        return []
+    return sorted(f"{cpus}/{name}" for name in names
+                  if name.startswith("cpu") and name[3:4].isascii() and name[3:4].isdigit())
 
 
 def _uint(path: str) -> int | None:
@@ -123,11 +133,11 @@ def _uint(path: str) -> int | None:
     return value if value is not None and value >= 0 else None
 
 
-def throttle_families(cpus: str) -> list[Metric]:
+def throttle_families(cpus: str, dirs: list[str] | None = None) -> list[Metric]:
     """Thermal throttle counts, read once per core and once per package."""
     cores: dict[tuple[int, int], int | None] = {}
     packages: dict[int, int | None] = {}
-    for cpu in _cpu_dirs(cpus):
+    for cpu in _cpu_dirs(cpus) if dirs is None else dirs:
         package = _uint(os.path.join(cpu, "topology", "physical_package_id"))
         core = _uint(os.path.join(cpu, "topology", "core_id"))
         if package is None or core is None:
@@ -153,10 +163,10 @@ def throttle_families(cpus: str) -> list[Metric]:
     return [f for f in (core_family, package_family) if f.samples]
 
 
-def online_families(cpus: str) -> list[Metric]:
+def online_families(cpus: str, dirs: list[str] | None = None) -> list[Metric]:
     """node_cpu_online, where the kernel reports it: not at all when cpu0 has no online file
     (x86 without CPU hot-plug of the boot CPU), as node_exporter."""
-    dirs = _cpu_dirs(cpus)
+    dirs = _cpu_dirs(cpus) if dirs is None else dirs
     if not dirs or not os.path.exists(os.path.join(dirs[0], "online")):
         return []
     family = GaugeMetricFamily("node_cpu_online", "CPUs that are online and being scheduled.",
@@ -213,17 +223,17 @@ def cpuinfo_families(processors: list[CpuInfo], flags: re.Pattern[str] | None,
 
 
 def cpu_families(cpus: dict[str, CpuTimes], guest_enabled: bool = True) -> list[Metric]:
-    seconds = CounterMetricFamily(
-        "node_cpu_seconds", "Seconds the CPUs spent in each mode.", labels=["cpu", "mode"])
-    guest = CounterMetricFamily(
-        "node_cpu_guest_seconds", "Seconds the CPUs spent in guests (VMs) for each mode.",
-        labels=["cpu", "mode"])
+    seconds = family("node_cpu_seconds", "Seconds the CPUs spent in each mode.", "counter")
+    guest = family("node_cpu_guest_seconds",
+                   "Seconds the CPUs spent in guests (VMs) for each mode.", "counter")
     for cpu, times in cpus.items():
-        for mode in MODES:
-            seconds.add_metric([cpu, mode], getattr(times, mode))
+        seconds.samples += (sample("node_cpu_seconds_total", {"cpu": cpu, "mode": mode},
+                                   getattr(times, mode)) for mode in MODES)
         # Guest time is also part of user and nice (as in node_exporter); shown separately.
-        guest.add_metric([cpu, "user"], times.guest)
-        guest.add_metric([cpu, "nice"], times.guest_nice)
+        guest.samples += (
+            sample("node_cpu_guest_seconds_total", {"cpu": cpu, "mode": "user"}, times.guest),
+            sample("node_cpu_guest_seconds_total", {"cpu": cpu, "mode": "nice"},
+                   times.guest_nice))
     return [seconds, guest] if guest_enabled else [seconds]
 
 
