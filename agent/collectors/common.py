@@ -3,10 +3,9 @@ rule, small sysfs readers with node_exporter's read semantics, sorted metric fam
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from prometheus_client.metrics_core import Metric
@@ -41,16 +40,27 @@ def file_stamp(path: Path) -> tuple[int, int, int] | None:
 _CHUNK = 65536
 
 
-@contextlib.contextmanager
-def open_dir(path: Path | str) -> Iterator[int]:
+class DirectoryFd:
+    """An open directory's descriptor as a context manager (closed on exit)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, path: Path | str) -> None:
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self.fd)
+
+
+def open_dir(path: Path | str) -> DirectoryFd:
     """A directory's descriptor, for reading many of its files by name: opening relative to
     it spares the kernel resolving the whole path (symlinks through /sys/class included)
-    for each, about a third of what reading a sysfs attribute costs."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+    for each, about a third of what reading a sysfs attribute costs. OSError at once when
+    the directory cannot be opened; use the result in a with statement."""
+    return DirectoryFd(path)
 
 
 def read_file_bytes(path: Path | str, dir_fd: int | None = None) -> bytes:
@@ -79,11 +89,11 @@ def read_file(path: Path | str) -> str | None:
         return None
 
 
-def read_text(path: Path | str) -> str | None:
+def read_text(path: Path | str, dir_fd: int | None = None) -> str | None:
     """A small sysfs/procfs file, stripped; None when missing or unreadable (EINVAL, EIO,
     EACCES are common for attributes a driver does not implement)."""
     try:
-        return read_file_bytes(path).decode(errors="replace").strip()
+        return read_file_bytes(path, dir_fd).decode(errors="replace").strip()
     except OSError:
         return None
 
@@ -122,10 +132,10 @@ def read_attribute_bytes(path: Path | str, size: int = SYSFS_READ_SIZE,
         os.close(fd)
 
 
-def read_attribute(path: Path | str) -> str | None:
+def read_attribute(path: Path | str, dir_fd: int | None = None) -> str | None:
     """procfs's SysReadFile: one read, surrounding whitespace trimmed; None when unreadable."""
     try:
-        return read_attribute_bytes(path).decode(errors="replace").strip()
+        return read_attribute_bytes(path, dir_fd=dir_fd).decode(errors="replace").strip()
     except OSError:
         return None
 

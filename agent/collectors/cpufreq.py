@@ -7,14 +7,13 @@ out; CPUs without a cpufreq directory report nothing.
 
 from __future__ import annotations
 
-import glob
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import Families, parse_int, read_attribute, read_text
+from agent.collectors.common import Families, open_dir, parse_int, read_attribute, read_text
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -54,21 +53,29 @@ def cpufreq_families(cpus: dict[str, dict[str, str]]) -> list[Metric]:
 
 def read_cpufreq(sysfs: Path) -> dict[str, dict[str, str]]:
     cpus: dict[str, dict[str, str]] = {}
-    pattern = os.path.join(glob.escape(str(sysfs / "devices/system/cpu")), "cpu[0-9]*")
-    for cpu in sorted(glob.glob(pattern)):
-        directory = os.path.join(cpu, "cpufreq")
-        if not os.path.isdir(directory):
+    base = f"{sysfs}/devices/system/cpu"
+    try:
+        names = sorted(n for n in os.listdir(base)  # glob's cpu[0-9]*
+                       if n.startswith("cpu") and n[3:4].isascii() and n[3:4].isdigit())
+    except OSError:
+        return cpus
+    for cpu in names:
+        try:
+            directory = open_dir(f"{base}/{cpu}/cpufreq")
+        except OSError:
             continue
         attributes: dict[str, str] = {}
-        for attribute, _, _ in FREQUENCIES:
-            value = read_text(os.path.join(directory, attribute))
-            if value is not None:
-                attributes[attribute] = value
-        for attribute in ("scaling_governor", "scaling_available_governors"):
-            value = read_attribute(os.path.join(directory, attribute))
-            if value is not None:
-                attributes[attribute] = value
-        cpus[os.path.basename(cpu).removeprefix("cpu")] = attributes
+        # Attributes opened relative to the directory: no path resolution for each.
+        with directory as dir_fd:
+            for attribute, _, _ in FREQUENCIES:
+                value = read_text(attribute, dir_fd)
+                if value is not None:
+                    attributes[attribute] = value
+            for attribute in ("scaling_governor", "scaling_available_governors"):
+                value = read_attribute(attribute, dir_fd)
+                if value is not None:
+                    attributes[attribute] = value
+        cpus[cpu.removeprefix("cpu")] = attributes
     return cpus
 
 
