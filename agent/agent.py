@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from agent.exposition.encoding import labelled
 from agent.exposition.formats import OPENMETRICS, Demand
 from agent.exposition.registry import Registry, Snapshot
 from agent.exposition.render import Renderer
+from agent.exposition.selfmetrics import RuntimeFamilies, collector_families
 from agent.health import Health
 from agent.lifecycle import Lifecycle, State, Stopping
 from agent.logs import kv
@@ -251,8 +253,15 @@ class Agent:
             return
         from agent.remote_write.pusher import Pusher  # only loaded when configured
 
+        runtime = RuntimeFamilies(not self.config.web.disable_exporter_metrics)
+
+        def own(dropped: Mapping[str, int]) -> list[Metric]:
+            # What the renderer adds to /metrics besides the snapshots.
+            return [*collector_families(self.scheduler.statuses(), dropped, NODE_EXPORTER_NAMES),
+                    *runtime.collect()]
+
         self.pusher = Pusher(self.config.remote_write, self.registry,
-                             self.config.web.listen_address)
+                             self.config.web.listen_address, own=own)
         try:
             await self.pusher.start()
         except RuntimeError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import struct
 import subprocess
 import threading
 import time
@@ -20,9 +21,15 @@ from typing import Any
 import cramjam
 
 from agent.remote_write import wire
+from agent.remote_write.encode import STALE_NAN
 from tests.conftest import free_port, require_tool
 
 Series = tuple[tuple[str, str], ...]
+
+
+def is_stale(value: float) -> bool:
+    """Prometheus's stale marker, by its bits (other NaNs are values)."""
+    return struct.pack("<d", value) == STALE_NAN
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
@@ -95,8 +102,10 @@ class Recorder:
             return sum(len(v) for v in self.samples.values())
 
     def points(self) -> set[tuple[Series, int]]:
+        """Every (series, timestamp) but stale markers, which receivers' query APIs skip."""
         with self.lock:
-            return {(labels, ts) for labels, values in self.samples.items() for ts, _ in values}
+            return {(labels, ts) for labels, values in self.samples.items()
+                    for ts, value in values if not is_stale(value)}
 
     def out_of_order(self) -> list[Series]:
         """Series whose samples did not arrive strictly increasing (a duplicate counts)."""

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.metrics_core import GaugeMetricFamily
 
 from agent.exposition.registry import Registry, Snapshot
+from agent.remote_write.encode import Batch
 from agent.remote_write.pusher import Pusher
 from agent.remote_write.queue import Queue
 from agent.remote_write.settings import EndpointConfig, RemoteWriteConfig
@@ -32,8 +33,12 @@ def make_queue(tmp_path, url: str, **overrides) -> Queue:
     return Queue(endpoint, tmp_path)
 
 
-def series(n: int, name: str = "m") -> list:
-    return [((("__name__", name), ("i", f"{i:03d}"), ("job", "t")), float(i)) for i in range(n)]
+def series(n: int, name: str = "m", ms: int = 0) -> list[Batch]:
+    """n series {__name__=name, i, job="t"} with values 0..n-1, at ms."""
+    family = GaugeMetricFamily(name, "Test.", labels=["i"])
+    for i in range(n):
+        family.add_metric([f"{i:03d}"], float(i))
+    return [Batch(name, {"job": "t"}, [family], ms)]
 
 
 async def until(condition, what: str, timeout: float = 20) -> None:
@@ -53,7 +58,7 @@ async def started(queue: Queue) -> Queue:
 async def test_delivers_every_sample_in_order_with_the_required_headers(tmp_path, server):
     queue = await started(make_queue(tmp_path, server.url, headers={"X-Scope-OrgID": "t1"}))
     for tick in range(10):
-        await queue.append(series(120), 1_000 + tick)
+        await queue.append(series(120, ms=1_000 + tick))
     await until(lambda: server.recorder.total() == 1200, "all samples")
     await until(lambda: queue.counters.samples_sent == 1200, "the count")
     assert (await queue.pending())[0] == 0
@@ -69,7 +74,7 @@ async def test_delivers_every_sample_in_order_with_the_required_headers(tmp_path
 async def test_5xx_is_retried_with_backoff_until_delivered(tmp_path, server):
     server.recorder.faults = [Fault(status=500, times=3)]
     queue = await started(make_queue(tmp_path, server.url, queue={"shards": 1}))
-    await queue.append(series(10), 5)
+    await queue.append(series(10, ms=5))
     await until(lambda: server.recorder.total() == 10, "delivery after 500s")
     await queue.stop()
     assert len(server.recorder.attempts) == 4
@@ -80,7 +85,7 @@ async def test_5xx_is_retried_with_backoff_until_delivered(tmp_path, server):
 async def test_429_waits_for_retry_after(tmp_path, server):
     server.recorder.faults = [Fault(status=429, retry_after="1", times=1)]
     queue = await started(make_queue(tmp_path, server.url, queue={"shards": 1}))
-    await queue.append(series(5), 5)
+    await queue.append(series(5, ms=5))
     await until(lambda: server.recorder.total() == 5, "delivery after 429")
     await queue.stop()
     first, second = server.recorder.attempts[:2]
@@ -90,9 +95,9 @@ async def test_429_waits_for_retry_after(tmp_path, server):
 async def test_4xx_drops_the_batch_counts_it_and_moves_on(tmp_path, server):
     server.recorder.faults = [Fault(status=400, times=1)]
     queue = await started(make_queue(tmp_path, server.url, queue={"shards": 1}))
-    await queue.append(series(7, "refused"), 5)
+    await queue.append(series(7, "refused", ms=5))
     await until(lambda: queue.counters.samples_failed == 7, "the refusal to be counted")
-    await queue.append(series(3, "accepted"), 6)
+    await queue.append(series(3, "accepted", ms=6))
     await until(lambda: server.recorder.total() == 3, "the next batch")
     await queue.stop()
     assert {dict(s)["__name__"] for s in server.recorder.samples} == {"accepted"}
@@ -103,7 +108,7 @@ async def test_a_hung_receiver_times_out_and_is_retried(tmp_path, server):
     server.recorder.faults = [Fault(status=503, hang=1.5, times=1)]
     queue = await started(make_queue(tmp_path, server.url, remote_timeout=0.3,
                                      queue={"shards": 1}))
-    await queue.append(series(4), 5)
+    await queue.append(series(4, ms=5))
     await until(lambda: server.recorder.total() == 4, "delivery after a timeout")
     await queue.stop()
     assert "TimeoutError" in (queue.last_error or "") or queue.counters.samples_retried == 4
@@ -112,7 +117,7 @@ async def test_a_hung_receiver_times_out_and_is_retried(tmp_path, server):
 async def test_connection_closed_mid_body_is_retried(tmp_path, server):
     server.recorder.faults = [Fault(close_mid_body=True, times=2)]
     queue = await started(make_queue(tmp_path, server.url, queue={"shards": 1}))
-    await queue.append(series(300), 5)
+    await queue.append(series(300, ms=5))
     await until(lambda: server.recorder.total() == 300, "delivery after dropped connections")
     await queue.stop()
     assert queue.counters.samples_retried == 100  # two requests of 50
@@ -126,7 +131,7 @@ async def test_disk_budget_drops_the_oldest_and_the_rest_arrives(tmp_path, serve
         queue={"shards": 1}))
     ticks = 300
     for tick in range(ticks):
-        await queue.append(series(20), 1_000 + tick)
+        await queue.append(series(20, ms=1_000 + tick))
     await until(lambda: queue.wal.stats.dropped_samples > 0, "the budget to drop data")
     dropped = queue.wal.stats.dropped_samples
     server.recorder.faults = []
@@ -149,7 +154,7 @@ async def test_a_restart_resumes_from_disk(tmp_path, server):
     server.recorder.faults = [Fault(status=503)]
     queue = await started(make_queue(tmp_path, server.url))
     for tick in range(5):
-        await queue.append(series(30), 2_000 + tick)
+        await queue.append(series(30, ms=2_000 + tick))
     await until(lambda: len(server.recorder.attempts) >= 2, "a failed attempt")
     await queue.stop()
     server.recorder.faults = []

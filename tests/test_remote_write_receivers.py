@@ -7,13 +7,18 @@ what it got is what the agent collected, and all of it must be found in the real
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client.metrics_core import GaugeMetricFamily
 
+from agent.exposition.registry import Registry, Snapshot
+from agent.remote_write.pusher import Pusher
+from agent.remote_write.settings import EndpointConfig, RemoteWriteConfig
 from tests.rw_receivers import (
     FaultServer,
     PrometheusReceiver,
@@ -126,3 +131,35 @@ def test_nothing_lost_across_an_outage(tmp_path, recorder, kind, kill) -> None:
     labels = {dict(series)["instance"] for series, _ in stored}
     assert labels == {INSTANCE}
     assert {t for _, t in stored} >= set(during)
+
+
+async def test_prometheus_sees_a_series_end_at_its_stale_marker(tmp_path) -> None:
+    """A series a collector stops reporting is gone from Prometheus's instant queries at once,
+    not five minutes later, as when a scrape loses it."""
+    receiver = PrometheusReceiver(tmp_path / "data")
+    receiver.start()
+    registry = Registry()
+
+    def publish(*devices: str) -> None:
+        family = GaugeMetricFamily("node_x", "X.", labels=["device"])
+        for device in devices:
+            family.add_metric([device], 1)
+        registry.publish(Snapshot.of("disk", [family]))
+
+    def instant() -> set[str]:
+        body = receiver.get_json("/api/v1/query", query='node_x{job="stale"}')
+        return {r["metric"]["device"] for r in body["data"]["result"]}
+
+    config = RemoteWriteConfig(directory=tmp_path / "queue", external_labels={"job": "stale"},
+                               endpoints=[EndpointConfig(url=receiver.url, queue_config={
+                                   "batch_send_deadline": 0.05})])
+    pusher = Pusher(config, registry, "127.0.0.1:9110", poll_interval=0.05)
+    publish("sda", "sdb")
+    await pusher.start()
+    try:
+        await asyncio.to_thread(wait_until, lambda: instant() == {"sda", "sdb"}, "both series")
+        publish("sda")
+        await asyncio.to_thread(wait_until, lambda: instant() == {"sda"}, "sdb to end")
+    finally:
+        await pusher.stop()
+        receiver.stop()

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import math
+import struct
 
-import cramjam
 import pytest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
 from agent.config import ConfigError, build
-from agent.exposition.registry import Snapshot
-from agent.remote_write import wire
-from agent.remote_write.pusher import default_external_labels, metadata_of, series_of
+from agent.exposition.registry import Registry, Snapshot, TargetSnapshot
+from agent.remote_write import encode, wire
+from agent.remote_write.encode import STALE_NAN, Batch, Encoder
+from agent.remote_write.pusher import Pusher, default_external_labels, metadata_of
 from agent.remote_write.relabel import Relabeler
-from agent.remote_write.settings import RelabelConfig, endpoint_name, redacted_url
+from agent.remote_write.settings import (
+    RelabelConfig,
+    RemoteWriteConfig,
+    endpoint_name,
+    redacted_url,
+)
 from agent.remote_write.wal import HEADER, Record, Wal
 
 
@@ -165,37 +171,157 @@ def test_relabel_replace_and_labeldrop() -> None:
 
 # Wire format and the families it is built from
 
-def test_write_request_round_trip_with_sorted_labels() -> None:
-    series = [(labels(__name__="up", instance="h:1", job="a"), 1.0),
-              (labels(__name__="nan", job="a"), math.nan)]
-    body = wire.compress(wire.encode_samples(series, 1234))
-    assert bytes(cramjam.snappy.decompress_raw(body)) == wire.decompress(body)
-    request = wire.decode(wire.decompress(body))
-    first = request.timeseries[0]
-    assert [(lbl.name, lbl.value) for lbl in first.labels] == [
-        ("__name__", "up"), ("instance", "h:1"), ("job", "a")]
-    assert [(s.value, s.timestamp) for s in first.samples] == [(1.0, 1234)]
-    assert math.isnan(request.timeseries[1].samples[0].value)
+def encoder(shards: int = 1, limit: int = 1000, relabel: list[dict] | None = None) -> Encoder:
+    return Encoder(Relabeler([RelabelConfig(**c) for c in relabel or []]), shards, limit)
 
 
-def test_series_of_snapshot_external_and_ssh_instance() -> None:
+def decoded(enc: Encoder, batches: list[Batch]) -> list:
+    """The WriteRequests of each record, decoded with the classes compiled from remote.proto."""
+    records, _dropped = enc.encode(batches)
+    return [wire.decode(wire.decompress(r.payload)) for r in records]
+
+
+def points(requests: list) -> dict:
+    """series -> [(timestamp, value bits)] over the requests."""
+    out: dict = {}
+    for request in requests:
+        for ts in request.timeseries:
+            key = tuple((lbl.name, lbl.value) for lbl in ts.labels)
+            out.setdefault(key, []).extend(
+                (s.timestamp, struct.pack("<d", s.value)) for s in ts.samples)
+    return out
+
+
+def bits(value: float) -> bytes:
+    return struct.pack("<d", value)
+
+
+def test_hand_framed_requests_equal_the_generated_classes() -> None:
+    long_value = "é" * 100  # lengths past one varint byte
+    gauge = GaugeMetricFamily("node_x", "X.", labels=["zone", "path"])
+    gauge.add_metric(["a", long_value], 0.0)
+    gauge.add_metric(["b", ""], -1.5e300)
+    counter = CounterMetricFamily("node_forks", "Forks.")
+    counter.add_metric([], 7)
+    external = {"instance": "h:1", "job": "a"}
+    for ms in (5, 1_700_000_000_123, -1):
+        (request,) = decoded(encoder(), [Batch("s", external, [gauge, counter], ms)])
+        expected = wire.pb.WriteRequest()
+        for labels, value in [
+                ({"__name__": "node_x", "zone": "a", "path": long_value}, 0.0),
+                ({"__name__": "node_x", "zone": "b"}, -1.5e300),  # empty value: no label
+                ({"__name__": "node_forks_total"}, 7.0)]:
+            ts = expected.timeseries.add()
+            for k, v in sorted({**external, **labels}.items()):
+                ts.labels.add(name=k, value=v)
+            ts.samples.add(value=value, timestamp=ms)
+        assert request == expected
+    nan = GaugeMetricFamily("node_nan", "NaN.", value=math.nan)
+    (request,) = decoded(encoder(), [Batch("s", {}, [nan], 1)])
+    assert math.isnan(request.timeseries[0].samples[0].value)
+    assert bits(request.timeseries[0].samples[0].value) != STALE_NAN  # a value, not a marker
+
+
+def test_unchanged_series_are_not_encoded_again(monkeypatch) -> None:
+    calls = []
+    real = encode.encode_labels
+    monkeypatch.setattr(encode, "encode_labels", lambda labels: calls.append(labels) or
+                        real(labels))
+    gauge = GaugeMetricFamily("m", "M.", labels=["i"])
+    for i in range(50):
+        gauge.add_metric([str(i)], i)
+    enc = encoder(shards=3)
+    first = points(decoded(enc, [Batch("s", {}, [gauge], 1_000)]))
+    assert len(calls) == 50
+    again = GaugeMetricFamily("m", "M.", labels=["i"])
+    for i in range(51):  # the same 50 with new values, and one new series
+        again.add_metric([str(i)], i * 2)
+    second = points(decoded(enc, [Batch("s", {}, [again], 2_000)]))
+    assert len(calls) == 51
+    assert second[(("__name__", "m"), ("i", "7"))] == [(2_000, bits(14.0))]
+    assert set(second) == set(first) | {(("__name__", "m"), ("i", "50"))}
+    # A timestamp of another varint length rebuilds the cached heads, not the labels.
+    third = points(decoded(enc, [Batch("s", {}, [again], 1_700_000_000_000)]))
+    assert len(calls) == 51 and len(third) == 51
+
+
+def test_each_series_keeps_its_shard_and_records_respect_the_batch_size() -> None:
+    gauge = GaugeMetricFamily("m", "M.", labels=["i"])
+    for i in range(100):
+        gauge.add_metric([str(i)], i)
+    enc = encoder(shards=4, limit=10)
+    shards: dict = {}
+    for ms in (1, 2):
+        records, _ = enc.encode([Batch("s", {}, [gauge], ms)])
+        assert all(r.samples <= 10 and r.shards == 4 for r in records)
+        assert sum(r.samples for r in records) == 100
+        for record in records:
+            for ts in wire.decode(wire.decompress(record.payload)).timeseries:
+                key = tuple((lbl.name, lbl.value) for lbl in ts.labels)
+                assert shards.setdefault(key, record.shard) == record.shard
+    assert len(set(shards.values())) > 1
+
+
+def test_stale_markers_when_a_series_or_a_source_goes() -> None:
+    def family(*values: str) -> GaugeMetricFamily:
+        gauge = GaugeMetricFamily("node_x", "X.", labels=["dev"])
+        for value in values:
+            gauge.add_metric([value], 1)
+        return gauge
+
+    relabel = [{"action": "drop", "source_labels": ["dev"], "regex": "skip"}]
+    enc = encoder(relabel=relabel)
+    sda, sdb = (("__name__", "node_x"), ("dev", "sda")), (("__name__", "node_x"), ("dev", "sdb"))
+    decoded(enc, [Batch("disk", {}, [family("sda", "sdb", "skip")], 1_000)])
+    got = points(decoded(enc, [Batch("disk", {}, [family("sda")], 2_000)]))
+    assert got == {sda: [(2_000, bits(1))], sdb: [(2_000, STALE_NAN)]}  # none for "skip"
+    got = points(decoded(enc, [Batch("disk", {}, [family("sda", "sdb")], 3_000)]))
+    assert got == {sda: [(3_000, bits(1))], sdb: [(3_000, bits(1))]}  # back again
+    records, _ = enc.encode([Batch("disk", {}, None, 4_000)])  # the whole source gone
+    got = points([wire.decode(wire.decompress(r.payload)) for r in records])
+    assert got == {sda: [(4_000, STALE_NAN)], sdb: [(4_000, STALE_NAN)]}
+    assert records[0].timestamp_ms == 4_000
+    assert enc.encode([Batch("disk", {}, None, 5_000)]) == ([], 0)  # forgotten: nothing more
+    assert enc.series == 0
+
+
+async def test_pusher_labels_external_own_and_ssh_instance(tmp_path) -> None:
     gauge = GaugeMetricFamily("node_load1", "1m load average.", value=0.5)
     counter = CounterMetricFamily("node_forks", "Forks.", labels=["instance", "empty"])
     counter.add_metric(["mine", ""], 3)
-    external = {"instance": "host:9110", "job": "hostagent"}
-    local = series_of(Snapshot.of("load", [gauge, counter]), external)
-    assert local == [
-        (labels(__name__="node_load1", instance="host:9110", job="hostagent"), 0.5),
+    registry = Registry()
+    registry.publish(Snapshot.of("load", [gauge, counter]))
+    registry.publish_target(TargetSnapshot("web1:22", (("target", "web1:22"),),
+                                           {"node": (gauge,)}))
+    config = RemoteWriteConfig(directory=tmp_path, external_labels={"job": "hostagent"})
+    pusher = Pusher(config, registry, "127.0.0.1:9110")
+    capture = Capture()
+    pusher.queues = [capture]  # type: ignore[list-item]
+    assert await pusher.feed_once() == 2
+    got = points(decoded(encoder(), capture.batches))
+    instance = default_external_labels("127.0.0.1:9110")["instance"]
+    assert set(got) == {
+        (("__name__", "node_load1"), ("instance", instance), ("job", "hostagent")),
         # the series' own label wins; empty values are no labels
-        (labels(__name__="node_forks_total", instance="mine", job="hostagent"), 3.0)]
-    remote = series_of(Snapshot.of("ssh:web1:22", [gauge]), external)
-    assert dict(remote[0][0])["instance"] == "web1:22"
-    meta = metadata_of([Snapshot.of("load", [gauge, counter])])
+        (("__name__", "node_forks_total"), ("instance", "mine"), ("job", "hostagent")),
+        (("__name__", "node_load1"), ("instance", "web1:22"), ("job", "hostagent"),
+         ("target", "web1:22"))}
+    meta = metadata_of(registry.snapshots["load"].families)
     assert meta == [("node_forks", "counter", "Forks.", ""),
                     ("node_load1", "gauge", "1m load average.", "")]
     request = wire.decode(wire.encode_metadata(meta))
     assert request.metadata[0].type == wire.pb.MetricMetadata.COUNTER
     assert request.metadata[1].metric_family_name == "node_load1"
+
+
+class Capture:
+    """Stands in for a queue: keeps what the pusher hands over."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+
+    async def append(self, batches: list[Batch]) -> None:
+        self.batches += batches
 
 
 def test_default_external_labels() -> None:

@@ -11,25 +11,31 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from agent.exposition import policy
 from agent.exposition.encoding import labelled
 from agent.exposition.registry import Registry, Snapshot, TargetSnapshot
 from agent.logs import kv
+from agent.remote_write.encode import Batch
 from agent.remote_write.queue import Queue
-from agent.remote_write.relabel import Labels
 from agent.remote_write.settings import RemoteWriteConfig
 
 log = logging.getLogger("hostagent.remote_write")
 
 SNAPSHOT_NAME = "remote_write"
-# Snapshots whose families yield to a built-in collector's of the same name (as on /metrics).
-YIELDING = frozenset({"textfile"})
 SSH_PREFIX = "ssh:"
+# The agent's own series (hostagent_collector_*, node_scrape_collector_*, process_*, python_*):
+# what the renderer adds to /metrics, pushed as one more source, at most this often.
+OWN_SOURCE = "hostagent"
+OWN_MIN_INTERVAL = 0.5
+FEED_COALESCE = 0.1
+# The agent's own families given the families the clash check dropped per source.
+OwnFamilies = Callable[[Mapping[str, int]], Sequence[Metric]]
 
 
 def default_external_labels(listen_address: str, hostname: str | None = None
@@ -39,38 +45,22 @@ def default_external_labels(listen_address: str, hostname: str | None = None
     return {"instance": f"{hostname or socket.gethostname()}:{port}", "job": "hostagent"}
 
 
-def series_of(snapshot: Snapshot, external: Mapping[str, str],
-              hidden: frozenset[str] = frozenset()) -> list[tuple[Labels, float]]:
-    """(sorted labels with __name__, value) for every sample. A series' own labels win over
-    external ones; an SSH target's series carry the target as instance."""
-    base = dict(external)
-    if snapshot.name.startswith(SSH_PREFIX):
-        base["instance"] = snapshot.name.removeprefix(SSH_PREFIX)
-    out = []
-    for family in snapshot.families:
-        if family.name in hidden:
-            continue
-        for sample in family.samples:
-            labels = {**base, **sample.labels, "__name__": sample.name}
-            out.append((tuple(sorted((k, v) for k, v in labels.items() if v != "")),
-                        float(sample.value)))
-    return out
-
-
-def metadata_of(snapshots: Iterable[Snapshot]) -> list[tuple[str, str, str, str]]:
+def metadata_of(families: Iterable[Metric]) -> list[tuple[str, str, str, str]]:
     """(family name, type, help, unit) per family: the OpenMetrics family names Prometheus
     records when it scrapes the agent."""
     seen: dict[str, tuple[str, str, str, str]] = {}
-    for snapshot in snapshots:
-        for family in snapshot.families:
-            seen.setdefault(family.name, (family.name, family.type, family.documentation,
-                                          family.unit))
+    for family in families:
+        seen.setdefault(family.name, (family.name, family.type, family.documentation,
+                                      family.unit))
     return [seen[name] for name in sorted(seen)]
 
 
 class Pusher:
     def __init__(self, config: RemoteWriteConfig, registry: Registry, listen_address: str,
-                 metrics_interval: float = 5.0, poll_interval: float = 0.25) -> None:
+                 metrics_interval: float = 5.0, poll_interval: float = 0.25,
+                 own: OwnFamilies | None = None) -> None:
+        """own: the agent's own families, as the renderer builds them for /metrics (called in a
+        worker thread, at most twice a second)."""
         self.config = config
         self.registry = registry
         self.external = {**default_external_labels(listen_address), **config.external_labels}
@@ -80,11 +70,11 @@ class Pusher:
         self.poll_interval = poll_interval
         self._seen: dict[str, tuple[Snapshot, float]] = {}  # name -> (snapshot, queued at)
         self._targets: dict[str, tuple[TargetSnapshot, Snapshot]] = {}
-        # name -> last timestamp queued: a receiver refuses a whole request over one sample
-        # older than its series' newest, so each snapshot's stamps strictly increase.
-        self._stamps: dict[str, int] = {}  # milliseconds
+        self._stamps: dict[str, int] = {}  # source -> last timestamp queued, milliseconds
         self._tasks: list[asyncio.Task[None]] = []
-        self._families: list[Metric] = []
+        self.own = own
+        self._own_fed = 0.0
+        self._own_families: Sequence[Metric] = ()
 
     async def start(self) -> None:
         opened: list[Queue] = []
@@ -120,11 +110,25 @@ class Pusher:
             # The renderer clears `changed`; the poll interval catches what a wake-up missed.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.registry.changed.wait(), self.poll_interval)
-            await asyncio.sleep(0.02)  # collectors due on one tick finish together
+            # Collectors due on one tick finish within a few tens of milliseconds: one feed,
+            # one trip to each queue's thread for all of them.
+            await asyncio.sleep(FEED_COALESCE)
             try:
                 await self.feed_once()
             except Exception as exc:  # a bad family must not stop the push
                 log.error("remote write: queuing samples failed", extra=kv(err=repr(exc)))
+
+    def _stamp(self, source: str, seconds: float) -> int:
+        """Milliseconds, strictly increasing per source: a receiver refuses a whole request
+        over one sample older than its series' newest."""
+        ms = max(int(seconds * 1000), self._stamps.get(source, -1) + 1)
+        self._stamps[source] = ms
+        return ms
+
+    def _base(self, source: str) -> Mapping[str, str]:
+        if source.startswith(SSH_PREFIX):
+            return {**self.external, "instance": source.removeprefix(SSH_PREFIX)}
+        return self.external
 
     def _sources(self) -> dict[str, Snapshot]:
         """The local snapshots, and each SSH target's series (every module, with its labels)
@@ -143,39 +147,63 @@ class Pusher:
             del self._targets[name]
         return out
 
+    def _exposed(self, local: Mapping[str, Snapshot], own: bool
+                 ) -> dict[str, list[Metric]]:
+        """In a worker thread: each local source's families as /metrics exposes them (the
+        exposition's clash and merge policy), the agent's own under OWN_SOURCE when asked."""
+        own_families = self.own({}) if own and self.own is not None else ()
+        sources: list[tuple[str, Sequence[Metric]]] = [(OWN_SOURCE, own_families)]
+        sources += [(n, s.families) for n, s in sorted(local.items())
+                    if n not in policy.YIELDING]
+        sources += [(n, s.families) for n, s in sorted(local.items()) if n in policy.YIELDING]
+        plan = policy.arrange(sources)
+        if own_families and plan.dropped and self.own is not None:
+            policy.replace(plan, OWN_SOURCE, self.own(plan.dropped))
+        return plan.exposed
+
     async def feed_once(self, now: float | None = None) -> int:
-        """Queue every new or due snapshot; returns how many were queued."""
+        """Queue every new or due snapshot, stale markers for every snapshot gone, and the
+        agent's own series with them; returns how many snapshots were queued."""
         now = time.time() if now is None else now
-        snapshots = self._sources()
-        due: list[tuple[Snapshot, float]] = []
-        for name, snapshot in snapshots.items():
+        sources = self._sources()
+        due: list[tuple[str, float]] = []
+        for name, snapshot in sources.items():
             previous = self._seen.get(name)
             if previous is None or previous[0] is not snapshot:
-                stamp = getattr(snapshot, "timestamp", None) or now
-                due.append((snapshot, stamp))
+                due.append((name, snapshot.timestamp))
             elif now - previous[1] >= self.config.resend_interval:
-                due.append((snapshot, now))
-        for name in [n for n in self._seen if n not in snapshots]:
-            del self._seen[name]
-        if not due:
+                due.append((name, now))
+            else:
+                continue
+            self._seen[name] = (snapshot, now)
+        gone = [n for n in self._seen if n not in sources]
+        if not due and not gone:
             return 0
-        builtin = frozenset().union(*(s.family_names for n, s in snapshots.items()
-                                      if n not in YIELDING))
-        loop = asyncio.get_running_loop()
-        for snapshot, stamp in due:
-            self._seen[snapshot.name] = (snapshot, now)
-            ms = max(int(stamp * 1000), self._stamps.get(snapshot.name, -1) + 1)
-            self._stamps[snapshot.name] = ms
-            hidden = builtin if snapshot.name in YIELDING else frozenset()
-            series = await loop.run_in_executor(None, series_of, snapshot, self.external,
-                                                hidden)
-            for queue in self.queues:
-                await queue.append(series, ms)
+        own = self.own is not None and now - self._own_fed >= OWN_MIN_INTERVAL
+        local = {n: s for n, s in sources.items() if not n.startswith(SSH_PREFIX)}
+        exposed = await asyncio.get_running_loop().run_in_executor(
+            None, self._exposed, local, own)
+        batches: list[Batch] = []
+        for name, stamp in due:
+            families = exposed[name] if name in exposed else sources[name].families
+            batches.append(Batch(name, self._base(name), families, self._stamp(name, stamp)))
+        for name in gone:
+            # Gone (a failed collector, a removed SSH target): its series end now.
+            del self._seen[name]
+            batches.append(Batch(name, self._base(name), None, self._stamp(name, now)))
+        if own:
+            self._own_fed = now
+            self._own_families = exposed[OWN_SOURCE]
+            batches.append(Batch(OWN_SOURCE, self.external, exposed[OWN_SOURCE],
+                                 self._stamp(OWN_SOURCE, now)))
+        for queue in self.queues:
+            await queue.append(batches)
         return len(due)
 
     async def _metadata(self, queue: Queue) -> None:
         while True:
-            entries = metadata_of(self._sources().values())
+            entries = metadata_of([*(f for s in self._sources().values() for f in s.families),
+                                   *self._own_families])
             if entries:
                 await queue.send_metadata(entries)
             await asyncio.sleep(queue.endpoint.metadata_config.send_interval)

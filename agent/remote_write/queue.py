@@ -16,7 +16,6 @@ import logging
 import random
 import ssl
 import time
-import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,9 +26,10 @@ import aiohttp
 
 from agent.logs import kv
 from agent.remote_write import wire
-from agent.remote_write.relabel import Labels, Relabeler
+from agent.remote_write.encode import Batch, Encoder
+from agent.remote_write.relabel import Relabeler
 from agent.remote_write.settings import EndpointConfig, endpoint_name, redacted_url
-from agent.remote_write.wal import Record, Wal
+from agent.remote_write.wal import Position, Record, Wal
 
 log = logging.getLogger("hostagent.remote_write")
 
@@ -50,12 +50,6 @@ class Counters:
     highest_timestamp: float = 0.0  # newest sample queued, seconds
     highest_sent_timestamp: float = 0.0
     last_success: float = 0.0  # Unix time of the last delivered request
-
-
-def shard_of(labels: Labels, shards: int) -> int:
-    if shards == 1:
-        return 0
-    return zlib.crc32("\xff".join(f"{k}\xfe{v}" for k, v in labels).encode()) % shards
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -90,6 +84,8 @@ class Queue:
         self.url = redacted_url(endpoint.url)
         self.queue = endpoint.queue_config
         self.relabeler = Relabeler(endpoint.write_relabel_configs)
+        self.encoder = Encoder(self.relabeler, self.queue.shards,
+                               self.queue.max_samples_per_send)
         wal = endpoint.wal
         self.wal = Wal(directory / self.name, wal.max_bytes, wal.segment_bytes, wal.fsync,
                        wal.fsync_interval)
@@ -99,8 +95,11 @@ class Queue:
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"remote-write-{self.name}")
         self._new_data = asyncio.Event()
         self._due_from = 0.0  # monotonic time the oldest unsent data became pending
+        self._unread = 0  # samples written and not yet read for sending
         self._session: aiohttp.ClientSession | None = None
         self._ssl = ssl_context(endpoint)
+        self._has_credentials = (endpoint.bearer_token_file is not None
+                                 or endpoint.basic_auth is not None)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
@@ -108,6 +107,9 @@ class Queue:
 
     async def open(self) -> None:
         await self._in_thread(self.wal.open)
+        self._unread = self.wal.pending_samples
+        if self._unread:
+            self._due_from = time.monotonic()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True,
                                            limit=max(self.queue.shards, 1) + 1),
@@ -115,37 +117,24 @@ class Queue:
 
     # Writing side (the pusher)
 
-    def records(self, series: Sequence[tuple[Labels, float]], ms: int
-                ) -> tuple[list[Record], int]:
-        """Relabel, shard and encode one snapshot's series (in a worker thread): the records
-        and how many samples relabelling dropped."""
-        shards = self.queue.shards
-        per_shard: list[list[tuple[Labels, float]]] = [[] for _ in range(shards)]
-        dropped = 0
-        relabel = self.relabeler.apply
-        for labels, value in series:
-            out = relabel(labels)
-            if out is None:
-                dropped += 1
-                continue
-            per_shard[shard_of(out, shards)].append((out, value))
-        limit = self.queue.max_samples_per_send
-        records = []
-        for shard, items in enumerate(per_shard):
-            for start in range(0, len(items), limit):
-                chunk = items[start:start + limit]
-                payload = wire.compress(wire.encode_samples(chunk, ms))
-                records.append(Record(len(chunk), shard, shards, ms, payload))
-        return records, dropped
+    def _write(self, batches: Sequence[Batch]) -> tuple[int, int, int]:
+        """In the WAL's thread: encode and write. (samples written, samples relabelling
+        dropped, newest timestamp written in ms)."""
+        records, dropped = self.encoder.encode(batches)
+        if records:
+            self.wal.append(records)
+        return (sum(r.samples for r in records), dropped,
+                max((r.timestamp_ms for r in records), default=0))
 
-    async def append(self, series: Sequence[tuple[Labels, float]], ms: int) -> None:
-        """Queue one sample per series, all at ms (Unix milliseconds)."""
-        records, dropped = await self._in_thread(self.records, series, ms)
+    async def append(self, batches: Sequence[Batch]) -> None:
+        """Queue the batches' samples (and stale markers) durably: one trip to the WAL's
+        thread however many sources and series."""
+        written, dropped, newest = await self._in_thread(self._write, batches)
         self.counters.samples_relabel_dropped += dropped
-        if not records:
+        if not written:
             return
-        await self._in_thread(self.wal.append, records)
-        self.counters.highest_timestamp = max(self.counters.highest_timestamp, ms / 1000)
+        self._unread += written
+        self.counters.highest_timestamp = max(self.counters.highest_timestamp, newest / 1000)
         if self._due_from == 0.0:
             self._due_from = time.monotonic()
         self._new_data.set()
@@ -157,27 +146,35 @@ class Queue:
 
     async def _send_loop(self) -> None:
         capacity = self.queue.shards * self.queue.max_samples_per_send
+        deadline = self.queue.batch_send_deadline
         while True:
-            self._new_data.clear()
+            # The WAL is read only when a wave is due: full, or its oldest sample has waited
+            # for the deadline. `_unread` may count samples the disk budget dropped since
+            # (an early read then finds fewer), never fewer than there are.
+            wait = self._due_from + deadline - time.monotonic()
+            if self._unread <= 0 or (self._unread < capacity and wait > 0):
+                self._new_data.clear()
+                if self._unread <= 0:
+                    self._due_from = 0.0
+                    await self._new_data.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._new_data.wait(), wait)
+                continue
             records, end = await self._in_thread(self.wal.read, capacity)
             if not records:
-                self._due_from = 0.0
-                await self._new_data.wait()
-                continue
-            total = sum(r.samples for r in records)
-            due = self._due_from + self.queue.batch_send_deadline
-            wait = due - time.monotonic()
-            if total < capacity and wait > 0:
-                # Not a full wave yet: wait for more data, at most until the deadline.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._new_data.wait(), wait)
+                self._unread = 0
                 continue
             self.wal.in_flight = end
             await self._send_wave(records)
-            await self._in_thread(self.wal.ack, end)
+            self._unread = await self._in_thread(self._ack, end)
             self.wal.in_flight = None
             # What arrived meanwhile has waited since the wave was read, at least.
-            self._due_from = time.monotonic() if self._new_data.is_set() else 0.0
+            self._due_from = time.monotonic() if self._unread > 0 else 0.0
+
+    def _ack(self, end: Position) -> int:
+        self.wal.ack(end)
+        return self.wal.pending_samples
 
     async def _send_wave(self, records: list[Record]) -> None:
         by_shard: dict[int, list[Record]] = {}
@@ -199,9 +196,11 @@ class Queue:
     async def _deliver(self, batch: list[Record]) -> None:
         """Send one request until it is delivered or refused, backing off between tries."""
         samples = sum(r.samples for r in batch)
-        raw = b"".join(wire.decompress(r.payload) for r in batch)
-        # Concatenated WriteRequests are one WriteRequest with every series of each.
-        body = wire.compress(raw)
+        if len(batch) == 1:
+            body = batch[0].payload
+        else:
+            # Concatenated WriteRequests are one WriteRequest with every series of each.
+            body = wire.compress(b"".join(wire.decompress(r.payload) for r in batch))
         backoff = self.queue.min_backoff
         while True:
             outcome, delay = await self._post(body, samples)
@@ -230,7 +229,8 @@ class Queue:
         headers = {**self.endpoint.headers, **wire.HEADERS}
         auth = None
         try:
-            credentials = await self._in_thread(self._credentials)
+            credentials = await self._in_thread(self._credentials) \
+                if self._has_credentials else None
         except OSError as exc:
             self._failed(f"cannot read credentials: {exc.strerror}")
             return "retry", None

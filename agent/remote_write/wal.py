@@ -290,12 +290,17 @@ class Wal:
                 self.position = (self._segments[0].index, 0)
 
     def _save_position(self) -> None:
-        tmp = self.directory / (POSITION_FILE + ".tmp")
-        with tmp.open("w") as f:
-            f.write(f"{self.position[0]} {self.position[1]}\n")
-            if self.fsync != "never":
-                f.flush()
-                os.fsync(f.fileno())
+        """Atomically replaced, synced only with fsync=always: a position lost to a power
+        failure falls back to an older one (or the first segment), which resends delivered
+        samples (duplicates receivers accept), never skips any."""
+        tmp = str(self.directory / (POSITION_FILE + ".tmp"))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, f"{self.position[0]} {self.position[1]}\n".encode())
+            if self.fsync == "always":
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, self.directory / POSITION_FILE)
 
     # State

@@ -4,14 +4,13 @@ snappy block compression (cramjam), and the headers the specification requires."
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
 import cramjam
 
 from agent import __version__
-from agent.remote_write.relabel import Labels
 
 PROTOCOL_VERSION = "0.1.0"
 HEADERS = {
@@ -40,19 +39,6 @@ pb: Any = _load()
 _TYPES = {"counter": "COUNTER", "gauge": "GAUGE", "histogram": "HISTOGRAM",
           "gaugehistogram": "GAUGEHISTOGRAM", "summary": "SUMMARY", "info": "INFO",
           "stateset": "STATESET", "unknown": "UNKNOWN", "untyped": "UNKNOWN"}
-
-
-def encode_samples(series: Sequence[tuple[Labels, float]], timestamp_ms: int) -> bytes:
-    """A WriteRequest holding one sample per series, all at one timestamp. Labels are already
-    sorted by name, as the specification requires."""
-    request = pb.WriteRequest()
-    add = request.timeseries.add
-    for labels, value in series:
-        ts = add()
-        ts.labels.extend([pb.Label(name=k, value=v) for k, v in labels])
-        ts.samples.append(pb.Sample(value=value, timestamp=timestamp_ms))
-    data: bytes = request.SerializeToString()
-    return data
 
 
 def encode_metadata(entries: Iterable[tuple[str, str, str, str]]) -> bytes:
