@@ -7,8 +7,9 @@ in front of the same VictoriaMetrics, which counts wire bytes and samples, and i
 outage. Figures:
 
 - CPU per 1,000 samples delivered in the steady phase (hostagent: the pushing agent's CPU less
-  the source agent's, i.e. what push adds to collection; the peers: their whole CPU, scraping
-  included, since that is what they cost to move the same data);
+  that of a twin agent with the same collectors that neither pushes nor is scraped, i.e. what
+  push adds to collection; the peers: their whole CPU, scraping included, since that is what
+  they cost to move the same data);
 - bytes on the wire per sample;
 - after an outage: the time to drain the backlog and the samples per second drained;
 - samples lost when the sender is killed with SIGKILL in the middle of the outage and restarted
@@ -108,6 +109,16 @@ class Tap:
 
 
 def cpu_seconds(pid: int) -> float:
+    """On-CPU time of every thread, in nanoseconds from schedstat: /proc/PID/stat counts
+    10 ms ticks, too coarse for the difference of two agents over a short window."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    if total:
+        return total / 1e9
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
@@ -167,6 +178,10 @@ def main() -> None:
     source = Sender("source", [sys.executable, "-m", "agent", "--config",
                                str(work / "source.yml"), "--web.listen-address",
                                f"127.0.0.1:{source_port}", *collector_flags], work)
+    # Collects and renders as the pushing agent does, with nobody scraping it: the baseline.
+    twin = Sender("twin", [sys.executable, "-m", "agent", "--config", str(work / "source.yml"),
+                           "--web.listen-address", f"127.0.0.1:{free_port()}",
+                           *collector_flags], work)
     push_config = {**intervals, "remote_write": {
         "directory": str(work / "hostagent-queue"),
         "external_labels": {"sender": "hostagent"},
@@ -194,7 +209,7 @@ def main() -> None:
         f"--storage.agent.path={work / 'prom-agent'}",
         f"--web.listen-address=127.0.0.1:{free_port()}"], work)
     senders = {"hostagent": pusher, "vmagent": vmagent, "prometheus": prometheus}
-    everyone = [source, *senders.values()]
+    everyone = [source, twin, *senders.values()]
     try:
         for s in everyone:
             s.start()
@@ -213,7 +228,7 @@ def main() -> None:
             wire_bytes = sent1[name][1] - sent0[name][1]
             cpu = cpu1[name] - cpu0[name]
             if name == "hostagent":
-                cpu -= cpu1["source"] - cpu0["source"]
+                cpu -= cpu1["twin"] - cpu0["twin"]
             steady[name] = (samples, cpu * 1e6 / max(samples, 1),  # ms per 1,000 samples
                             wire_bytes / max(samples, 1))
 

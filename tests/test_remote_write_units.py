@@ -277,6 +277,15 @@ def test_stale_markers_when_a_series_or_a_source_goes() -> None:
     assert got == {sda: [(2_000, bits(1))], sdb: [(2_000, STALE_NAN)]}  # none for "skip"
     got = points(decoded(enc, [Batch("disk", {}, [family("sda", "sdb")], 3_000)]))
     assert got == {sda: [(3_000, bits(1))], sdb: [(3_000, bits(1))]}  # back again
+    sdc = (("__name__", "node_x"), ("dev", "sdc"))
+    got = points(decoded(enc, [Batch("disk", {}, [family("sda", "sdc")], 3_500)]))
+    assert got == {sda: [(3_500, bits(1))], sdc: [(3_500, bits(1))], sdb: [(3_500, STALE_NAN)]}
+    got = points(decoded(enc, [Batch("disk", {}, [family("sda", "sdb")], 3_600)]))
+    assert got == {sda: [(3_600, bits(1))], sdb: [(3_600, bits(1))], sdc: [(3_600, STALE_NAN)]}
+    got = points(decoded(enc, [Batch("disk", {}, [family("sda")], 3_700)]))  # a shorter tick
+    assert got == {sda: [(3_700, bits(1))], sdb: [(3_700, STALE_NAN)]}
+    got = points(decoded(enc, [Batch("disk", {}, [family("sda", "sdb")], 3_800)]))
+    assert got == {sda: [(3_800, bits(1))], sdb: [(3_800, bits(1))]}
     records, _ = enc.encode([Batch("disk", {}, None, 4_000)])  # the whole source gone
     got = points([wire.decode(wire.decompress(r.payload)) for r in records])
     assert got == {sda: [(4_000, STALE_NAN)], sdb: [(4_000, STALE_NAN)]}
@@ -312,6 +321,35 @@ async def test_pusher_labels_external_own_and_ssh_instance(tmp_path) -> None:
     request = wire.decode(wire.encode_metadata(meta))
     assert request.metadata[0].type == wire.pb.MetricMetadata.COUNTER
     assert request.metadata[1].metric_family_name == "node_load1"
+
+
+async def test_pusher_applies_the_exposition_clash_check_when_names_change(tmp_path) -> None:
+    registry = Registry()
+    registry.publish(Snapshot.of("load", [GaugeMetricFamily("node_load1", "Load.", value=1)]))
+    registry.publish(Snapshot.of("textfile", [GaugeMetricFamily("site_x", "S.", value=3)]))
+    asked: list[dict[str, int]] = []
+
+    def own(dropped):
+        asked.append(dict(dropped))
+        return [GaugeMetricFamily("hostagent_collector_dropped_families", "D.",
+                                  value=sum(dropped.values()))]
+
+    pusher = Pusher(RemoteWriteConfig(directory=tmp_path), registry, "127.0.0.1:9110",
+                    own=own)
+    local = dict(registry.snapshots)
+    assert {k: [f.name for f in v] for k, v in pusher._exposed(local, True).items()} == {
+        "hostagent": ["hostagent_collector_dropped_families"], "load": ["node_load1"],
+        "textfile": ["site_x"]}
+    assert asked == [{}]
+    pusher._own_families = pusher._exposed(local, True)["hostagent"]
+    # The same names again (the check's outcome is kept), then a textfile family that clashes.
+    assert [f.name for f in pusher._exposed(local, False)["textfile"]] == ["site_x"]
+    registry.publish(Snapshot.of("textfile", [GaugeMetricFamily("node_load1", "L.", value=9),
+                                              GaugeMetricFamily("site_x", "S.", value=3)]))
+    exposed = pusher._exposed(dict(registry.snapshots), True)
+    assert [f.name for f in exposed["textfile"]] == ["site_x"]
+    assert asked[-1] == {"textfile": 1}
+    assert exposed["hostagent"][0].samples[0].value == 1
 
 
 class Capture:

@@ -32,7 +32,7 @@ SSH_PREFIX = "ssh:"
 # The agent's own series (hostagent_collector_*, node_scrape_collector_*, process_*, python_*):
 # what the renderer adds to /metrics, pushed as one more source, at most this often.
 OWN_SOURCE = "hostagent"
-OWN_MIN_INTERVAL = 0.5
+OWN_MIN_INTERVAL = 0.9  # once per tick of 1 s collectors
 FEED_COALESCE = 0.1
 # The agent's own families given the families the clash check dropped per source.
 OwnFamilies = Callable[[Mapping[str, int]], Sequence[Metric]]
@@ -57,10 +57,10 @@ def metadata_of(families: Iterable[Metric]) -> list[tuple[str, str, str, str]]:
 
 class Pusher:
     def __init__(self, config: RemoteWriteConfig, registry: Registry, listen_address: str,
-                 metrics_interval: float = 5.0, poll_interval: float = 0.25,
+                 metrics_interval: float = 5.0, poll_interval: float = 1.0,
                  own: OwnFamilies | None = None) -> None:
         """own: the agent's own families, as the renderer builds them for /metrics (called in a
-        worker thread, at most twice a second)."""
+        worker thread, at most once a tick)."""
         self.config = config
         self.registry = registry
         self.external = {**default_external_labels(listen_address), **config.external_labels}
@@ -74,6 +74,8 @@ class Pusher:
         self._tasks: list[asyncio.Task[None]] = []
         self.own = own
         self._own_fed = 0.0
+        self._metrics_at = 0.0  # monotonic time the queues' series were last published
+        self._clean_key: tuple[object, ...] | None = None  # sources the clash check kept whole
         self._own_families: Sequence[Metric] = ()
 
     async def start(self) -> None:
@@ -91,8 +93,8 @@ class Pusher:
             queue.start()
             log.info("remote write queue open", extra=kv(
                 remote_name=queue.name, url=queue.url, pending_samples=queue.wal.pending_samples))
-        self._tasks = [asyncio.create_task(self._feed(), name="rw-feed"),
-                       asyncio.create_task(self._publish_metrics(), name="rw-metrics")]
+        await self.publish_metrics()
+        self._tasks = [asyncio.create_task(self._feed(), name="rw-feed")]
         self._tasks += [asyncio.create_task(self._metadata(q), name=f"rw-metadata-{q.name}")
                         for q in self.queues if q.endpoint.metadata_config.send]
 
@@ -110,6 +112,10 @@ class Pusher:
             # The renderer clears `changed`; the poll interval catches what a wake-up missed.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.registry.changed.wait(), self.poll_interval)
+            if time.monotonic() - self._metrics_at >= self.metrics_interval:
+                # Now, while the renderer coalesces the collectors' snapshots: one render for
+                # both, not one more of the whole exposition for the queues' series alone.
+                await self.publish_metrics()
             # Collectors due on one tick finish within a few tens of milliseconds: one feed,
             # one trip to each queue's thread for all of them.
             await asyncio.sleep(FEED_COALESCE)
@@ -151,13 +157,23 @@ class Pusher:
                  ) -> dict[str, list[Metric]]:
         """In a worker thread: each local source's families as /metrics exposes them (the
         exposition's clash and merge policy), the agent's own under OWN_SOURCE when asked."""
-        own_families = self.own({}) if own and self.own is not None else ()
+        # The own families take part even when not due, as they always do on /metrics.
+        own_families = self.own({}) if own and self.own is not None else self._own_families
         sources: list[tuple[str, Sequence[Metric]]] = [(OWN_SOURCE, own_families)]
         sources += [(n, s.families) for n, s in sorted(local.items())
                     if n not in policy.YIELDING]
         sources += [(n, s.families) for n, s in sorted(local.items()) if n in policy.YIELDING]
+        # The check costs as much as encoding the samples; its outcome changes only with the
+        # family names (and the type, help and unit of user-supplied families: built-in ones
+        # keep theirs), and it almost never drops.
+        key = tuple((name, tuple([(f.name, f.type, f.documentation, f.unit) for f in families]
+                                 if name in policy.YIELDING else [f.name for f in families]))
+                    for name, families in sources if families)
+        if key == self._clean_key:
+            return {name: list(families) for name, families in sources}
         plan = policy.arrange(sources)
-        if own_families and plan.dropped and self.own is not None:
+        self._clean_key = None if plan.dropped else key
+        if plan.dropped and own and self.own is not None:
             policy.replace(plan, OWN_SOURCE, self.own(plan.dropped))
         return plan.exposed
 
@@ -210,12 +226,8 @@ class Pusher:
 
     # The queues' own series
 
-    async def _publish_metrics(self) -> None:
-        while True:
-            await self.publish_metrics()
-            await asyncio.sleep(self.metrics_interval)
-
     async def publish_metrics(self) -> None:
+        self._metrics_at = time.monotonic()
         states = [await queue.pending() for queue in self.queues]
         self.registry.publish(Snapshot.of(SNAPSHOT_NAME, self.families(states)))
 
