@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from prometheus_client.metrics_core import GaugeMetricFamily
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from agent.exposition.registry import Registry, Snapshot
 from agent.remote_write.pusher import Pusher
 from agent.remote_write.settings import EndpointConfig, RemoteWriteConfig
 from tests.rw_receivers import FaultServer, Series, is_stale, wait_until
 from tests.test_process import AgentProcess
+
+OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;q=0.1"
 
 
 @pytest.fixture
@@ -103,10 +106,14 @@ def test_a_pushed_host_has_the_series_of_a_scraped_one(tmp_path: Path, server) -
         agent.wait_ready()
 
         def scraped() -> set:
-            status, body = agent.get("/metrics")
-            assert status == 200
+            # As Prometheus scrapes: OpenMetrics first (le="1.0", as Prometheus 3 normalizes
+            # the classic format's le="1" too, and as the families carry it).
+            request = urllib.request.Request(f"http://{agent.address}/metrics",
+                                             headers={"Accept": OPENMETRICS_ACCEPT})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                body = response.read().decode()
             return series_set((s.name, s.labels) for f in
-                              text_string_to_metric_families(body.decode()) for s in f.samples)
+                              text_string_to_metric_families(body) for s in f.samples)
 
         def pushed() -> set:
             with server.recorder.lock:
