@@ -1,13 +1,25 @@
-"""logfmt logging to stderr, with syslog priority prefixes when journald reads the stream."""
+"""logfmt logging to stderr, with syslog priority prefixes when journald reads the stream.
+
+Records go through a bounded queue to one writer thread, so a slow stderr (journald under
+load) never blocks the event loop or a collector thread: a full queue drops and counts. A
+message repeated with the same fields is written once per window, then again with the number
+of repeats left out, so a fault that persists logs once, not every tick.
+"""
 
 from __future__ import annotations
 
+import atexit
+import copy
 import json
 import logging
+import logging.handlers
 import os
+import queue
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 _SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
@@ -37,6 +49,8 @@ class LogfmtFormatter(logging.Formatter):
         fields.update(getattr(record, "kv", {}))
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # formatted before it was queued
+            fields["exc"] = record.exc_text
         line = self.line(fields)
         if self.journald:
             line = f"<{_SYSLOG_PRIORITY.get(record.levelno, 6)}>{line}"
@@ -64,14 +78,85 @@ def stderr_is_journal(environ: Mapping[str, str]) -> bool:
     return (stat.st_dev, stat.st_ino) == (device, inode)
 
 
-def setup(level: str, fmt: str = "logfmt") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+class RepeatFilter(logging.Filter):
+    """Passes the first of identical warnings and errors (logger, level, message, fields) and
+    drops the repeats within `window` seconds; the next one after that carries `repeated=N`,
+    the number dropped. Keys are bounded (the oldest forgotten first). Information lines and
+    the lifecycle's own (logger "hostagent": start, reloads, stop) are events, always written."""
+
+    def __init__(self, window: float = 600.0, keys: int = 1000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.window = window
+        self._keys = keys
+        self._clock = clock
+        self._seen: OrderedDict[tuple[Any, ...], list[float]] = OrderedDict()  # [since, n]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or record.name == "hostagent":
+            return True
+        fields = getattr(record, "kv", {})
+        key = (record.name, record.levelno, record.msg,
+               tuple((k, str(v)) for k, v in fields.items()))
+        now = self._clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.window:
+                seen[1] += 1
+                return False
+            self._seen[key] = [now, 0]
+            self._seen.move_to_end(key)
+            while len(self._seen) > self._keys:
+                self._seen.popitem(last=False)
+        if seen is not None and seen[1]:
+            record.kv = {**fields, "repeated": int(seen[1])}
+        return True
+
+
+class QueueWriter(logging.handlers.QueueHandler):
+    """Hands records to the writer thread without waiting: a full queue drops the record and
+    counts it (the count is written with the next record that gets through)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        super().__init__(queue.Queue(size))
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The message and traceback as text now: the record crosses threads, and the
+        # writer's formatter must see the fields, not a pre-formatted line.
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if self.dropped:
+            record.kv = {**getattr(record, "kv", {}), "dropped_log_lines": self.dropped}
+            self.dropped = 0
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
+def setup(level: str, fmt: str = "logfmt", stream: Any = None) -> QueueWriter:
+    """Root logging through the queue to stream (stderr); returns the queue's handler."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     formatter = JsonFormatter if fmt == "json" else LogfmtFormatter
     handler.setFormatter(formatter(journald=stderr_is_journal(os.environ)))
+    writer = QueueWriter()
+    writer.addFilter(RepeatFilter())
+    listener = logging.handlers.QueueListener(writer.queue, handler)
+    listener.start()
+    atexit.register(listener.stop)  # writes what is queued before the process ends
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [writer]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    return writer
 
 
 def kv(**fields: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,83 @@ def test_collect_once_reports_sub_millisecond_durations() -> None:
     assert result.returncode == 0, result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert re.fullmatch(r"collected in loadavg \d+(\.\d+)? (µs|ms)", line), line
+
+
+class BlockedStream:
+    """A stderr that stops taking writes (a journald under load) until released."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.release.wait(30)
+        self.lines.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_blocked_stderr_never_blocks_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from agent import logs
+
+    stream = BlockedStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.setup("info")
+        done = threading.Event()
+
+        def log_many() -> None:
+            for n in range(50):
+                logging.getLogger("t").warning("line", extra=kv(n=n))
+            done.set()
+
+        threading.Thread(target=log_many, daemon=True).start()
+        assert done.wait(15), "logging waited for the stream"
+        stream.release.set()
+        deadline = time.monotonic() + 15
+        while len(stream.lines) < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        text = "".join(stream.lines)
+        assert "msg=line n=0" in text and "msg=line n=49" in text
+    finally:
+        stream.release.set()
+        root.handlers[:], level = saved
+        root.setLevel(level)
+
+
+def test_repeated_messages_are_written_once_per_window_with_a_count() -> None:
+    from agent.logs import RepeatFilter
+
+    now = [0.0]
+    repeats = RepeatFilter(window=60, clock=lambda: now[0])
+    bad = [record("skipping textfile", logging.WARNING, file="a.prom", err="bad") for _ in "123"]
+    assert [repeats.filter(r) for r in bad] == [True, False, False]
+    assert all(repeats.filter(record("reloaded", logging.INFO)) for _ in "12"), "events pass"
+    assert repeats.filter(record("skipping textfile", logging.WARNING, file="b.prom",
+                                 err="bad")), "other fields: another message"
+    now[0] = 61
+    later = record("skipping textfile", logging.WARNING, file="a.prom", err="bad")
+    assert repeats.filter(later) and later.kv["repeated"] == 2  # type: ignore[attr-defined]
+    assert "repeated=2" in LogfmtFormatter().format(later)
+
+
+def test_a_traceback_crosses_the_queue_as_the_exc_field() -> None:
+    from agent.logs import QueueWriter
+
+    writer = QueueWriter()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        rec = logging.LogRecord("t", logging.ERROR, __file__, 1, "died %s", ("x",),
+                                sys.exc_info())
+    queued = writer.prepare(rec)
+    line = LogfmtFormatter().format(queued)
+    assert 'msg="died x"' in line and "exc=" in line and "ValueError: boom" in line

@@ -213,6 +213,7 @@ class TextfileCollector:
     def __init__(self, directory: Path | None, budget: float = 5.0) -> None:
         self._directory = directory
         self._budget = budget  # seconds of parsing per run
+        self._failing: dict[str, str] = {}  # file -> its error, logged once until it changes
 
     def collect(self) -> list[Metric]:
         if self._directory is None:
@@ -245,13 +246,19 @@ class TextfileCollector:
                 left -= len(raw)
                 families = parse_textfile(raw.decode("utf-8"))
             except (OSError, ValueError) as exc:
-                log.warning("skipping textfile", extra=kv(file=path, err=exc))
+                if self._failing.get(path) != str(exc):
+                    log.warning("skipping textfile", extra=kv(file=path, err=exc))
+                    self._failing[path] = str(exc)
                 errored = True
                 outcomes[path] = False
                 continue
             files.append((path, families))
             mtimes[path] = float(mtime_ns // 1_000_000_000)
             outcomes[path] = True
+            if self._failing.pop(path, None) is not None:
+                log.info("textfile read again", extra=kv(file=path))
+        for gone in [path for path in self._failing if path not in outcomes]:
+            del self._failing[gone]
         errored = errored or help_conflicts(files)
         return textfile_families(merge_files(files), mtimes, errored, outcomes)
 

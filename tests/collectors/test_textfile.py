@@ -304,3 +304,23 @@ def test_one_family_with_two_help_texts_is_a_scrape_error(tmp_path: Path) -> Non
     # The first file's family stays, the later one's is dropped, as node_exporter does.
     assert [s.labels["job"] for s in families["jobs_done"].samples] == ["a"]
     assert families["jobs_done"].documentation == "Jobs done."
+
+
+def test_a_bad_file_is_logged_once_per_change(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    bad = tmp_path / "bad.prom"
+    bad.write_text("not a metric line {\n")
+    collector = TextfileCollector(tmp_path)
+    with caplog.at_level(logging.INFO, logger="hostagent"):
+        for _ in range(5):
+            collector.collect()
+        skipped = [r for r in caplog.records if r.getMessage() == "skipping textfile"]
+        assert len(skipped) == 1, "a file that stays bad is logged once, not every tick"
+        bad.write_text("ok 1\n")
+        collector.collect()
+        collector.collect()
+        assert [r.getMessage() for r in caplog.records].count("textfile read again") == 1
+        bad.write_text("broken again {\n")
+        collector.collect()
+        skipped = [r for r in caplog.records if r.getMessage() == "skipping textfile"]
+        assert len(skipped) == 2, "failing again after a recovery is a change"
