@@ -25,6 +25,7 @@ from agent.exposition.registry import Registry, Snapshot
 from agent.exposition.render import Renderer
 from agent.exposition.selfmetrics import RuntimeFamilies, collector_families
 from agent.health import Health
+from agent.history import History
 from agent.lifecycle import Lifecycle, State, Stopping
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
@@ -33,6 +34,7 @@ from agent.remote_write.settings import RemoteWriteConfig
 from agent.scheduler import Job, Scheduler
 from agent.ssh import SshPlan, SshSupervisor
 from agent.ssh.web import SshRoutes
+from agent.status_facts import page_facts, sample_history
 from agent.systemd import Notifier
 from agent.web import build_app
 from agent.webconfig import WebSettings
@@ -139,6 +141,12 @@ class Agent:
         self._last_reload_ok = True
         self._last_reload_success = time.time()
         self._publish_reload_state()
+        self.history = History()
+
+    @property
+    def reload_state(self) -> tuple[bool, float]:
+        """(last reload succeeded, when the running configuration was loaded)."""
+        return self._last_reload_ok, self._last_reload_success
 
     def _disabled_collectors(self) -> list[str]:
         return [name for name in BY_NAME if not self.config.collectors.get(name).enabled]
@@ -164,7 +172,8 @@ class Agent:
         check = self.lifecycle.check
         await self.endpoint.load(self.config.web.config_file)  # ConfigError: exit 2
         app = build_app(self.health, self.renderer, lambda: self.config.web, self.reload,
-                        self._disabled_collectors, self.ssh.status, self.probes.requests)
+                        self._disabled_collectors, self.ssh.status, self.probes.requests,
+                        lambda: page_facts(self))
         SshRoutes(self.ssh, self.renderer, lambda: self.config.web).add_to(app)
         security.protect(app, self.endpoint, lambda: self.config.web)
         if self.config.debug.enabled:
@@ -196,7 +205,8 @@ class Agent:
         background = [spawn(self.renderer.run(), "renderer"),
                       spawn(self.probes.loop_lag.run(), "loop-lag"),
                       spawn(self._announce(), "systemd-status"),
-                      spawn(self.endpoint.watch(), "web-config")]
+                      spawn(self.endpoint.watch(), "web-config"),
+                      spawn(sample_history(self), "status-history")]
         self._background = background
         if self.notifier.watchdog_interval:
             self._background.append(spawn(

@@ -13,7 +13,7 @@ from agent.exposition.response import serve
 from agent.health import Health
 from agent.httpmetrics import RequestMetrics
 from agent.lifecycle import Stopping
-from agent.status_page import render_status_page
+from agent.status_page import PageFacts, render_status_page
 
 
 class MetricsHandler:
@@ -45,14 +45,16 @@ def build_app(
     disabled_collectors: Callable[[], list[str]] = list,
     ssh_status: Callable[[], tuple[int, int] | None] = lambda: None,
     requests: RequestMetrics | None = None,
+    page_facts: Callable[[], PageFacts] = PageFacts,
 ) -> web.Application:
     """settings is read per request, so a reload applies limits without a restart.
     ssh_status: (SSH targets up, targets) while the SSH worker runs.
-    requests: counts every request, outside the auth check so 401s count too."""
+    requests: counts every request, outside the auth check so 401s count too.
+    page_facts: the status page's host name, addresses, charts and the like."""
 
     async def status_page(request: web.Request) -> web.Response:
         _, report = health.report()
-        page = render_status_page(report, disabled_collectors(), ssh_status())
+        page = render_status_page(report, disabled_collectors(), ssh_status(), page_facts())
         return web.Response(text=page, content_type="text/html")
 
     async def healthy(request: web.Request) -> web.Response:

@@ -1,0 +1,50 @@
+"""What the status page shows of a running agent, and the sampler that feeds its charts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from agent.status_page import PageFacts, Rule
+
+if TYPE_CHECKING:
+    from agent.agent import Agent
+
+log = logging.getLogger("hostagent.status")
+
+
+def page_facts(agent: Agent) -> PageFacts:
+    series = {name: sum(len(family.samples) for family in snapshot.families)
+              for name, snapshot in agent.registry.snapshots.items()}
+    counters = agent.remediation.counters
+    actions: dict[str, int] = {}
+    for (rule, _, _), count in counters.actions.items():
+        actions[rule] = actions.get(rule, 0) + count
+    remediation = agent.config.remediation
+    rules = [Rule(rule.name, rule.target, counters.condition.get(rule.name),
+                  actions.get(rule.name, 0)) for rule in remediation.rules]
+    path = agent.source.path
+    reload_ok, reload_time = agent.reload_state
+    return PageFacts(
+        hostname=socket.gethostname(), addresses=agent.addresses,
+        config_file=None if path is None else str(path.resolve()),
+        reload_ok=reload_ok, reload_time=reload_time, series=series, rules=rules,
+        remediation_enabled=remediation.enabled, history=agent.history,
+        metrics_path=agent.config.web.telemetry_path)
+
+
+async def sample_history(agent: Agent) -> None:
+    """One point per web.status_history_step seconds, from the published snapshots (never a
+    collection of its own); a reload changes the step at the next point."""
+    while not agent.health.ready():  # the first point holds every collector's first run
+        await asyncio.sleep(0.1)
+    while True:
+        try:
+            agent.history.sample(agent.registry.snapshots.values(), agent.scheduler.statuses(),
+                                 time.time())
+        except Exception:  # a chart is not worth the agent: the watchdog watches this task
+            log.exception("status page history sample failed")
+        await asyncio.sleep(agent.config.web.status_history_step)
