@@ -49,7 +49,7 @@ install: install-relay
 	$(PREFIX)/bin/pip install --quiet .
 	install -m 0644 README.md $(PREFIX)/README.md
 	install -d -m 0755 $(PREFIX)/docs
-	install -m 0644 docs/*.md $(PREFIX)/docs/
+	install -m 0644 docs/*.md docs/*.png $(PREFIX)/docs/
 	install -d -m 0755 /etc/hostagent
 	[ -e /etc/hostagent/hostagent.yml ] || install -m 0644 systemd/hostagent.yml /etc/hostagent/
 	[ -e /etc/default/hostagent ] || install -m 0644 systemd/hostagent.default /etc/default/hostagent

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -189,7 +188,8 @@ class Agent:
         try:
             await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context).start()
         except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            # strerror, not os.strerror(errno): a resolver error's errno is negative (EAI_*).
+            reason = exc.strerror or str(exc)
             raise StartupError(
                 f"cannot listen on {self.config.web.listen_address}: {reason}") from None
         self.addresses = [_format_address(a) for a in runner.addresses]

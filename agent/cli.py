@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = ConfigSource(args.config, overrides(args))
         config = source.load()
     except ConfigError as exc:
-        for problem in exc.problems:
+        for problem in exc.shown:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
     logs.setup(config.logging.level, config.logging.format)

@@ -30,9 +30,11 @@ DEFAULT_PORT = 9110
 class ConfigError(Exception):
     """A user-caused configuration problem; each line names a field path and what is wrong."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], shown: list[str] | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        # What the command line prints: the same, each prefixed with the file it came from.
+        self.shown = problems if shown is None else shown
 
 
 def parse_listen_address(value: str) -> tuple[str | None, int]:
@@ -253,6 +255,9 @@ def describe_error(error: dict[str, Any]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         message = "unknown field"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        # Not pydantic's text, which names an internal class; never the value (a secret?).
+        message = f"must be a mapping of fields, not {_kind_of(error.get('input'))}"
     elif kind == "missing":
         message = "required field is missing"
     else:
@@ -260,6 +265,28 @@ def describe_error(error: dict[str, Any]) -> str:
         if message.startswith("Input should"):
             message = "must" + message.removeprefix("Input should")
     return f"{path}: {message}"
+
+
+def _kind_of(value: object) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "empty" if value is None else type(value).__name__
+
+
+def _given(overrides: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    """Whether a flag set this field (or the part of the config holding it)."""
+    node: Any = overrides
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return bool(loc)
 
 
 def build(data: dict[str, Any]) -> Config:
@@ -285,7 +312,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = ""
+        if mark is not None:
+            lines = text.splitlines() or [""]
+            if mark.line >= len(lines):  # the parser's mark is past the last line
+                where = f" at the end of the file (line {len(lines)})"
+            else:
+                where = f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
     if data is None:
@@ -307,8 +340,23 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """A problem names where the bad value came from: the flag typed, or the file."""
     data = read_yaml(path) if path is not None else {}
-    return build(merge(data, overrides or {}))
+    try:
+        return Config.model_validate(merge(data, overrides or {}))
+    except ValidationError as exc:
+        from agent.flags import flag_for  # flags builds on this module
+
+        problems, shown = [], []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            text = describe_error(dict(error))
+            flag = flag_for(".".join(map(str, loc))) if _given(overrides or {}, loc) else None
+            if flag is not None:
+                text = f"--{flag}: {text.partition(': ')[2]}"
+            problems.append(text)
+            shown.append(text if flag is not None or path is None else f"{path}: {text}")
+        raise ConfigError(problems, shown) from None
 
 
 @dataclass(frozen=True)

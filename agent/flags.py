@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from agent.collectors.catalog import ALIASES, DECLARATIONS
+from agent.collectors.catalog import ALIASES, BY_NAME, DECLARATIONS
 from agent.config import Config
 
 # Flag -> (config path, help). Values are validated by the configuration model.
@@ -133,6 +133,23 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     for alias, names in ALIASES.items():
         _switch(parser, f"collector.{alias}", f"enable:{alias}",
                 f"the same as the collectors {', '.join(names)}")
+
+
+def flag_for(path: str) -> str | None:
+    """The flag that sets a config field (`collectors.cpu.interval`), if one does."""
+    for table in (GLOBAL_FLAGS, GLOBAL_SWITCHES):
+        for flag, (field_path, _) in table.items():
+            if field_path == path:
+                return flag
+    parts = path.split(".")
+    if len(parts) == 3 and parts[0] == "collectors":
+        name, field = parts[1], parts[2]
+        if field == "enabled":
+            return f"collector.{name}"
+        info = type(Config().collectors.get(name)).model_fields.get(field) \
+            if name in BY_NAME else None
+        return None if info is None else setting_flag(name, field, info)
+    return None
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -36,9 +36,9 @@ class Ring:
         self._count = min(self._count + 1, len(self._values))
 
     def values(self) -> list[float]:
-        size = len(self._values)
-        start = (self._next - self._count) % size
-        return [self._values[(start + i) % size] for i in range(self._count)]
+        if self._count < len(self._values):  # not wrapped yet: filled from index 0
+            return self._values[:self._count].tolist()
+        return (self._values[self._next:] + self._values[:self._next]).tolist()
 
     def __len__(self) -> int:
         return self._count

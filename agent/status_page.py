@@ -128,7 +128,23 @@ def _chart(chart: Chart, values: list[float], span: str) -> str:
             f'</div></div>')
 
 
+SPARK_POINTS = 60  # a sparkline is 120 px wide: more points would not show, only cost
+
+
+def _buckets(values: list[float], most: int) -> list[float]:
+    """At most `most` points, each the largest of its bucket (a spike stays visible)."""
+    size = -(-len(values) // most)
+    if size <= 1:
+        return values
+    out = []
+    for start in range(0, len(values), size):
+        finite = [v for v in values[start:start + size] if not math.isnan(v)]
+        out.append(max(finite) if finite else math.nan)
+    return out
+
+
 def _spark(values: list[float]) -> str:
+    values = _buckets(values, SPARK_POINTS)
     finite = [v for v in values if not math.isnan(v)]
     lines, drawn = _polylines(values, 120, 18, max(finite, default=0.0) * 1.1 or 1.0)
     return (f'<svg class="spark" data-points="{drawn}" viewBox="0 0 120 18" '

@@ -129,7 +129,8 @@ def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     bad.write_text("collectors: {cpu: {interval: 0}}\nfoo: 1\n")
     assert main(["check-config", str(bad)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["collectors.cpu.interval: must be greater than 0", "foo: unknown field"]
+    assert lines == [f"{bad}: collectors.cpu.interval: must be greater than 0",
+                     f"{bad}: foo: unknown field"]
 
 
 @pytest.mark.parametrize("argv", [["--bogus"], ["run", "--web.max-requests", "x"],
