@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -188,8 +189,9 @@ class Agent:
         try:
             await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context).start()
         except OSError as exc:
-            # strerror, not os.strerror(errno): a resolver error's errno is negative (EAI_*).
-            reason = exc.strerror or str(exc)
+            # A resolver error's errno is negative (EAI_*): os.strerror knows none of them.
+            reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 \
+                else exc.strerror or str(exc)
             raise StartupError(
                 f"cannot listen on {self.config.web.listen_address}: {reason}") from None
         self.addresses = [_format_address(a) for a in runner.addresses]

@@ -147,7 +147,7 @@ def test_invalid_config_exits_2(tmp_path: Path) -> None:
     result = subprocess.run([*COMMAND, "--config", str(config)], capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 2
-    assert result.stderr.strip() == "collectors.cpu.interval: must be greater than 0"
+    assert result.stderr.strip() == f"{config}: collectors.cpu.interval: must be greater than 0"
 
 
 def test_collect_once_prints_an_exposition() -> None:
