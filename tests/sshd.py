@@ -125,12 +125,15 @@ LogLevel ERROR
 
     def kill(self) -> None:
         """SIGKILL the server and every connection it serves: clients see their connections
-        drop, as when a host goes away."""
+        drop, as when a host goes away. The sessions' own processes get SIGTERM instead, so a
+        login shell's start-up files (a pyenv rehash holding its lock, say) clean up after
+        themselves rather than leave a stale lock that stalls every later login."""
         if self.proc is None or self.proc.poll() is not None:
             return
         for pid in [self.proc.pid, *descendants(self.proc.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
+                os.kill(pid, signal.SIGKILL if name.startswith("sshd") else signal.SIGTERM)
         self.proc.wait(timeout=10)
 
 
