@@ -93,7 +93,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hostagent-defaults-") as tmp:
         proc, sys_, udev = fixture_host(Path(tmp), FIXTURE_NAMES)
         names, failed = working(proc, sys_, udev)
-        ours, fresh, lines = hostagent_cycle_cpu(proc, sys_, udev, args.cycles, names)
+        ours, fresh, _, lines = hostagent_cycle_cpu(proc, sys_, udev, args.cycles, names)
         theirs_names = sorted(set(DEFAULT_SET) & node_exporter_collectors())
         theirs, series = node_exporter_default_cpu(proc, sys_, udev, args.cycles,
                                                    theirs_names)

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import Metric, UnknownMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import family, read_file_bytes, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -55,10 +57,10 @@ class NetstatCollector:
         self._decisions: dict[str, bool] = {}
 
     def collect(self) -> list[Metric]:
-        stats = parse_netstat((self._net / "netstat").read_text())
-        stats.update(parse_netstat((self._net / "snmp").read_text()))
+        stats = parse_netstat(_read(f"{self._net}/netstat"))
+        stats.update(parse_netstat(_read(f"{self._net}/snmp")))
         with contextlib.suppress(FileNotFoundError):  # no snmp6 when IPv6 is disabled
-            stats.update(parse_snmp6((self._net / "snmp6").read_text()))
+            stats.update(parse_snmp6(_read(f"{self._net}/snmp6")))
         return netstat_families(stats, self._wanted)
 
     def _wanted(self, key: str) -> bool:
@@ -69,15 +71,20 @@ class NetstatCollector:
         return wanted
 
 
+def _read(path: str) -> str:
+    return read_file_bytes(path).decode(errors="replace")
+
+
 def netstat_families(stats: NetStats, wanted: Callable[[str], object]) -> list[Metric]:
-    families: list[Metric] = []
+    families: dict[str, Metric] = {}
     for protocol, values in stats.items():
         for name, value in values.items():
             key = f"{protocol}_{name}"
             if wanted(key):
-                families.append(UnknownMetricFamily(
-                    f"node_netstat_{key}", f"Statistic {protocol}{name}.", value=value))
-    return sorted(families, key=lambda family: family.name)
+                full = f"node_netstat_{key}"
+                families[full] = family(full, f"Statistic {protocol}{name}.", "unknown",
+                                        [sample(full, {}, value)])
+    return [families[name] for name in sorted(families)]
 
 
 def create(context: Context, settings: Any) -> NetstatCollector:
