@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import Families, parse_int, read_attribute_bytes
+from agent.collectors.common import Families, open_dir, parse_int, read_attribute_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -67,16 +67,17 @@ Supply = dict[str, str]  # attribute -> trimmed value
 
 def read_supply(directory: str) -> Supply:
     attributes: Supply = {}
-    with os.scandir(directory) as entries:
-        names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
-    for name in names:
-        if name not in NUMERIC and name not in INFO:
-            continue
-        try:
-            raw = read_attribute_bytes(os.path.join(directory, name))
-        except OSError:
-            continue
-        attributes[name] = raw.decode(errors="replace").strip()
+    with open_dir(directory) as dir_fd:  # files opened relative to it: no path resolution
+        with os.scandir(dir_fd) as entries:
+            names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+        for name in names:
+            if name not in NUMERIC and name not in INFO:
+                continue
+            try:
+                raw = read_attribute_bytes(name, dir_fd=dir_fd)
+            except OSError:
+                continue
+            attributes[name] = raw.decode(errors="replace").strip()
     return attributes
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.common import go_order, read_attribute_bytes
+from agent.collectors.common import go_order, open_dir, read_attribute_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -67,20 +67,20 @@ def read_stats(directory: str) -> dict[str, int] | None:
     """The drive's stats (missing files 0), or None when one cannot be read or parsed."""
     values = dict.fromkeys(FILES, 0)
     try:
-        names = os.listdir(directory)
+        directory_fd = open_dir(directory)
     except OSError:
         return None
-    for name in names:
-        try:
-            text = read_attribute_bytes(os.path.join(directory, name)).decode(
-                errors="replace").strip()
-        except OSError:
-            return None
-        if name in FILES:
-            value = parse_uint(text)
-            if value is None:
+    with directory_fd as dir_fd:  # files opened relative to it: no path resolution each
+        for name in os.listdir(dir_fd):
+            try:
+                text = read_attribute_bytes(name, dir_fd=dir_fd).decode(errors="replace").strip()
+            except OSError:
                 return None
-            values[name] = value
+            if name in FILES:
+                value = parse_uint(text)
+                if value is None:
+                    return None
+                values[name] = value
     return values
 
 

@@ -43,10 +43,10 @@ def test_ignored_supplies() -> None:
 def test_unreadable_attribute_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
     real = powersupplyclass.read_attribute_bytes
 
-    def flaky(path: str | Path, size: int = 128) -> bytes:
+    def flaky(path: str | Path, size: int = 128, dir_fd: int | None = None) -> bytes:
         if os.path.basename(path) == "energy_now":
             raise OSError(errno.ENODATA, "No data available")
-        return real(path, size)
+        return real(path, size, dir_fd)
 
     monkeypatch.setattr(powersupplyclass, "read_attribute_bytes", flaky)
     families = PowerSupplyClassCollector(SYS, "^$").collect()
