@@ -339,3 +339,21 @@ def test_remediation_test_prints_what_would_run(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no remediation rule 'nope'" in missing.stderr
 
 
+
+
+async def test_a_catastrophic_check_regex_neither_freezes_the_loop_nor_passes() -> None:
+    from agent.remediation.engine import RuleRunner
+
+    engine = Engine(lambda target: [], Published())
+    engine.matcher.timeout = 0.5
+    code = "print('a' * 40000 + '!')"
+    rule = config([{"name": "re", "condition": {"command": {
+        "argv": [sys.executable, "-c", code], "regex": r"^(a|aa)+$"}},
+        "tiers": [{"command": ["true"]}]}]).rules[0]
+    loop = asyncio.get_running_loop()
+    fired = asyncio.Event()
+    loop.call_later(0.05, fired.set)
+    holds = asyncio.ensure_future(RuleRunner(rule, engine).holds())
+    await asyncio.wait_for(fired.wait(), 5)  # the loop kept turning while the regex ran
+    assert await asyncio.wait_for(holds, 30) is True  # out of time: the check failed
+    await engine.stop()

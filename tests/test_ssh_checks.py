@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from agent.config import SshCheck
+from agent.matching import OutputMatcher
 from agent.ssh import probes
 from agent.ssh.connections import Completed
 
@@ -26,7 +27,7 @@ class Canned:
         return Completed(0, self.stdout, b"")
 
 
-async def check(regex: str, stdout: bytes, matcher: probes.OutputMatcher
+async def check(regex: str, stdout: bytes, matcher: OutputMatcher
                 ) -> probes.CheckResult:
     spec = SshCheck.model_validate({"name": "c", "command": "x", "regex": regex})
     session: Any = Canned(stdout)
@@ -34,7 +35,7 @@ async def check(regex: str, stdout: bytes, matcher: probes.OutputMatcher
 
 
 async def test_a_catastrophic_regex_times_out_while_the_loop_turns() -> None:
-    matcher = probes.OutputMatcher(timeout=0.5)
+    matcher = OutputMatcher(timeout=0.5)
     try:
         loop = asyncio.get_running_loop()
         order: list[str] = []
@@ -50,7 +51,7 @@ async def test_a_catastrophic_regex_times_out_while_the_loop_turns() -> None:
 
 
 async def test_regex_results() -> None:
-    matcher = probes.OutputMatcher()
+    matcher = OutputMatcher()
     try:
         assert (await check(r"^active$", b"inactive\nactive\n", matcher)).success
         result = await check(r"^active$", b"inactive\n", matcher)

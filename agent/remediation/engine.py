@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import shlex
 import time
 from collections import deque
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from agent.matching import OutputMatcher
 from agent.remediation import alertmanager
 from agent.remediation.actions import Outcome, run_local
 from agent.remediation.condition import parse_condition
@@ -113,8 +113,8 @@ class RuleRunner:
         outcome = await run_local(check.argv, False, check.timeout, engine.config.output_limit)
         passed = outcome.error is None and outcome.exit_status == check.expect_status
         if passed and check.regex is not None:
-            passed = re.search(check.regex, outcome.stdout.decode(errors="replace"),
-                               re.MULTILINE) is not None
+            # A pattern that runs out of time counts as not matching: the check failed.
+            passed = bool(await engine.matcher.matches(check.regex, outcome.stdout))
         return not passed
 
     async def run(self) -> None:
@@ -242,6 +242,7 @@ class Engine:
         self.config = RemediationConfig()
         self.counters = Counters()
         self.limits = Limits()
+        self.matcher = OutputMatcher(name="remediation-regex")
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.runners: dict[str, RuleRunner] = {}
 
@@ -291,6 +292,7 @@ class Engine:
 
     async def stop(self) -> None:
         await _finish([self._detach(name) for name in list(self._tasks)])
+        self.matcher.close()
 
 
 async def _finish(tasks: list[asyncio.Task[None]]) -> None:

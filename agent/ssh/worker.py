@@ -22,6 +22,7 @@ from prometheus_client.metrics_core import Metric
 from agent.config import SshConfig
 from agent.exposition.registry import Registry, TargetSnapshot
 from agent.logs import kv
+from agent.matching import OutputMatcher
 from agent.remediation.actions import Outcome
 from agent.ssh import MODULES, probes
 from agent.ssh.connections import (
@@ -92,7 +93,7 @@ class SshWorker:
         self._refresher: asyncio.Task[None] | None = None
         self._rounds = True
         self._sync_lock = asyncio.Lock()
-        self._matcher = probes.OutputMatcher()
+        self._matcher = OutputMatcher()
 
     def _new_pool(self, config: SshConfig) -> ConnectionPool:
         connector = Connector(connect_settings(config), asyncio.Semaphore(_handshakes(config)))
