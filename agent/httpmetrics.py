@@ -29,6 +29,11 @@ PROMHTTP_CODES = ("200", "500", "503")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# A handler that could not deliver its whole reply sets request[CUT_OFF] to one of REASONS:
+# things any client can cause, so they are counted, not logged above debug.
+CUT_OFF = web.RequestKey("hostagent_cut_off", str)
+REASONS = ("client_gone", "write_timeout")
+
 
 def _handler_name(request: web.Request) -> str:
     resource = request.match_info.route.resource
@@ -50,6 +55,7 @@ class RequestMetrics:
         self._lock = threading.Lock()
         # (handler, code) -> per-bucket counts (the last is +Inf) and the sum of durations
         self._series: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        self._cut_off = dict.fromkeys(REASONS, 0)
 
     def observe(self, handler: str, code: int, seconds: float) -> None:
         index = bisect.bisect_left(BUCKETS, seconds)
@@ -75,6 +81,9 @@ class RequestMetrics:
                 raise
             finally:
                 self.observe(_handler_name(request), code, time.perf_counter() - start)
+                if (reason := request.get(CUT_OFF)) is not None:
+                    with self._lock:
+                        self._cut_off[reason] += 1
 
         return record
 
@@ -82,6 +91,7 @@ class RequestMetrics:
         with self._lock:
             series = sorted((key, list(counts), total[0])
                             for key, (counts, total) in self._series.items())
+            cut_off = dict(self._cut_off)
         requests = CounterMetricFamily(
             f"{self._prefix}_http_requests", "HTTP requests answered, by handler and status code.",
             labels=["handler", "code"])
@@ -106,4 +116,10 @@ class RequestMetrics:
                 scrape_codes[code] = scrape_codes.get(code, 0) + count
         for code, count in sorted(scrape_codes.items()):
             scrapes.add_metric([code], count)
-        return [requests, duration, scrapes] if self._promhttp else [requests, duration]
+        cut = CounterMetricFamily(
+            f"{self._prefix}_http_responses_cut_off",
+            "Replies not delivered whole: the client went away (client_gone) or read slower "
+            "than web.write_timeout allows (write_timeout).", labels=["reason"])
+        for reason, count in cut_off.items():
+            cut.add_metric([reason], count)
+        return [requests, duration, *([scrapes] if self._promhttp else []), cut]

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from agent.exposition.negotiate import accepts_gzip
 from agent.exposition.render import Body
+from agent.httpmetrics import CUT_OFF
 
 log = logging.getLogger("hostagent.web")
 
@@ -37,10 +38,13 @@ async def respond(request: web.Request, payload: bytes, headers: Mapping[str, st
         transport = request.transport
         if transport is not None:
             transport.abort()
+        request[CUT_OFF] = "write_timeout"
         log.debug("client too slow, connection aborted",
                   extra={"kv": {"path": request.path, "timeout": write_timeout}})
     except ConnectionError:
-        pass  # the client went away; aiohttp's own bookkeeping sees the closed transport
+        # The client went away; aiohttp's own bookkeeping sees the closed transport.
+        request[CUT_OFF] = "client_gone"
+        log.debug("client gone mid-reply", extra={"kv": {"path": request.path}})
     return response
 
 
