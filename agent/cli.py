@@ -14,7 +14,7 @@ from agent import __version__, logs, runloop, webconfig
 from agent.config import Config, ConfigError, ConfigSource, load
 from agent.exposition.formats import TEXT
 from agent.exposition.status import human_duration
-from agent.flags import add_runtime_flags, overrides
+from agent.flags import add_runtime_flags, flag_for, overrides
 from agent.relay import cli as relay_cli
 from agent.ssh import exec_cmd
 
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             webconfig.load(checked.web.config_file)
             print(f"{args.file}: ok")
             return EXIT_OK
-        source = ConfigSource(args.config, overrides(args))
+        source = ConfigSource(args.config, overrides(args), flag_for)
         config = source.load()
     except ConfigError as exc:
         for problem in exc.shown:

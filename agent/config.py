@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -339,14 +340,17 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
-    """A problem names where the bad value came from: the flag typed, or the file."""
+FlagNamer = Callable[[str], str | None]  # config field path -> the flag that sets it
+
+
+def load(path: Path | None, overrides: dict[str, Any] | None = None,
+         flag_for: FlagNamer = lambda path: None) -> Config:
+    """A problem names where the bad value came from: the flag typed (flag_for names it; the
+    command line passes agent.flags.flag_for), or the file."""
     data = read_yaml(path) if path is not None else {}
     try:
         return Config.model_validate(merge(data, overrides or {}))
     except ValidationError as exc:
-        from agent.flags import flag_for  # flags builds on this module
-
         problems, shown = [], []
         for error in exc.errors():
             loc = tuple(error["loc"])
@@ -365,6 +369,7 @@ class ConfigSource:
 
     path: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    flag_for: FlagNamer = field(default=lambda path: None, compare=False)
 
     def load(self) -> Config:
-        return load(self.path, self.overrides)
+        return load(self.path, self.overrides, self.flag_for)
