@@ -31,6 +31,31 @@ class Fake:
         return [GaugeMetricFamily(self.metric, "A fake value.", value=float(self.calls))]
 
 
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def runs_until(scheduler: Scheduler, condition: Callable[[], bool],
+                     timeout: float = 10.0) -> None:
+    """Runs every collector again until the condition holds (a stuck call's collector is
+    skipped until its call returns)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await scheduler.run_all_once()
+        await asyncio.sleep(0.005)
+
 def fail() -> None:
     raise OSError("disk on fire")
 
@@ -100,8 +125,7 @@ async def test_hanging_collector_times_out_and_is_not_restarted(pool: DaemonThre
     assert pool.pending == 0, "nothing queued behind the stuck call"
     assert "hung" not in registry.snapshots
     release.set()
-    await asyncio.sleep(0.05)
-    await scheduler.run_all_once()
+    await runs_until(scheduler, lambda: hung.calls == 2)  # once the stuck call returned
     assert hung.calls == 2 and status(scheduler, "hung").success
 
 
@@ -120,7 +144,7 @@ async def test_overrunning_collector_skips_ticks_under_the_real_loop(
     fast = Fake()
     scheduler, _ = make(pool, Job("slow", slow, 0.05, 0.05), Job("fast", fast, 0.05, 0.05))
     scheduler.start()
-    await asyncio.sleep(1.0)
+    await until(lambda: fast.calls >= 8 and status(scheduler, "slow").skipped >= 1)
     await scheduler.stop()
     st = status(scheduler, "slow")
     assert st.timeouts >= 1 and st.skipped >= 1
@@ -137,7 +161,7 @@ async def test_failure_of_one_does_not_delay_another(pool: DaemonThreadPool) -> 
         Job("ok", Fake(), 0.05, 0.05),
     )
     scheduler.start()
-    await asyncio.sleep(0.6)
+    await until(lambda: status(scheduler, "ok").runs >= 8)
     await scheduler.stop()
     release.set()
     ok = status(scheduler, "ok")
@@ -147,12 +171,13 @@ async def test_failure_of_one_does_not_delay_another(pool: DaemonThreadPool) -> 
 
 async def test_stop_cancels_promptly_even_with_a_hung_call(pool: DaemonThreadPool) -> None:
     release = threading.Event()
-    scheduler, _ = make(pool, Job("hung", Fake(lambda: release.wait(30)), 5, 4))
+    hung = Fake(lambda: release.wait(30))
+    scheduler, _ = make(pool, Job("hung", hung, 5, 4))
     scheduler.start()
-    await asyncio.sleep(0.05)
-    started = time.monotonic()
-    await scheduler.stop()
-    assert time.monotonic() - started < 1
+    await until(lambda: hung.calls == 1)
+    # The call still blocks for 30 s: stop must not wait for it.
+    await asyncio.wait_for(scheduler.stop(), 10)
+    assert not release.is_set()
     release.set()
 
 
@@ -160,7 +185,7 @@ def test_pool_never_exceeds_its_bound() -> None:
     executor = DaemonThreadPool(3, "bound")
     release = threading.Event()
     futures = [executor.submit(release.wait, 10) for _ in range(10)]
-    time.sleep(0.05)
+    wait_until(lambda: executor.pending == 7)
     assert executor.threads == 3 and executor.pending == 7
     release.set()
     assert all(f.result(timeout=5) for f in futures)
@@ -179,9 +204,10 @@ async def test_collectors_sharing_an_interval_tick_together_with_jitter(
     await scheduler.stop()
     rounds = min(len(s) for s in stamps.values())
     assert rounds >= 4
-    for index in range(rounds):
-        times = [stamps[name][index] for name in stamps]
-        assert max(times) - min(times) < 0.05, "same interval, same tick"
+    for index in range(rounds - 1):  # every run of a tick comes before any of the next one
+        this_tick = [stamps[name][index] for name in stamps]
+        next_tick = [stamps[name][index + 1] for name in stamps]
+        assert max(this_tick) < min(next_tick), "same interval, same tick"
     gaps = [b - a for a, b in zip(stamps["a"][1:], stamps["a"][2:], strict=False)]
     assert max(gaps) - min(gaps) > 0.005, "jitter varies from tick to tick"
 
@@ -212,8 +238,7 @@ async def test_a_run_still_queued_at_its_timeout_is_skipped_not_stuck() -> None:
     assert "workers busy" in (st.last_error or "")
     assert one.pending == 0, "the never-started call was withdrawn"
     release.set()
-    await asyncio.sleep(0.05)
-    await scheduler.run_all_once()
+    await runs_until(scheduler, lambda: queued.calls == 1)
     assert queued.calls == 1 and status(scheduler, "queued").success
     one.shutdown(wait=False)
 
@@ -242,8 +267,7 @@ async def test_apply_keeps_a_stuck_call_and_closes_replaced_collectors(
     await scheduler.run_all_once()
     assert again.calls == 0, "no second call next to the stuck one"
     release.set()
-    await asyncio.sleep(0.05)
-    assert hung.closed
+    await until(lambda: hung.closed)
     await scheduler.run_all_once()
     assert again.calls == 1
     replacement = Closable()
