@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,6 @@ from tests.logind_bus import logind_bus
 from tests.test_differential import compare
 
 SPEC = json.loads((FIXTURES / "logind" / "sessions.json").read_text())
-
-pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None,
-                                reason="dbus-daemon is not installed")
-
 
 @pytest.fixture(scope="module")
 def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

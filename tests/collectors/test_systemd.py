@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,6 @@ from tests.test_differential import compare
 
 SPEC = json.loads((FIXTURES / "systemd" / "units.json").read_text())
 ALL = Options(task_metrics=True, restarts_metrics=True, start_time_metrics=True)
-
-pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None,
-                                reason="dbus-daemon is not installed")
-
 
 @pytest.fixture(scope="module")
 def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
