@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 import socket
 import struct
 import subprocess
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.collectors.network_route import Route, parse_route, route_families
+from tests.conftest import require_tool
 from tests.golden import assert_golden
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,10 +82,9 @@ sys.stdout.write(encode(NetworkRouteCollector().collect(), TEXT).decode())
 
 
 def test_live_in_a_network_namespace() -> None:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("unshare and ip are needed for a network namespace")
-    done = subprocess.run(["unshare", "-n", sys.executable, "-c", NAMESPACE_SCRIPT, str(ROOT)],
-                          capture_output=True, text=True, timeout=30)
+    require_tool("ip")
+    done = subprocess.run([require_tool("unshare"), "-n", sys.executable, "-c",
+                           NAMESPACE_SCRIPT, str(ROOT)], capture_output=True, text=True, timeout=30)
     if done.returncode and "Operation not permitted" in done.stderr:
         pytest.skip("no permission to create a network namespace")
     assert done.returncode == 0, done.stderr
