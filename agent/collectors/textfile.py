@@ -10,7 +10,11 @@ Whatever sits in the directory, one file cannot sink the collector or the agent:
 files are opened (a FIFO would block the read forever, a link to /dev/zero never end), and
 without blocking; a file over MAX_FILE_BYTES, the files past MAX_TOTAL_BYTES or MAX_FILES, and
 those left when the time budget is spent are skipped as errors, never read whole. Each file's
-outcome is hostagent_textfile_file_error{file}."""
+outcome is hostagent_textfile_file_error{file}.
+
+A file whose stamp (device, inode, size, mtime, ctime) did not change since its last good
+parse is not read again: its families are reused. What a file gone or failing held goes with
+the run that notices it."""
 
 from __future__ import annotations
 
@@ -173,11 +177,27 @@ MAX_FILES = 1000
 BUDGET_SHARE = 0.5
 
 
-def read_limited(path: str, limit: int) -> tuple[bytes, int]:
-    """A regular file's bytes (at most limit) and its mtime in ns; OSError or TextfileError
-    otherwise. Neither a FIFO, a device nor a file that grows while read can block or flood."""
-    if not stat.S_ISREG(os.stat(path).st_mode):
+# What identifies one version of a file: a rewrite in place changes its size or ctime, a
+# rename over it (how textfiles are meant to be written) its inode.
+Stamp = tuple[int, int, int, int, int]
+
+
+def _stamp(info: os.stat_result) -> Stamp:
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
+
+def regular_stat(path: str) -> os.stat_result:
+    """The file's stat; TextfileError if it is not a regular file."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
         raise TextfileError("not a regular file")
+    return info
+
+
+def read_limited(path: str, limit: int) -> tuple[bytes, os.stat_result]:
+    """A regular file's bytes (at most limit) and its stat; OSError or TextfileError
+    otherwise. Neither a FIFO, a device nor a file that grows while read can block or flood."""
+    regular_stat(path)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)  # the file opened, in case it was swapped since the stat
@@ -191,7 +211,7 @@ def read_limited(path: str, limit: int) -> tuple[bytes, int]:
             size += len(chunk)
             if size > limit:
                 raise TextfileError(f"larger than the limit of {limit} bytes")
-        return b"".join(chunks), info.st_mtime_ns
+        return b"".join(chunks), info
     finally:
         os.close(fd)
 
@@ -214,6 +234,9 @@ class TextfileCollector:
         self._directory = directory
         self._budget = budget  # seconds of parsing per run
         self._failing: dict[str, str] = {}  # file -> its error, logged once until it changes
+        # file -> the stamp and families of its last good parse: an unchanged file is not read
+        # again (parsing costs far more than a stat). Only files of the latest run are kept.
+        self._parsed: dict[str, tuple[Stamp, list[Metric]]] = {}
 
     def collect(self) -> list[Metric]:
         if self._directory is None:
@@ -239,12 +262,8 @@ class TextfileCollector:
                 if index and time.monotonic() > deadline:
                     raise TextfileError(f"not read: {self._budget:g}s of parsing spent on "
                                         "the files before it")
-                raw, mtime_ns = read_limited(path, MAX_FILE_BYTES)
-                if len(raw) > left:
-                    raise TextfileError(f"skipped: with the files before it, over the total "
-                                        f"limit of {MAX_TOTAL_BYTES} bytes")
-                left -= len(raw)
-                families = parse_textfile(raw.decode("utf-8"))
+                families, info = self._families(path, left)
+                left -= info.st_size
             except (OSError, ValueError) as exc:
                 if self._failing.get(path) != str(exc):
                     log.warning("skipping textfile", extra=kv(file=path, err=exc))
@@ -253,14 +272,34 @@ class TextfileCollector:
                 outcomes[path] = False
                 continue
             files.append((path, families))
-            mtimes[path] = float(mtime_ns // 1_000_000_000)
+            mtimes[path] = float(info.st_mtime_ns // 1_000_000_000)
             outcomes[path] = True
             if self._failing.pop(path, None) is not None:
                 log.info("textfile read again", extra=kv(file=path))
         for gone in [path for path in self._failing if path not in outcomes]:
             del self._failing[gone]
+        # Files gone or failing now: their parsed series are freed with this run.
+        for gone in [path for path in self._parsed if not outcomes.get(path)]:
+            del self._parsed[gone]
         errored = errored or help_conflicts(files)
         return textfile_families(merge_files(files), mtimes, errored, outcomes)
+
+
+    def _families(self, path: str, left: int) -> tuple[list[Metric], os.stat_result]:
+        """The file's families, parsed again only when its stamp changed."""
+        info = regular_stat(path)
+        cached = self._parsed.get(path)
+        if cached is None or cached[0] != _stamp(info):
+            self._parsed.pop(path, None)  # not held through a parse of its next version
+            raw, info = read_limited(path, MAX_FILE_BYTES)
+            if len(raw) > left:
+                raise TextfileError(f"skipped: with the files before it, over the total "
+                                    f"limit of {MAX_TOTAL_BYTES} bytes")
+            cached = self._parsed[path] = (_stamp(info), parse_textfile(raw.decode("utf-8")))
+        elif info.st_size > left:
+            raise TextfileError(f"skipped: with the files before it, over the total "
+                                f"limit of {MAX_TOTAL_BYTES} bytes")
+        return cached[1], info
 
 
 def textfile_families(families: list[Metric], mtimes: dict[str, float],

@@ -324,3 +324,38 @@ def test_a_bad_file_is_logged_once_per_change(tmp_path: Path,
         collector.collect()
         skipped = [r for r in caplog.records if r.getMessage() == "skipping textfile"]
         assert len(skipped) == 2, "failing again after a recovery is a change"
+
+
+def test_an_unchanged_file_is_parsed_once_and_a_changed_or_gone_one_let_go(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    real = textfile.parse_textfile
+
+    def counting(text: str) -> list[Metric]:
+        parsed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(textfile, "parse_textfile", counting)
+    (tmp_path / "a.prom").write_text("a_value 1\n")
+    (tmp_path / "b.prom").write_text("b_value 1\n")
+    for name in ("a.prom", "b.prom"):  # long ago: a rewrite now has another mtime, however fast
+        os.utime(tmp_path / name, (MTIME, MTIME))
+    collector = TextfileCollector(tmp_path)
+    for _ in range(3):
+        families = collect_within(collector)
+        assert series([families["a_value"], families["b_value"]]) == {
+            ("a_value", frozenset()): 1, ("b_value", frozenset()): 1}
+    assert sorted(parsed) == ["a_value 1\n", "b_value 1\n"], "each file parsed once"
+    new = tmp_path / "a.prom.new"
+    new.write_text("a_value 2\n")
+    new.rename(tmp_path / "a.prom")  # as textfiles are meant to be replaced
+    with open(tmp_path / "b.prom", "r+") as handle:  # rewritten in place, same size
+        handle.write("b_value 3\n")
+    families = collect_within(collector)
+    assert families["a_value"].samples[0].value == 2 and families["b_value"].samples[0].value == 3
+    assert parsed[2:] == ["a_value 2\n", "b_value 3\n"]
+    (tmp_path / "b.prom").unlink()
+    (tmp_path / "a.prom").write_text("not valid {\n")
+    families = collect_within(collector)
+    assert "a_value" not in families and file_errors(families) == {"a.prom": 1}
+    assert collector._parsed == {}, "nothing held for a file gone or failing"
