@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import socket
 import subprocess
@@ -122,6 +123,22 @@ def rss_mb(pid: int) -> float:
 def cpu_seconds(pid: int) -> float:
     """User+system CPU seconds of a process, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    import os
-
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape_cpu(pid: int, port: int, cycles: int, warm_up: int = 5,
+               timeout: float = 10) -> tuple[float, bytes]:
+    """(CPU seconds per scrape of the process pid serving /metrics on port, asked as
+    Prometheus asks but uncompressed, after warm_up scrapes; the last warm-up body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {**PROMETHEUS_HEADERS, "Accept-Encoding": "identity"}
+    body = b""
+    for _ in range(warm_up):
+        conn.request("GET", "/metrics", headers=headers)
+        body = conn.getresponse().read()
+    before = cpu_seconds(pid)
+    for _ in range(cycles):
+        conn.request("GET", "/metrics", headers=headers)
+        conn.getresponse().read()
+    conn.close()
+    return (cpu_seconds(pid) - before) / cycles, body

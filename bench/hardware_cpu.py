@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from storage_cpu import fixture_host, hostagent_cycle_cpu, node_exporter_scrape_cpu
+from fixture_host import fixture_host, hostagent_cycle_cpu, node_exporter_scrape_cpu, print_figures
 
 from agent.collectors.common import DeviceFilter
 from agent.collectors.hwmon import HwmonCollector
@@ -93,13 +93,7 @@ def main() -> int:
         theirs, series = node_exporter_scrape_cpu(proc, sys_, udev, args.cycles, SHARED)
         newer, _, _, newer_lines = hostagent_cycle_cpu(proc, sys_, udev, args.cycles, NEWER)
     print(f"collectors: {', '.join(SHARED)} (fixture host, {args.cycles} cycles)")
-    print(f"{'hostagent CPU per cycle':36s} {ours * 1e3:8.3f} ms  ({lines} exposition lines)")
-    print(f"{'  every family encoded afresh':36s} {fresh * 1e3:8.3f} ms")
-    print(f"{'  collection alone':36s} {collect * 1e3:8.3f} ms")
-    print(f"{'node_exporter 1.5 CPU per scrape':36s} {theirs * 1e3:8.3f} ms  ({series} series)")
-    print(f"{'ratio hostagent / node_exporter':36s} {ours / theirs:8.2f}    (target <= 1.0)")
-    print(f"{'  every family encoded afresh':36s} {fresh / theirs:8.2f}")
-    print(f"{'  collection alone':36s} {collect / theirs:8.2f}")
+    print_figures(ours, fresh, collect, lines, theirs, series)
     print(f"{'hostagent only: ' + ', '.join(NEWER):36s} {newer * 1e3:8.3f} ms  "
           f"({newer_lines} exposition lines)")
     print("hwmon alone, by size of /sys/class/hwmon:")

@@ -13,7 +13,6 @@ usage: python bench/systemd_cpu.py [--cycles N]   (default 20; about 30 s)
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import PROMETHEUS_HEADERS, cpu_seconds, free_port, start, wait_http
+from common import free_port, scrape_cpu, start, wait_http
 
 from agent.collectors.systemd import Options, SystemdCollector
 from tests.systemd_bus import systemd_bus
@@ -76,15 +75,7 @@ def main() -> int:
                       *FLAGS])
         try:
             wait_http(port, "/metrics")
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            headers = {**PROMETHEUS_HEADERS, "Accept-Encoding": "identity"}
-            conn.request("GET", "/metrics", headers=headers)
-            body = conn.getresponse().read()
-            before = cpu_seconds(node.pid)
-            for _ in range(args.cycles):
-                conn.request("GET", "/metrics", headers=headers)
-                conn.getresponse().read()
-            theirs = (cpu_seconds(node.pid) - before) / args.cycles
+            theirs, body = scrape_cpu(node.pid, port, args.cycles, warm_up=1, timeout=60)
         finally:
             node.terminate()
             node.wait(timeout=10)
