@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,25 +74,30 @@ def metric_name(kstat: str) -> str:
     return kstat.replace("-", "_")
 
 
-def parse_kstat(text: str) -> list[tuple[str, int]]:
-    """A named kstat ('name type data' header, then one 'name type value' line each): the
-    int64 and uint64 kstats in file order; ValueError if the header is missing or a value
-    does not parse as its type."""
-    values: list[tuple[str, int]] = []
+def _kstat_rows(text: str) -> Iterator[tuple[str, list[str]]]:
+    """The (line, fields) of a named kstat's rows of three or more fields under its
+    'name type data' header; ValueError at the end when there was no header."""
     started = False
     for line in text.splitlines():
         parts = line.split()
         if not started:
             started = parts == ["name", "type", "data"]
-            continue
-        if len(parts) < 3:
-            continue
+        elif len(parts) >= 3:
+            yield line, parts
+    if not started:
+        raise ValueError("no 'name type data' header")
+
+
+def parse_kstat(text: str) -> list[tuple[str, int]]:
+    """A named kstat ('name type data' header, then one 'name type value' line each): the
+    int64 and uint64 kstats in file order; ValueError if the header is missing or a value
+    does not parse as its type."""
+    values: list[tuple[str, int]] = []
+    for _, parts in _kstat_rows(text):
         if parts[1] == KSTAT_UINT64:
             values.append((parts[0], _uint(parts[2])))
         elif parts[1] == KSTAT_INT64:
             values.append((parts[0], _int(parts[2])))
-    if not started:
-        raise ValueError("no 'name type data' header")
     return values
 
 
@@ -117,14 +123,7 @@ def parse_objset(text: str) -> tuple[str, list[tuple[str, int]]]:
     kept) and its uint64 kstats."""
     dataset = ""
     values: list[tuple[str, int]] = []
-    started = False
-    for line in text.splitlines():
-        parts = line.split()
-        if not started:
-            started = parts == ["name", "type", "data"]
-            continue
-        if len(parts) < 3:
-            continue
+    for line, parts in _kstat_rows(text):
         if parts[0] == "dataset_name":
             # Everything after the type column: dataset names may contain spaces.
             rest = line.lstrip()[len(parts[0]):].lstrip()[len(parts[1]):]
@@ -132,8 +131,6 @@ def parse_objset(text: str) -> tuple[str, list[tuple[str, int]]]:
             continue
         if parts[1] == KSTAT_UINT64:
             values.append((parts[0], _uint(parts[2])))
-    if not started:
-        raise ValueError("no 'name type data' header")
     return dataset, values
 
 
