@@ -18,15 +18,15 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
-def alert(rule: str, host: str, labels: Mapping[str, str], summary: str, details: str,
-          resolved: bool = False) -> dict[str, object]:
-    body: dict[str, object] = {
+def alert(rule: str, host: str, labels: Mapping[str, str], summary: str,
+          details: str) -> dict[str, object]:
+    """A firing alert; posting it again with an endsAt resolves it."""
+    return {
         "labels": {"alertname": ALERTNAME, "severity": "critical", **labels, "rule": rule,
                    "instance": host},
         "annotations": {"summary": summary, "description": details[-4000:]},
+        "startsAt": now(),
     }
-    body["endsAt" if resolved else "startsAt"] = now()
-    return body
 
 
 async def post(url: str | None, alerts: list[dict[str, object]], timeout: float = 10.0) -> bool:
