@@ -38,10 +38,13 @@ def gauge(metric: str, value: float, **labels: str) -> Metric:
     ('node_systemd_unit_state{name!~"ng.*"} == 1', False),
     ("node_filesystem_avail_bytes < 1e9", False),  # no such series: does not hold
     ("node_systemd_unit_state > 0.5", True),
+    ('node_systemd_unit_state{name="café\\"s \\\\ unit\\n"} == 2', True),  # UTF-8, escapes
+    ('node_systemd_unit_state{name=~"caf.\\"s \\\\\\\\ unit\\s"} == 2', True),
 ])
 def test_conditions_as_a_prometheus_selector_and_comparison(text: str, holds: bool) -> None:
     families = [gauge("node_systemd_unit_state", 1, name="nginx.service", state="failed"),
-                gauge("node_systemd_unit_state", 0, name="nginx.service", state="active")]
+                gauge("node_systemd_unit_state", 0, name="nginx.service", state="active"),
+                gauge("node_systemd_unit_state", 2, name='café"s \\ unit\n')]
     assert parse_condition(text).holds(families) is holds
 
 

@@ -16,6 +16,9 @@ _SELECTOR = re.compile(
     r"^\s*(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(?P<matchers>.*)\})?\s*"
     r"(?P<op>==|!=|<=|>=|<|>)\s*(?P<value>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+|Inf|NaN))\s*$")
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
+# A string's escapes; any other backslash stays (a regex's \. means what it says).
+_ESCAPE = re.compile(r"\\(.)")
+_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r"}
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
     ">": operator.gt, ">=": operator.ge}
@@ -71,7 +74,7 @@ def parse_condition(text: str) -> ConditionExpr:
         if part is None:
             raise ValueError(f"invalid label matcher in {text!r}: {rest.strip()!r}")
         name, op, value = part.group(1), part.group(2), part.group(3)
-        value = value.encode().decode("unicode_escape")
+        value = _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), value)
         if op in ("=~", "!~"):
             try:
                 re.compile(value)
