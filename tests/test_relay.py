@@ -3,6 +3,7 @@ the relay process to loopback stand-ins for the robots."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import gzip
@@ -332,6 +333,33 @@ def test_sighup_applies_new_secrets_and_routes_and_rejects_a_broken_set_whole(
     relay.proc.send_signal(signal.SIGHUP)
     relay.wait_for(r"msg=(reloaded) routes=4")
     assert reload_state()[0] == 1
+
+
+async def test_reload_tells_systemd_ready_once_it_runs_the_new_config(
+        lab: Lab, tmp_path: Path) -> None:
+    from agent.relay.config import RelayConfig
+    from agent.relay.server import Relay
+    from agent.systemd import Notifier
+    from tests.test_systemd import NotifyListener
+
+    bigger = json.loads(json.dumps(lab.config))
+    bigger["routes"].append({**bigger["routes"][1], "name": "team", "mention": {}})
+    listener = NotifyListener(tmp_path)
+    relay = Relay(RelayConfig.model_validate(lab.config),
+                  Notifier({"NOTIFY_SOCKET": listener.path}),
+                  source=lambda: RelayConfig.model_validate(bigger))
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(relay.started.wait(), 10)
+        before = len(listener.messages)
+        await relay.reload()
+        reloading = await asyncio.to_thread(listener.wait_for, "RELOADING=1", 15, before)
+        ready = await asyncio.to_thread(listener.wait_for, "READY=1", 15, reloading + 1)
+        assert "STATUS=relaying for 4 routes" in listener.messages[ready][1].split("\n")
+    finally:
+        relay.request_stop()
+        await task
+        listener.close()
 
 
 def test_relay_metrics_are_written_as_the_agents(lab: Lab) -> None:

@@ -188,14 +188,14 @@ class Relay:
             self.notifier.reloading()
             try:
                 setup = await self._prepare_reload()
-            except ConfigError as exc:
-                self.metrics.reloaded(False)
-                for problem in exc.problems:
-                    log.error("reload rejected, keeping the running config",
-                              extra=kv(problem=problem))
+            except BaseException as exc:
+                if isinstance(exc, ConfigError):
+                    self.metrics.reloaded(False)
+                    for problem in exc.problems:
+                        log.error("reload rejected, keeping the running config",
+                                  extra=kv(problem=problem))
+                self.notifier.ready(self._status_line())  # still running the old config
                 raise
-            finally:
-                self.notifier.ready(self._status_line())
             old = self.setup
             self.setup = setup
             self._label_routes(setup.config)
