@@ -244,7 +244,7 @@ def render_status_page(report: dict[str, Any], disabled: list[str],
         reload_line = f"configuration loaded {loaded}"
     else:
         reload_line = '<span class="badge bad">last reload failed</span> (running the previous one)'
-    ssh_line = (f"SSH targets up: <b>{ssh[0]}</b> of {ssh[1]}" if ssh is not None
+    ssh_line = (f"SSH targets up: {ssh[0]} of {ssh[1]}" if ssh is not None
                 else "SSH targets: not configured")
     failing = sum(1 for info in report["collectors"].values() if info["success"] is False)
     return f"""<!DOCTYPE html>
