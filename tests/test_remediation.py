@@ -360,3 +360,26 @@ async def test_a_catastrophic_check_regex_neither_freezes_the_loop_nor_passes() 
     await asyncio.wait_for(fired.wait(), 5)  # the loop kept turning while the regex ran
     assert await asyncio.wait_for(holds, 30) is True  # out of time: the check failed
     await engine.stop()
+
+
+async def test_a_failed_evaluation_does_not_end_the_rule() -> None:
+    calls = [0]
+
+    def flaky(target: str) -> list[Metric]:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("the registry was not ready")
+        return [gauge("node_load1", 9)]
+
+    published = Published()
+    engine = Engine(flaky, published)
+    rule = {"name": "flaky", "condition": {"metric": "node_load1 > 1"}, "interval": 0.05,
+            "tiers": [{"command": ["true"]}]}
+    await engine.apply(config([rule], dry_run=True))
+    try:
+        await wait_until(lambda: published.value("hostagent_remediation_actions_total",
+                                                 rule="flaky", result="dry_run") >= 1)
+    finally:
+        await engine.stop()
+    assert published.value("hostagent_remediation_episodes_total", rule="flaky",
+                           outcome="error") == 1

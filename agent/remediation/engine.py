@@ -63,7 +63,8 @@ class Counters:
         episodes = CounterMetricFamily(
             "hostagent_remediation_episodes",
             "Episodes by how they ended: recovered, escalated (every tier failed), limited "
-            "(an hourly limit stopped it) or dry_run.", labels=["rule", "outcome"])
+            "(an hourly limit stopped it) or dry_run; error counts evaluations that failed.",
+            labels=["rule", "outcome"])
         for (rule, outcome), count in sorted(self.episodes.items()):
             episodes.add_metric([rule, outcome], count)
         return [condition, actions, episodes]
@@ -119,7 +120,12 @@ class RuleRunner:
 
     async def run(self) -> None:
         while True:
-            await self.step()
+            try:
+                await self.step()
+            except Exception:  # a surprise in one evaluation must not end the rule for good
+                log.exception("remediation rule evaluation failed", extra=kv(
+                    rule=self.rule.name))
+                self._engine.counters.count_episode(self.rule.name, "error")
             await asyncio.sleep(self.rule.interval)
 
     async def step(self) -> None:
@@ -218,7 +224,9 @@ class RuleRunner:
 
 
 def _shown(tier: Tier) -> str:
-    return tier.command if isinstance(tier.command, str) else shlex.join(tier.command)
+    """The program an action runs, not its arguments: those can carry credentials, and the
+    configuration file holds them whole."""
+    return "a shell command" if isinstance(tier.command, str) else tier.command[0]
 
 
 async def _no_ssh(target: str, command: str, timeout: float) -> Outcome:
