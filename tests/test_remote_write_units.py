@@ -106,6 +106,22 @@ def test_corrupt_record_in_an_older_segment_skips_its_rest(tmp_path) -> None:
     assert drain(wal) == [0, 10]
 
 
+def test_a_torn_position_resends_rather_than_skips(tmp_path) -> None:
+    wal = open_wal(tmp_path)
+    wal.append([record(i) for i in range(4)])
+    _records, end = wal.read(max_samples=2)
+    wal.ack(end)
+    wal.close()
+    position = tmp_path / "position"
+    assert drain(open_wal(tmp_path)) == [2, 3]  # kept across a restart
+    text = bytearray(position.read_bytes())
+    text[20] = ord("9")  # a digit of the offset changed, as by a torn write
+    position.write_bytes(bytes(text))
+    assert drain(open_wal(tmp_path)) == [0, 1, 2, 3]
+    position.write_text(f"{end[0]} {end[1]}\n")  # the format without a checksum
+    assert drain(open_wal(tmp_path)) == [2, 3]
+
+
 def test_zero_filled_tail_is_not_a_record(tmp_path) -> None:
     wal = open_wal(tmp_path)
     wal.append([record(1)])
@@ -358,8 +374,10 @@ class Capture:
     def __init__(self) -> None:
         self.batches: list[Batch] = []
 
-    async def append(self, batches: list[Batch]) -> None:
-        self.batches += batches
+    async def append(self, batches):
+        built = batches() if callable(batches) else batches
+        self.batches += built
+        return built
 
 
 def test_default_external_labels() -> None:

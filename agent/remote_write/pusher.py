@@ -110,8 +110,10 @@ class Pusher:
     async def _feed(self) -> None:
         while True:
             # The renderer clears `changed`; the poll interval catches what a wake-up missed.
+            # asyncio.timeout, not wait_for: no task of its own per wait, on every tick.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.registry.changed.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self.registry.changed.wait()
             if time.monotonic() - self._metrics_at >= self.metrics_interval:
                 # Now, while the renderer coalesces the collectors' snapshots: one render for
                 # both, not one more of the whole exposition for the queues' series alone.
@@ -196,24 +198,31 @@ class Pusher:
         if not due and not gone:
             return 0
         own = self.own is not None and now - self._own_fed >= OWN_MIN_INTERVAL
-        local = {n: s for n, s in sources.items() if not n.startswith(SSH_PREFIX)}
-        exposed = await asyncio.get_running_loop().run_in_executor(
-            None, self._exposed, local, own)
-        batches: list[Batch] = []
-        for name, stamp in due:
-            families = exposed[name] if name in exposed else sources[name].families
-            batches.append(Batch(name, self._base(name), families, self._stamp(name, stamp)))
-        for name in gone:
-            # Gone (a failed collector, a removed SSH target): its series end now.
-            del self._seen[name]
-            batches.append(Batch(name, self._base(name), None, self._stamp(name, now)))
         if own:
             self._own_fed = now
-            self._own_families = exposed[OWN_SOURCE]
-            batches.append(Batch(OWN_SOURCE, self.external, exposed[OWN_SOURCE],
-                                 self._stamp(OWN_SOURCE, now)))
-        for queue in self.queues:
-            await queue.append(batches)
+        local = {n: s for n, s in sources.items() if not n.startswith(SSH_PREFIX)}
+        stamped = [(name, self._base(name), self._stamp(name, stamp)) for name, stamp in due]
+        ended = [(name, self._base(name), self._stamp(name, now)) for name in gone]
+        for name in gone:  # a failed collector, a removed SSH target: its series end now
+            del self._seen[name]
+        own_stamp = self._stamp(OWN_SOURCE, now) if own else 0
+
+        def batches() -> list[Batch]:
+            # In the first queue's thread: the families' arrangement, then its write, in one
+            # trip (the loop's hand-offs to threads cost more than this work).
+            exposed = self._exposed(local, own)
+            out = [Batch(name, base, exposed[name] if name in exposed
+                         else sources[name].families, ms) for name, base, ms in stamped]
+            out += [Batch(name, base, None, ms) for name, base, ms in ended]
+            if own:
+                self._own_families = exposed[OWN_SOURCE]
+                out.append(Batch(OWN_SOURCE, self.external, exposed[OWN_SOURCE], own_stamp))
+            return out
+
+        if self.queues:
+            built = await self.queues[0].append(batches)
+            for queue in self.queues[1:]:
+                await queue.append(built)
         return len(due)
 
     async def _metadata(self, queue: Queue) -> None:

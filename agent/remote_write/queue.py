@@ -16,7 +16,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ log = logging.getLogger("hostagent.remote_write")
 T = TypeVar("T")
 RETRY_AFTER_CAP = 300.0
 Outcome = Literal["sent", "retry", "refused"]
+Batches = Sequence[Batch] | Callable[[], Sequence[Batch]]
 
 
 @dataclass
@@ -117,27 +118,33 @@ class Queue:
 
     # Writing side (the pusher)
 
-    def _write(self, batches: Sequence[Batch]) -> tuple[int, int, int]:
-        """In the WAL's thread: encode and write. (samples written, samples relabelling
-        dropped, newest timestamp written in ms)."""
+    def _write(self, batches: Batches) -> tuple[Sequence[Batch], int, int, int]:
+        """In the WAL's thread: (build,) encode and write. (the batches, samples written,
+        samples relabelling dropped, newest timestamp written in ms)."""
+        if callable(batches):
+            batches = batches()
         records, dropped = self.encoder.encode(batches)
         if records:
             self.wal.append(records)
-        return (sum(r.samples for r in records), dropped,
+        return (batches, sum(r.samples for r in records), dropped,
                 max((r.timestamp_ms for r in records), default=0))
 
-    async def append(self, batches: Sequence[Batch]) -> None:
+    async def append(self, batches: Batches) -> Sequence[Batch]:
         """Queue the batches' samples (and stale markers) durably: one trip to the WAL's
-        thread however many sources and series."""
-        written, dropped, newest = await self._in_thread(self._write, batches)
+        thread however many sources and series. Given a function, it is called there to
+        build them. Returns the batches."""
+        result: tuple[Sequence[Batch], int, int, int] = await self._in_thread(self._write,
+                                                                             batches)
+        built, written, dropped, newest = result
         self.counters.samples_relabel_dropped += dropped
         if not written:
-            return
+            return built
         self._unread += written
         self.counters.highest_timestamp = max(self.counters.highest_timestamp, newest / 1000)
         if self._due_from == 0.0:
             self._due_from = time.monotonic()
         self._new_data.set()
+        return built
 
     # Sending side
 
@@ -159,7 +166,8 @@ class Queue:
                     await self._new_data.wait()
                 else:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._new_data.wait(), wait)
+                        async with asyncio.timeout(wait):
+                            await self._new_data.wait()
                 continue
             records, end = await self._in_thread(self.wal.read, capacity)
             if not records:

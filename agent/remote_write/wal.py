@@ -64,6 +64,24 @@ def _parse(data: bytes | memoryview, offset: int) -> tuple[Record, int] | None:
     return Record(samples, shard, shards, timestamp, payload), end
 
 
+def _position_text(position: Position) -> bytes:
+    body = f"{position[0]:010d} {position[1]:012d}".encode()
+    return body + f" {zlib.crc32(body):08x}\n".encode()
+
+
+def _parse_position(data: bytes) -> Position:
+    """ValueError unless intact: `segment offset crc` (or `segment offset`, as written before
+    the CRC was added)."""
+    fields = data.split()
+    if len(fields) == 3:
+        body = data[:data.rindex(b" ")]
+        if f"{zlib.crc32(body):08x}".encode() != fields[2]:
+            raise ValueError("position checksum mismatch")
+    elif len(fields) != 2:
+        raise ValueError("not a position")
+    return int(fields[0]), int(fields[1])
+
+
 @dataclass(slots=True)
 class _Segment:
     index: int
@@ -106,6 +124,7 @@ class Wal:
         self._last_sync = time.monotonic()
         self._dirty = False
         self.position: Position = (0, 0)
+        self._position_fd: int | None = None
         # End of the batch being sent (held in memory): the budget dropping its segment
         # loses only what lies beyond it.
         self.in_flight: Position | None = None
@@ -147,8 +166,7 @@ class Wal:
     def _load_position(self) -> Position:
         first = self._segments[0].index if self._segments else 0
         try:
-            seg_text, off_text = (self.directory / POSITION_FILE).read_text().split()
-            position = (int(seg_text), int(off_text))
+            position = _parse_position((self.directory / POSITION_FILE).read_bytes())
         except (OSError, ValueError):
             return (first, 0)
         for segment in self._segments:
@@ -290,18 +308,17 @@ class Wal:
                 self.position = (self._segments[0].index, 0)
 
     def _save_position(self) -> None:
-        """Atomically replaced, synced only with fsync=always: a position lost to a power
-        failure falls back to an older one (or the first segment), which resends delivered
-        samples (duplicates receivers accept), never skips any."""
-        tmp = str(self.directory / (POSITION_FILE + ".tmp"))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, f"{self.position[0]} {self.position[1]}\n".encode())
-            if self.fsync == "always":
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.directory / POSITION_FILE)
+        """Overwritten in place (fixed width, with its own CRC) on every delivered batch;
+        synced only with fsync=always. A position torn or lost by a crash fails its CRC and
+        falls back to the oldest segment: delivered samples are sent again (duplicates
+        receivers accept), none is skipped."""
+        if self._position_fd is None:
+            self._position_fd = os.open(self.directory / POSITION_FILE,
+                                        os.O_RDWR | os.O_CREAT, 0o644)
+        data = _position_text(self.position)
+        os.pwrite(self._position_fd, data, 0)
+        if self.fsync == "always":
+            os.fsync(self._position_fd)
 
     # State
 
@@ -332,3 +349,6 @@ class Wal:
             self._sync(force=True)
             self._head.close()
             self._head = None
+        if self._position_fd is not None:
+            os.close(self._position_fd)
+            self._position_fd = None
