@@ -3,7 +3,9 @@
 After a large collection (a big textfile parsed, then removed) Python frees its objects, but
 glibc keeps the pages in its arenas: RSS stays at the peak. malloc_trim(0) hands back every
 whole free page. It walks the heap (about a millisecond for this agent), so the renderer calls
-maybe_trim() after a render, at most once every TRIM_EVERY seconds: no timer of its own.
+maybe_trim() after a render, at most once every TRIM_EVERY seconds: no timer of its own;
+and at once when the exposition shrank by SHRINK_BYTES since the last trim (a big textfile or
+a remote host's series went), so RSS falls when the memory went, not up to a minute later.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 
 TRIM_EVERY = 60.0
+SHRINK_BYTES = 1 << 20
 
 
 def _load_trim() -> Callable[[int], int] | None:
@@ -32,6 +35,7 @@ def _load_trim() -> Callable[[int], int] | None:
 _trim = _load_trim()
 _lock = threading.Lock()
 _last = time.monotonic()
+_largest = 0  # the largest exposition rendered since the last trim
 
 
 def trim() -> bool:
@@ -42,12 +46,14 @@ def trim() -> bool:
     return True
 
 
-def maybe_trim(now: float | None = None) -> bool:
-    """trim() if TRIM_EVERY seconds passed since the last one; any thread may call it."""
-    global _last
+def maybe_trim(now: float | None = None, size: int = 0) -> bool:
+    """trim() if TRIM_EVERY seconds passed since the last one, or if size (of what was just
+    rendered) is SHRINK_BYTES below the largest rendered since; any thread may call it."""
+    global _last, _largest
     now = time.monotonic() if now is None else now
     with _lock:
-        if now - _last < TRIM_EVERY:
+        _largest = max(_largest, size)
+        if now - _last < TRIM_EVERY and _largest - size < SHRINK_BYTES:
             return False
-        _last = now
+        _last, _largest = now, size
     return trim()

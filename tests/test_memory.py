@@ -43,3 +43,14 @@ def test_maybe_trim_runs_at_most_once_per_period() -> None:
     assert memory.maybe_trim(start + memory.TRIM_EVERY) is True
     assert memory.maybe_trim(start + memory.TRIM_EVERY + 1) is False
     assert memory.maybe_trim(start + 2 * memory.TRIM_EVERY + 1) is True
+
+
+def test_a_shrunken_exposition_trims_at_once() -> None:
+    start = memory._last
+    assert memory.maybe_trim(start + memory.TRIM_EVERY) is True  # a fresh period
+    now = start + memory.TRIM_EVERY + 1
+    assert memory.maybe_trim(now, size=5 << 20) is False  # a big textfile arrives
+    assert memory.maybe_trim(now + 1, size=5 << 20) is False
+    assert memory.maybe_trim(now + 2, size=(5 << 20) - 1000) is False, "a small change"
+    assert memory.maybe_trim(now + 3, size=100_000) is True, "it went: trimmed now"
+    assert memory.maybe_trim(now + 4, size=100_000) is False

@@ -163,7 +163,7 @@ def render(
 def _render_then_trim(job: Callable[[], Exposition]) -> Exposition:
     """In the render thread: the render, then (now and then) freed heap back to the system."""
     exposition = job()
-    memory.maybe_trim()
+    memory.maybe_trim(size=sum(len(body.plain) for body in exposition.bodies.values()))
     return exposition
 
 
