@@ -353,19 +353,36 @@ async def test_pusher_applies_the_exposition_clash_check_when_names_change(tmp_p
     pusher = Pusher(RemoteWriteConfig(directory=tmp_path), registry, "127.0.0.1:9110",
                     own=own)
     local = dict(registry.snapshots)
-    assert {k: [f.name for f in v] for k, v in pusher._exposed(local, True).items()} == {
+    assert {k: [f.name for f in v] for k, v in pusher._exposed(local, True)[0].items()} == {
         "hostagent": ["hostagent_collector_dropped_families"], "load": ["node_load1"],
         "textfile": ["site_x"]}
     assert asked == [{}]
-    pusher._own_families = pusher._exposed(local, True)["hostagent"]
+    pusher._own_families = pusher._exposed(local, True)[0]["hostagent"]
     # The same names again (the check's outcome is kept), then a textfile family that clashes.
-    assert [f.name for f in pusher._exposed(local, False)["textfile"]] == ["site_x"]
+    assert [f.name for f in pusher._exposed(local, False)[0]["textfile"]] == ["site_x"]
     registry.publish(Snapshot.of("textfile", [GaugeMetricFamily("node_load1", "L.", value=9),
                                               GaugeMetricFamily("site_x", "S.", value=3)]))
-    exposed = pusher._exposed(dict(registry.snapshots), True)
+    exposed, fresh = pusher._exposed(dict(registry.snapshots), True)
+    assert fresh
     assert [f.name for f in exposed["textfile"]] == ["site_x"]
     assert asked[-1] == {"textfile": 1}
     assert exposed["hostagent"][0].samples[0].value == 1
+
+
+async def test_own_series_failing_does_not_stop_the_collectors_series(tmp_path, caplog) -> None:
+    registry = Registry()
+    registry.publish(Snapshot.of("load", [GaugeMetricFamily("node_load1", "Load.", value=1)]))
+
+    def own(dropped):
+        raise OSError("no /proc/self")
+
+    pusher = Pusher(RemoteWriteConfig(directory=tmp_path), registry, "127.0.0.1:9110",
+                    own=own)
+    capture = Capture()
+    pusher.queues = [capture]  # type: ignore[list-item]
+    assert await pusher.feed_once() == 1
+    assert [b.source for b in capture.batches] == ["load"]
+    assert "own series failed" in caplog.text
 
 
 class Capture:

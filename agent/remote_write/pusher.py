@@ -156,11 +156,18 @@ class Pusher:
         return out
 
     def _exposed(self, local: Mapping[str, Snapshot], own: bool
-                 ) -> dict[str, list[Metric]]:
+                 ) -> tuple[dict[str, list[Metric]], bool]:
         """In a worker thread: each local source's families as /metrics exposes them (the
-        exposition's clash and merge policy), the agent's own under OWN_SOURCE when asked."""
+        exposition's clash and merge policy), the agent's own under OWN_SOURCE, and whether
+        those were built now (asked for, and did not fail)."""
         # The own families take part even when not due, as they always do on /metrics.
-        own_families = self.own({}) if own and self.own is not None else self._own_families
+        own_families = self._own_families
+        if own and self.own is not None:
+            try:
+                own_families = self.own({})
+            except Exception as exc:  # the collectors' series still go
+                log.error("remote write: the agent's own series failed", extra=kv(err=repr(exc)))
+                own = False
         sources: list[tuple[str, Sequence[Metric]]] = [(OWN_SOURCE, own_families)]
         sources += [(n, s.families) for n, s in sorted(local.items())
                     if n not in policy.YIELDING]
@@ -172,12 +179,13 @@ class Pusher:
                                  if name in policy.YIELDING else [f.name for f in families]))
                     for name, families in sources if families)
         if key == self._clean_key:
-            return {name: list(families) for name, families in sources}
+            return {name: list(families) for name, families in sources}, own
         plan = policy.arrange(sources)
         self._clean_key = None if plan.dropped else key
         if plan.dropped and own and self.own is not None:
-            policy.replace(plan, OWN_SOURCE, self.own(plan.dropped))
-        return plan.exposed
+            with contextlib.suppress(Exception):  # failed a moment ago if it fails now
+                policy.replace(plan, OWN_SOURCE, self.own(plan.dropped))
+        return plan.exposed, own
 
     async def feed_once(self, now: float | None = None) -> int:
         """Queue every new or due snapshot, stale markers for every snapshot gone, and the
@@ -210,11 +218,11 @@ class Pusher:
         def batches() -> list[Batch]:
             # In the first queue's thread: the families' arrangement, then its write, in one
             # trip (the loop's hand-offs to threads cost more than this work).
-            exposed = self._exposed(local, own)
+            exposed, fresh = self._exposed(local, own)
             out = [Batch(name, base, exposed[name] if name in exposed
                          else sources[name].families, ms) for name, base, ms in stamped]
             out += [Batch(name, base, None, ms) for name, base, ms in ended]
-            if own:
+            if fresh:
                 self._own_families = exposed[OWN_SOURCE]
                 out.append(Batch(OWN_SOURCE, self.external, exposed[OWN_SOURCE], own_stamp))
             return out
