@@ -247,6 +247,11 @@ class NetclassSettings(CollectorSettings):
     _check_regex = field_validator("ignored_devices")(check_regex)
 
 
+class WifiSettings(CollectorSettings):
+    fixtures: str = Field("", description="test fixtures to use for wifi collector metrics "
+                          "(node_exporter's fixture directory layout)")
+
+
 class ProcessGroupsSettings(CollectorSettings):
     config_file: Path | None = Field(None, description="a process-exporter configuration "
                                      "file (its process_names)")
@@ -470,6 +475,8 @@ DECLARATIONS: tuple[Declaration, ...] = (
                 help="statistics from /proc/vmstat"),
     Declaration("watchdog", "agent.collectors.watchdog",
                 help="watchdog devices from /sys/class/watchdog"),
+    Declaration("wifi", "agent.collectors.wifi", WifiSettings, default=False,
+                help="WiFi interface and station statistics (nl80211; fixtures mode only)"),
     Declaration("xfrm", "agent.collectors.xfrm", default=False,
                 help="IPsec transformation error counters from /proc/net/xfrm_stat"),
     Declaration("xfs", "agent.collectors.xfs",
