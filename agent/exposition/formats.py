@@ -1,13 +1,13 @@
 """Exposition formats, their encoders (the text format as node_exporter's Go client writes it,
-OpenMetrics by prometheus_client) and which ones clients use."""
+OpenMetrics as prometheus_client writes it) and which ones clients use."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from agent.exposition.openmetrics import encode_openmetrics
 from agent.exposition.text import encode_text
 
 TEXT = "text"
@@ -19,23 +19,11 @@ CONTENT_TYPES = {
 OPENMETRICS_EOF = b"# EOF\n"
 
 
-class FamilySource:
-    """Adapts a list of metric families to prometheus_client's collector protocol."""
-
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self._families = list(families)
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families)
-
-
 def encode(families: Iterable[Metric], fmt: str) -> bytes:
     """Families in one format; OpenMetrics without its # EOF line, so bodies concatenate."""
     if fmt == TEXT:
         return encode_text(families)
-    source = FamilySource(map(_openmetrics_counter, families))
-    body: bytes = generate_openmetrics(source)  # type: ignore[no-untyped-call]
-    return body.removesuffix(OPENMETRICS_EOF)
+    return encode_openmetrics(map(_openmetrics_counter, families))
 
 
 class Demand:

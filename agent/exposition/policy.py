@@ -11,6 +11,7 @@ family is dropped and counted, and the textfile's always is, flagging its scrape
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -24,10 +25,15 @@ _SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count
              "gaugehistogram": ("_bucket", "_gcount", "_gsum")}
 
 
-def exposed_names(family: Metric) -> set[str]:
+def exposed_names(family: Metric) -> frozenset[str]:
     """Every name a family's lines can carry in either format: a gauge `x_total` next to a
     counter `x` (exposed as `x_total`) would otherwise slip past a check on family names."""
-    return {family.name, *(family.name + suffix for suffix in _SUFFIXES.get(family.type, ()))}
+    return _exposed_names(family.name, family.type)
+
+
+@functools.lru_cache(maxsize=1 << 14)  # every render asks again for the same families
+def _exposed_names(name: str, kind: str) -> frozenset[str]:
+    return frozenset({name, *(name + suffix for suffix in _SUFFIXES.get(kind, ()))})
 
 
 def _signature(family: Metric) -> tuple[str, str, str]:
