@@ -33,7 +33,6 @@ GLOBAL_SWITCHES: dict[str, tuple[str, str]] = {
         "web.disable_exporter_metrics",
         "leave out the agent's process_* and python_* series"),
 }
-COMMON_FIELDS = ("interval", "timeout")
 
 
 def _bool(text: str) -> bool:
