@@ -28,15 +28,6 @@ class DeviceFilter:
         return self._include is not None and not self._include.search(device)
 
 
-def file_stamp(path: Path) -> tuple[int, int, int] | None:
-    """What changes when a file is replaced or rewritten (mtime, size, inode); None if absent."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size, stat.st_ino
-
-
 _CHUNK = 65536
 
 
@@ -161,12 +152,6 @@ def parse_int(text: str, base: int = 10) -> int | None:
         return int(text, base)
     except ValueError:
         return None
-
-
-def read_int_attribute(path: Path | str) -> int | None:
-    """An integer attribute (decimal), None when missing, unreadable or not a number."""
-    text = read_attribute(path)
-    return None if text is None else parse_int(text)
 
 
 def go_order(families: Iterable[Metric]) -> list[Metric]:

@@ -113,14 +113,6 @@ def serial(props: dict[str, str]) -> str:
             or props.get("ID_SERIAL") or "")
 
 
-def rotational(queue: Path | str) -> str:
-    """node_exporter's rotational label for /sys/block/<dev>/queue (see QUEUE_UINT)."""
-    value = _uint(read_text(f"{queue}/rotational"))
-    if not value:  # 0, or unreadable: "0" either way, without reading the rest
-        return "0"
-    return format(value, "b") if queue_complete(queue) else "0"  # node_exporter: base 2
-
-
 def queue_complete(queue: Path | str) -> bool:
     """Whether every queue attribute procfs reads is there and parses."""
     return not (any(_uint(read_text(f"{queue}/{name}")) is None for name in QUEUE_UINT)
@@ -176,7 +168,8 @@ class DiskstatsCollector:
              if udev[d.device].get("DM_NAME")})
 
     def _rotational(self, disk: Disk) -> str:
-        """rotational() with the other queue attributes checked once per device: which of
+        """node_exporter's rotational label (base 2, "0" unless every queue attribute procfs reads
+        is there), the other attributes checked once per device: which of
         them a device has is fixed by its kernel and driver, where rotational is writable."""
         queue = f"{self._block}/{disk.device}/queue"
         value = _uint(read_text(f"{queue}/rotational"))

@@ -201,16 +201,6 @@ def _element(out: Families, sensor_type: str, element: str, values: dict[str, st
                 value)
 
 
-def list_chips(class_hwmon: str) -> list[str]:
-    """Chip directories (symlinks followed); none when /sys/class/hwmon does not exist."""
-    try:
-        entries = sorted(os.listdir(class_hwmon))
-    except FileNotFoundError:
-        return []
-    return [path for path in (os.path.join(class_hwmon, e) for e in entries)
-            if os.path.isdir(path)]
-
-
 class _Chip:
     """What does not change while a chip's /sys/class/hwmon entry stays the same: whether it
     is a directory, its name, its human-readable name, whether it has a device directory,

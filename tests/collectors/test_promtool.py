@@ -24,6 +24,7 @@ EXPECTED_LINTS = {
     "process_groups": {'counter metrics should have "_total" suffix',
                        'non-histogram and non-summary metrics should not have "_count" suffix'},
     "systemd": {'non-counter metrics should not have "_total" suffix'},
+    "wifi": {'use base unit "bytes" instead of "bits"'},
 }
 # btrfs_ioctl is left out: with ioctl statistics for one filesystem and sysfs sizes for
 # another, node_btrfs_device_size_bytes comes as two families (with and without
