@@ -1,4 +1,4 @@
-"""Helpers collectors share: device filters, file-change stamps, the Prometheus label-name
+"""Helpers collectors share: device filters, the Prometheus label-name rule, small sysfs
 rule, small sysfs readers with node_exporter's read semantics, sorted metric families."""
 
 from __future__ import annotations
