@@ -1,5 +1,5 @@
 """Helpers collectors share: device filters, the Prometheus label-name rule, small sysfs
-rule, small sysfs readers with node_exporter's read semantics, sorted metric families."""
+readers with node_exporter's read semantics, sorted metric families."""
 
 from __future__ import annotations
 
