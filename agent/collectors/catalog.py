@@ -243,6 +243,11 @@ class NetclassSettings(CollectorSettings):
     ignored_devices: str = Field("^$", description="regex of net devices to ignore")
     ignore_invalid_speed: bool = Field(False, description="ignore devices where the speed "
                                        "is invalid")
+    netlink: bool = Field(False, description="read interface attributes over rtnetlink and "
+                          "ethtool netlink instead of /sys/class/net")
+    netlink_with_stats: bool = Field(
+        False, description="netlink mode: expose the statistics for each network device, "
+        "replacing netdev collector", json_schema_extra=flag("collector.netclass_rtnl.with-stats"))
 
     _check_regex = field_validator("ignored_devices")(check_regex)
 

@@ -114,12 +114,18 @@ def admin_state(flags: str | None) -> str:
 
 
 class NetclassCollector:
-    def __init__(self, sysfs: Path, ignored_devices: str, ignore_invalid_speed: bool) -> None:
+    def __init__(self, sysfs: Path, ignored_devices: str, ignore_invalid_speed: bool,
+                 netlink: bool = False, netlink_with_stats: bool = False) -> None:
         self._class_net = sysfs / "class" / "net"
         self._ignored = re.compile(ignored_devices)
         self._ignore_invalid_speed = ignore_invalid_speed
+        self._netlink = netlink
+        self._netlink_with_stats = netlink_with_stats
 
     def collect(self) -> list[Metric]:
+        if self._netlink:
+            from agent.collectors.netclass_netlink import collect_netlink
+            return collect_netlink(self._class_net, self._ignored, self._netlink_with_stats)
         interfaces = read_interfaces(self._class_net, self._ignored)
         return netclass_families(interfaces, self._ignore_invalid_speed)
 
@@ -155,4 +161,5 @@ def netclass_families(interfaces: Interfaces, ignore_invalid_speed: bool) -> lis
 
 def create(context: Context, settings: Any) -> NetclassCollector:
     return NetclassCollector(context.sysfs, settings.ignored_devices,
-                             settings.ignore_invalid_speed)
+                             settings.ignore_invalid_speed, settings.netlink,
+                             settings.netlink_with_stats)
