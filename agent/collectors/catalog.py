@@ -481,7 +481,7 @@ DECLARATIONS: tuple[Declaration, ...] = (
     Declaration("watchdog", "agent.collectors.watchdog",
                 help="watchdog devices from /sys/class/watchdog"),
     Declaration("wifi", "agent.collectors.wifi", WifiSettings, default=False,
-                help="WiFi interface and station statistics (nl80211; fixtures mode only)"),
+                help="WiFi interface, BSS and station statistics over nl80211"),
     Declaration("xfrm", "agent.collectors.xfrm", default=False,
                 help="IPsec transformation error counters from /proc/net/xfrm_stat"),
     Declaration("xfs", "agent.collectors.xfs",

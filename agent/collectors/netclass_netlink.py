@@ -47,11 +47,6 @@ STATS64 = (
 )
 SYSFS_ONLY = ("addr_assign_type", "dev_id", "name_assign_type")
 
-# Generic netlink: the controller resolves a family name to its message type.
-NETLINK_GENERIC = 16  # not among the socket module's constants
-GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 0x10, 3
-CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 1, 2
-GENLMSGHDR = struct.Struct("=BBH")  # command, version, reserved
 ETHTOOL_MSG_LINKMODES_GET, ETHTOOL_GENL_VERSION = 4, 1
 ETHTOOL_A_LINKMODES_HEADER, ETHTOOL_A_LINKMODES_SPEED, ETHTOOL_A_LINKMODES_DUPLEX = 1, 5, 6
 ETHTOOL_A_HEADER_DEV_NAME, ETHTOOL_A_HEADER_FLAGS = 2, 3
@@ -137,26 +132,9 @@ def dump_links() -> list[Link]:
     return links
 
 
-def _attr(kind: int, value: bytes) -> bytes:
-    return struct.pack("=HH", 4 + len(value), kind) + value + b"\0" * (-len(value) % 4)
-
-
-def genl_family_id(name: str) -> int:
-    """The message type of a generic netlink family; OSError ENOENT if it is not there."""
-    request = GENLMSGHDR.pack(CTRL_CMD_GETFAMILY, 1, 0) + _attr(
-        CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0")
-    replies = rtnetlink.dump(GENL_ID_CTRL, request, NETLINK_GENERIC,
-                             flags=rtnetlink.NLM_F_REQUEST)
-    for _, payload in replies:
-        found = rtnetlink.attribute_map(payload[GENLMSGHDR.size:]).get(CTRL_ATTR_FAMILY_ID)
-        if found is not None and len(found) >= 2:
-            return int(struct.unpack_from("=H", found)[0])
-    raise OSError(errno.ENOENT, f"generic netlink family {name} not found")
-
-
 def parse_link_mode(payload: bytes) -> LinkMode:
     mode = LinkMode("", 0, 0)
-    for attr, value in rtnetlink.attributes(payload[GENLMSGHDR.size:]):
+    for attr, value in rtnetlink.attributes(payload[rtnetlink.GENLMSGHDR.size:]):
         if attr == ETHTOOL_A_LINKMODES_HEADER:
             name = rtnetlink.attribute_map(value).get(ETHTOOL_A_HEADER_DEV_NAME)
             mode.name = rtnetlink.c_string(name) if name is not None else ""
@@ -170,11 +148,13 @@ def parse_link_mode(payload: bytes) -> LinkMode:
 def dump_link_modes() -> list[LinkMode] | None:
     """Every device's ethtool link modes; None where this kernel has no ethtool netlink."""
     try:
-        family = genl_family_id("ethtool")
-        header = _attr(ETHTOOL_A_HEADER_FLAGS, struct.pack("=I", ETHTOOL_FLAG_COMPACT_BITSETS))
-        request = GENLMSGHDR.pack(ETHTOOL_MSG_LINKMODES_GET, ETHTOOL_GENL_VERSION, 0) + _attr(
+        family = rtnetlink.genl_family_id("ethtool")
+        encode = rtnetlink.encode_attribute
+        header = encode(ETHTOOL_A_HEADER_FLAGS, struct.pack("=I", ETHTOOL_FLAG_COMPACT_BITSETS))
+        request = rtnetlink.GENLMSGHDR.pack(
+            ETHTOOL_MSG_LINKMODES_GET, ETHTOOL_GENL_VERSION, 0) + encode(
             ETHTOOL_A_LINKMODES_HEADER | rtnetlink.NLA_F_NESTED, header)
-        replies = rtnetlink.dump(family, request, NETLINK_GENERIC)
+        replies = rtnetlink.dump(family, request, rtnetlink.NETLINK_GENERIC)
     except OSError as exc:
         if exc.errno not in NO_ETHTOOL:
             raise

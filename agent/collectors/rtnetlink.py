@@ -5,6 +5,7 @@ type stays with its collector."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -27,6 +28,11 @@ NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
 RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol,
 # scope, type, flags
 _RTATTR = struct.Struct("=HH")
+# Generic netlink: the controller resolves a family name to the message type of its requests.
+NETLINK_GENERIC = 16  # not among the socket module's constants
+GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 0x10, 3
+CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 1, 2
+GENLMSGHDR = struct.Struct("=BBH")  # command, version, reserved
 MAX_DATAGRAMS = 100_000  # bounds a dump a misbehaving kernel never ends
 
 
@@ -102,3 +108,18 @@ def link_names() -> dict[int, str]:
             names[index] = c_string(name)
     return names
 
+
+
+def encode_attribute(kind: int, value: bytes) -> bytes:
+    return _RTATTR.pack(_RTATTR.size + len(value), kind) + value + b"\0" * (-len(value) % 4)
+
+
+def genl_family_id(name: str) -> int:
+    """The message type of a generic netlink family; OSError ENOENT if it is not there."""
+    request = GENLMSGHDR.pack(CTRL_CMD_GETFAMILY, 1, 0) + encode_attribute(
+        CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0")
+    for _, payload in dump(GENL_ID_CTRL, request, NETLINK_GENERIC, flags=NLM_F_REQUEST):
+        found = attribute_map(payload[GENLMSGHDR.size:]).get(CTRL_ATTR_FAMILY_ID)
+        if found is not None and len(found) >= 2:
+            return int(struct.unpack_from("=H", found)[0])
+    raise OSError(errno.ENOENT, f"generic netlink family {name} not found")

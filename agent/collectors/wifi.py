@@ -4,14 +4,19 @@ collector (off by default).
 With `fixtures` set, the data comes from node_exporter's fixture directory layout
 (interfaces.json, <device>/bss.json, <device>/stationinfo.json: the JSON encoding of its wifi
 library's Interface, BSS and StationInfo values), as `--collector.wifi.fixtures`. Without it,
-node_exporter asks nl80211 over generic netlink; that mode is not implemented here and gives no
-data (logged at debug level), as node_exporter on a host without nl80211.
+from nl80211 over generic netlink; a kernel without nl80211 gives no data (logged at debug
+level), as node_exporter.
+
+mode: the library's BSSStatus (authenticated 0, associated 1, not associated 2, IBSS joined 3)
+is the kernel's nl80211_bss_status number taken as is, so a live IBSS (kernel 2) shows as
+"unknown" in node_exporter too; kept.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
 import logging
 from dataclasses import dataclass
@@ -21,14 +26,15 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.collectors.common import go_order
+from agent.collectors.nl80211 import Interface
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
 
 log = logging.getLogger("hostagent.wifi")
 
-# nl80211_bss_status values (the wifi library's BSSStatus) -> node_wifi_station_info's mode.
-BSS_MODES = {0: "client", 1: "client", 2: "ad-hoc"}  # authenticated, associated, IBSS joined
+# the wifi library's BSSStatus -> node_wifi_station_info's mode.
+BSS_MODES = {0: "client", 1: "client", 3: "ad-hoc"}  # authenticated, associated, IBSS joined
 STATION_LABELS = ["device", "mac_address"]
 # (metric suffix, StationInfo field, help, is a counter, nanoseconds -> seconds), in
 # node_exporter's order.
@@ -61,12 +67,6 @@ STATION_FIELDS: tuple[tuple[str, str, str, bool, bool], ...] = (
     ("beacon_loss_total", "beaconloss",
      "The total number of times a station has detected a beacon loss.", True, False),
 )
-
-
-@dataclass
-class Interface:
-    name: str
-    frequency_mhz: int
 
 
 @dataclass
@@ -164,58 +164,99 @@ def _optional(path: Path) -> str | None:
         return None
 
 
+class FixtureSource:
+    """node_exporter's fixture directory, read as its test double reads it."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def interfaces(self) -> list[Interface]:
+        return parse_interfaces((self._root / "interfaces.json").read_text())
+
+    def bss(self, interface: Interface) -> Bss | None:
+        text = _optional(self._root / interface.name / "bss.json")
+        return None if text is None else parse_bss(text)
+
+    def stations(self, interface: Interface) -> list[Station] | None:
+        text = _optional(self._root / interface.name / "stationinfo.json")
+        return None if text is None else parse_stations(text)
+
+
+class Nl80211Source:
+    def __init__(self) -> None:
+        from agent.collectors import nl80211
+        self._client = nl80211.Client()
+
+    def interfaces(self) -> list[Interface]:
+        return self._client.interfaces()
+
+    def bss(self, interface: Interface) -> Bss | None:
+        found = self._client.bss(interface)
+        return None if found is None else Bss(found[1], found[0], found[2])
+
+    def stations(self, interface: Interface) -> list[Station] | None:
+        return self._client.stations(interface)
+
+
 class WifiCollector:
     def __init__(self, fixtures: Path | None) -> None:
         self._fixtures = fixtures
 
     def collect(self) -> list[Metric]:
-        if self._fixtures is None:
-            log.debug("wifi collector metrics are not available for this system")
-            return []
-        return self._from_fixtures(self._fixtures)
+        source: FixtureSource | Nl80211Source
+        if self._fixtures is not None:
+            source = FixtureSource(self._fixtures)
+        else:
+            try:
+                source = Nl80211Source()
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.EACCES, errno.EPERM):
+                    raise OSError(f"failed to access wifi data: {exc}") from exc
+                log.debug("wifi collector metrics are not available for this system")
+                return []
+        return wifi_families(source)
 
-    def _from_fixtures(self, root: Path) -> list[Metric]:
-        frequency = GaugeMetricFamily(
-            "node_wifi_interface_frequency_hertz",
-            "The current frequency a WiFi interface is operating at, in hertz.",
-            labels=["device"])
-        info = GaugeMetricFamily(
-            "node_wifi_station_info",
-            "Labeled WiFi interface station information as provided by the operating system.",
-            labels=["device", "bssid", "ssid", "mode"])
-        stations = {
-            suffix: (CounterMetricFamily if counter else GaugeMetricFamily)(
-                f"node_wifi_station_{suffix}", help_text, labels=STATION_LABELS)
-            for suffix, _, help_text, counter, _ in STATION_FIELDS
-        }
-        try:
-            interfaces = parse_interfaces((root / "interfaces.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise OSError(f"failed to retrieve wifi interfaces: {exc}") from exc
-        for interface in interfaces:
-            if not interface.name:  # some virtual devices have no name
-                continue
-            log.debug("probing wifi device %s", interface.name)
-            frequency.add_metric([interface.name], interface.frequency_mhz * 1e6)
-            device = root / interface.name
-            bss_text = _optional(device / "bss.json")
-            if bss_text is None:
-                log.debug("BSS information not found for wifi device %s", interface.name)
-            else:
-                bss = parse_bss(bss_text)
-                info.add_metric([interface.name, bss.bssid, bss.ssid,
-                                 BSS_MODES.get(bss.status, "unknown")], 1.0)
-            station_text = _optional(device / "stationinfo.json")
-            if station_text is None:
-                log.debug("station information not found for wifi device %s", interface.name)
-                continue
-            for station in parse_stations(station_text):
-                labels = [interface.name, station["mac_address"]]
-                for suffix, field, _, _, nanoseconds in STATION_FIELDS:
-                    value = station[field]
-                    stations[suffix].add_metric(
-                        labels, value / 1e9 if nanoseconds else float(value))
-        return go_order([frequency, info, *stations.values()])
+
+def wifi_families(source: FixtureSource | Nl80211Source) -> list[Metric]:
+    frequency = GaugeMetricFamily(
+        "node_wifi_interface_frequency_hertz",
+        "The current frequency a WiFi interface is operating at, in hertz.",
+        labels=["device"])
+    info = GaugeMetricFamily(
+        "node_wifi_station_info",
+        "Labeled WiFi interface station information as provided by the operating system.",
+        labels=["device", "bssid", "ssid", "mode"])
+    stations = {
+        suffix: (CounterMetricFamily if counter else GaugeMetricFamily)(
+            f"node_wifi_station_{suffix}", help_text, labels=STATION_LABELS)
+        for suffix, _, help_text, counter, _ in STATION_FIELDS
+    }
+    try:
+        interfaces = source.interfaces()
+    except (OSError, ValueError) as exc:
+        raise OSError(f"failed to retrieve wifi interfaces: {exc}") from exc
+    for interface in interfaces:
+        if not interface.name:  # some virtual devices have no name
+            continue
+        log.debug("probing wifi device %s", interface.name)
+        frequency.add_metric([interface.name], interface.frequency_mhz * 1e6)
+        bss = source.bss(interface)
+        if bss is None:
+            log.debug("BSS information not found for wifi device %s", interface.name)
+        else:
+            info.add_metric([interface.name, bss.bssid, bss.ssid,
+                             BSS_MODES.get(bss.status, "unknown")], 1.0)
+        found = source.stations(interface)
+        if found is None:
+            log.debug("station information not found for wifi device %s", interface.name)
+            continue
+        for station in found:
+            labels = [interface.name, station["mac_address"]]
+            for suffix, field, _, _, nanoseconds in STATION_FIELDS:
+                value = station[field]
+                stations[suffix].add_metric(
+                    labels, value / 1e9 if nanoseconds else float(value))
+    return go_order([frequency, info, *stations.values()])
 
 
 def create(context: Context, settings: Any) -> WifiCollector:

@@ -53,7 +53,7 @@ VETH = link_message(
 
 def genl_link_mode(name: str, speed: int, duplex: int) -> bytes:
     header = attr(nl.ETHTOOL_A_HEADER_DEV_NAME, name.encode() + b"\0")
-    return nl.GENLMSGHDR.pack(nl.ETHTOOL_MSG_LINKMODES_GET + 1, 1, 0) + attr(
+    return rtnetlink.GENLMSGHDR.pack(nl.ETHTOOL_MSG_LINKMODES_GET + 1, 1, 0) + attr(
         nl.ETHTOOL_A_LINKMODES_HEADER | rtnetlink.NLA_F_NESTED, header) + attr(
         nl.ETHTOOL_A_LINKMODES_SPEED, u32(speed)) + attr(
         nl.ETHTOOL_A_LINKMODES_DUPLEX, bytes([duplex]))
