@@ -20,6 +20,7 @@ EXPECTED_LINTS = {
                     'non-histogram and non-summary metrics should not have "_count" suffix'},
     "meminfo": {SNAKE_CASE},
     "meminfo_numa": {SNAKE_CASE},
+    "netclass_netlink": {'non-counter metrics should not have "_total" suffix'},  # stats
     "netstat": {SNAKE_CASE},
     "process_groups": {'counter metrics should have "_total" suffix',
                        'non-histogram and non-summary metrics should not have "_count" suffix'},
