@@ -8,7 +8,6 @@ legacy TCA_STATS, in the order the kernel sends them; requeues only from TCA_STA
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -17,20 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from agent.collectors import rtnetlink
 from agent.collectors.common import DeviceFilter, go_order
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
 
 RTM_NEWQDISC, RTM_GETQDISC = 36, 38
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 TCA_KIND, TCA_STATS, TCA_STATS2 = 1, 3, 7
 TCA_STATS_BASIC, TCA_STATS_QUEUE = 1, 3
 TC_H_ROOT = 0xFFFFFFFF
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr
 _TCMSG = struct.Struct("=BBHiIII")  # tcmsg, 20 bytes
-_RTATTR = struct.Struct("=HH")
 
 
 @dataclass
@@ -48,30 +44,18 @@ class Qdisc:
     backlog: int = 0
 
 
-def _attributes(data: bytes) -> list[tuple[int, bytes]]:
-    out = []
-    offset = 0
-    while offset + _RTATTR.size <= len(data):
-        length, kind = _RTATTR.unpack_from(data, offset)
-        if length < _RTATTR.size or offset + length > len(data):
-            raise ValueError("malformed netlink attribute")
-        out.append((kind & 0x3FFF, data[offset + _RTATTR.size:offset + length]))
-        offset += (length + 3) & ~3
-    return out
-
-
 def parse_qdisc_message(payload: bytes) -> Qdisc:
     """One RTM_NEWQDISC payload: tcmsg, then attributes."""
     if len(payload) < _TCMSG.size:
         raise ValueError(f"short qdisc message, len={len(payload)}")
     _, _, _, ifindex, _, parent, _ = _TCMSG.unpack_from(payload)
     qdisc = Qdisc(ifindex=ifindex, parent=0 if parent == TC_H_ROOT else parent)
-    for kind, data in _attributes(payload[_TCMSG.size:]):
+    for kind, data in rtnetlink.attributes(payload[_TCMSG.size:]):
         if kind == TCA_KIND:
-            qdisc.kind = data.split(b"\0", 1)[0].decode(errors="replace")
+            qdisc.kind = rtnetlink.c_string(data)
         elif kind == TCA_STATS2:
             basic = queue = b""
-            for nested_kind, nested in _attributes(data):
+            for nested_kind, nested in rtnetlink.attributes(data):
                 if nested_kind == TCA_STATS_BASIC:
                     basic = nested
                 elif nested_kind == TCA_STATS_QUEUE:
@@ -88,40 +72,25 @@ def parse_qdisc_message(payload: bytes) -> Qdisc:
 def parse_dump(chunks: list[bytes]) -> tuple[list[Qdisc], bool]:
     """Qdiscs in the received datagrams, and whether the dump's NLMSG_DONE was seen."""
     qdiscs: list[Qdisc] = []
-    for chunk in chunks:
-        offset = 0
-        while offset + _HEADER.size <= len(chunk):
-            length, kind, _, _, _ = _HEADER.unpack_from(chunk, offset)
-            if length < _HEADER.size or offset + length > len(chunk):
-                raise ValueError("malformed netlink message")
-            payload = chunk[offset + _HEADER.size:offset + length]
-            if kind == NLMSG_DONE:
-                return qdiscs, True
-            if kind == NLMSG_ERROR:
-                errno = -struct.unpack_from("=i", payload)[0]
-                if errno:
-                    raise OSError(errno, f"RTM_GETQDISC: {os.strerror(errno)}")
-            elif kind == RTM_NEWQDISC:
-                qdiscs.append(parse_qdisc_message(payload))
-            offset += (length + 3) & ~3
+    try:
+        for chunk in chunks:
+            for kind, payload in rtnetlink.messages(chunk):
+                if kind == rtnetlink.NLMSG_DONE:
+                    return qdiscs, True
+                if kind == RTM_NEWQDISC:
+                    qdiscs.append(parse_qdisc_message(payload))
+    except OSError as exc:
+        raise OSError(exc.errno, f"RTM_GETQDISC: {exc.strerror}") from None
     return qdiscs, False
 
 
-def dump_qdiscs(max_datagrams: int = 10_000) -> list[Qdisc]:
-    request = _TCMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0)
-    header = _HEADER.pack(_HEADER.size + len(request), RTM_GETQDISC,
-                          NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
-        sock.settimeout(5)
-        sock.bind((0, 0))
-        sock.send(header + request)
-        chunks: list[bytes] = []
-        for _ in range(max_datagrams):
-            chunks.append(sock.recv(1 << 16))
-            qdiscs, done = parse_dump(chunks[-1:])
-            if done:
-                break
-        qdiscs, _ = parse_dump(chunks)
+def dump_qdiscs() -> list[Qdisc]:
+    try:
+        replies = rtnetlink.dump(RTM_GETQDISC, _TCMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0))
+    except OSError as exc:
+        raise OSError(exc.errno, f"RTM_GETQDISC: {exc.strerror or exc}") from None
+    qdiscs = [parse_qdisc_message(payload) for kind, payload in replies
+              if kind == RTM_NEWQDISC]
     for qdisc in qdiscs:
         try:
             qdisc.iface = socket.if_indextoname(qdisc.ifindex)

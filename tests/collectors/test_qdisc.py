@@ -5,14 +5,13 @@ import struct
 import pytest
 
 from agent.collectors.qdisc import (
-    NLMSG_DONE,
-    NLMSG_ERROR,
     RTM_NEWQDISC,
     TC_H_ROOT,
     QdiscCollector,
     dump_qdiscs,
     parse_dump,
 )
+from agent.collectors.rtnetlink import NLMSG_DONE, NLMSG_ERROR
 from tests.collectors.peer import assert_matches_peer
 from tests.golden import FIXTURES, assert_golden, assert_node_exporter
 
