@@ -125,7 +125,8 @@ class NetclassCollector:
     def collect(self) -> list[Metric]:
         if self._netlink:
             from agent.collectors.netclass_netlink import collect_netlink
-            return collect_netlink(self._class_net, self._ignored, self._netlink_with_stats)
+            return collect_netlink(self._class_net, self._ignored, self._netlink_with_stats,
+                                   read_attribute)
         interfaces = read_interfaces(self._class_net, self._ignored)
         return netclass_families(interfaces, self._ignore_invalid_speed)
 

@@ -17,13 +17,13 @@ import logging
 import re
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.collectors import rtnetlink
-from agent.collectors.netclass import read_attribute
 
 log = logging.getLogger("hostagent.netclass")
 
@@ -224,19 +224,25 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def read_sysfs_only(class_net: Path, devices: list[str]) -> dict[str, dict[str, str]]:
-    """The attributes netlink does not carry, per device (a missing one left out)."""
+ReadAttribute = Callable[[Path], "str | None"]
+
+
+def read_sysfs_only(class_net: Path, devices: list[str], read: ReadAttribute
+                    ) -> dict[str, dict[str, str]]:
+    """The attributes netlink does not carry, per device (a missing one left out), read with
+    the sysfs mode's reader."""
     found: dict[str, dict[str, str]] = {}
     for device in devices:
-        values = {name: read_attribute(class_net / device / name) for name in SYSFS_ONLY}
+        values = {name: read(class_net / device / name) for name in SYSFS_ONLY}
         found[device] = {name: value for name, value in values.items() if value is not None}
     return found
 
 
-def collect_netlink(class_net: Path, ignored: re.Pattern[str], with_stats: bool) -> list[Metric]:
+def collect_netlink(class_net: Path, ignored: re.Pattern[str], with_stats: bool,
+                    read: ReadAttribute) -> list[Metric]:
     modes = dump_link_modes()
     if modes is not None:
         modes = [mode for mode in modes if not ignored.search(mode.name)]
     links = [link for link in dump_links() if not ignored.search(link.name)]
-    attributes = read_sysfs_only(class_net, [link.name for link in links])
+    attributes = read_sysfs_only(class_net, [link.name for link in links], read)
     return netlink_families(links, modes, attributes, with_stats)
