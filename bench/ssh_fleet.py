@@ -83,12 +83,13 @@ def count_up(body: bytes, targets: int) -> int:
 
 
 class Scraper:
-    """Scrapes /metrics every `period` s in a thread; each sample is tagged with the agent's
-    CPU share over the second before it (busy: rounds running)."""
+    """Scrapes /metrics of both agents every `period` s in a thread (in alternating order);
+    each pair is tagged with the SSH agent's CPU share over the second before it (above 20 %
+    of a core: its rounds are running)."""
 
-    def __init__(self, pid: int, port: int, period: float = 0.25) -> None:
-        self.pid, self.port, self.period = pid, port, period
-        self.samples: list[tuple[float, float]] = []  # (latency s, agent CPU share)
+    def __init__(self, busy_pid: int, ports: tuple[int, int], period: float = 0.25) -> None:
+        self.pid, self.ports, self.period = busy_pid, ports, period
+        self.samples: list[tuple[float, float, float]] = []  # (off s, on s, CPU share)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -99,8 +100,9 @@ class Scraper:
             history.append((now, cpu))
             past = next(h for h in reversed(history) if now - h[0] >= 1.0 or h is history[0])
             share = (cpu - past[1]) / max(now - past[0], 1e-3)
-            latency, _ = get(self.port, "/metrics")
-            self.samples.append((latency, share))
+            order = self.ports if len(self.samples) % 2 == 0 else self.ports[::-1]
+            took = {port: get(port, "/metrics")[0] for port in order}
+            self.samples.append((took[self.ports[0]], took[self.ports[1]], share))
             del history[:-16]
 
     def __enter__(self) -> Scraper:
@@ -119,56 +121,73 @@ def quantiles(latencies: list[float]) -> tuple[float, float]:
     return statistics.median(latencies), cuts[98]
 
 
-def run_agent(spec: dict[str, Any], directory: Path, ssh: bool, settle: float
-              ) -> dict[str, Any]:
+def start_agent(spec: dict[str, Any], directory: Path, ssh: bool
+                ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     config = directory / f"agent-{ssh}.yml"
     config.write_text(json.dumps({"web": {"listen_address": f"127.0.0.1:{port}"},
                                   "ssh": ssh_section(spec, ssh)}))
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "--config", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    return subprocess.Popen([sys.executable, "-m", "agent", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=ROOT), port
+
+
+def run_agents(spec: dict[str, Any], directory: Path, settle: float
+               ) -> dict[str, dict[str, Any]]:
+    """The agent with SSH off and the same agent with SSH on, run side by side: the SSH-off
+    one sees the same machine (sshd forking sessions on the same CPUs) without the rounds."""
     targets = len(spec["targets"])
-    out: dict[str, Any] = {}
+    agents = {"off": start_agent(spec, directory, ssh=False),
+              "on": start_agent(spec, directory, ssh=True)}
+    out: dict[str, dict[str, Any]] = {"off": {}, "on": {}}
     try:
         start = time.perf_counter()
-        wait_http(port, "/-/ready", timeout=120)
-        if ssh:
-            while True:
-                _, body = get(port, "/metrics")
-                if count_up(body, targets) >= targets:
-                    break
-                if time.perf_counter() - start > 600:
-                    raise RuntimeError(f"only {count_up(body, targets)} of {targets} up")
-                time.sleep(0.5)
-        out["up_after"] = time.perf_counter() - start
-        out["rss_first"] = rss_mb(proc.pid)
-        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-        with Scraper(proc.pid, port) as scraper:
+        for _, port in agents.values():
+            wait_http(port, "/-/ready", timeout=120)
+        on_port = agents["on"][1]
+        while True:
+            _, body = get(on_port, "/metrics")
+            if count_up(body, targets) >= targets:
+                break
+            if time.perf_counter() - start > 600:
+                raise RuntimeError(f"only {count_up(body, targets)} of {targets} up")
+            time.sleep(0.5)
+        out["on"]["up_after"] = time.perf_counter() - start
+        cpu0 = {key: cpu_seconds(proc.pid) for key, (proc, _) in agents.items()}
+        t0 = time.monotonic()
+        for key, (proc, _) in agents.items():
+            out[key]["rss_first"] = rss_mb(proc.pid)
+        with Scraper(agents["on"][0].pid, (agents["off"][1], on_port)) as scraper:
             time.sleep(settle)
-        out["cpu"] = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
-        out["rss_later"] = rss_mb(proc.pid)
-        busy = [lat for lat, share in scraper.samples if share > 0.2]
-        quiet = [lat for lat, share in scraper.samples if share <= 0.2]
-        out["all"] = quantiles([lat for lat, _ in scraper.samples])
-        out["busy"], out["quiet"] = quantiles(busy), quantiles(quiet)
-        out["busy_n"], out["quiet_n"] = len(busy), len(quiet)
-        _, body = get(port, "/metrics")
-        _, zipped = get(port, "/metrics", gzipped=True)
-        out["size"], out["gzipped"] = len(body), len(zipped)
-        if ssh:
-            _, probe = get(port, f"/probe?target={spec['targets'][0]}")
-            out["probe"] = len(probe)
-            if count_up(body, targets) < targets:
-                raise RuntimeError("targets went down during the settle window")
+        for index, (key, (proc, port)) in enumerate(agents.items()):
+            figures = out[key]
+            figures["cpu"] = (cpu_seconds(proc.pid) - cpu0[key]) / (time.monotonic() - t0)
+            figures["rss_later"] = rss_mb(proc.pid)
+            figures["all"] = quantiles([s[index] for s in scraper.samples])
+            busy = [s[index] for s in scraper.samples if s[2] > 0.2]
+            quiet = [s[index] for s in scraper.samples if s[2] <= 0.2]
+            figures["busy"], figures["quiet"] = quantiles(busy), quantiles(quiet)
+            figures["busy_n"], figures["quiet_n"] = len(busy), len(quiet)
+            _, body = get(port, "/metrics")
+            _, zipped = get(port, "/metrics", gzipped=True)
+            figures["size"], figures["gzipped"] = len(body), len(zipped)
+        _, probe = get(on_port, f"/probe?target={spec['targets'][0]}")
+        out["on"]["probe"] = len(probe)
+        _, body = get(on_port, "/metrics")
+        if count_up(body, targets) < targets:
+            raise RuntimeError("targets went down during the settle window")
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        for proc, _ in agents.values():
+            proc.terminate()
+        for proc, _ in agents.values():
+            proc.wait(timeout=60)
     return out
 
 
 def where(spec: dict[str, Any], count: int) -> None:
-    """Memory per kept connection and its top allocation sites (worker in process)."""
-    import asyncio
+    """Memory retained per target (kept connection, latest node families, snapshot) and its
+    top allocation sites, from the worker run in process under tracemalloc."""
+    import gc
     import tracemalloc
 
     from agent import runloop
@@ -177,36 +196,40 @@ def where(spec: dict[str, Any], count: int) -> None:
     from agent.ssh import quiet_asyncssh, tune_gc
     from agent.ssh.worker import SshWorker
 
-    section = ssh_section(spec, True)
-    section["targets"] = spec["targets"][:count]
-    config = SshConfig.model_validate(section)
+    def worker_on(targets: list[str]) -> SshWorker:
+        section = ssh_section(spec, True)
+        section["targets"] = targets
+        return SshWorker(SshConfig.model_validate(section), Registry())
 
-    async def run() -> None:
+    async def run() -> int:
         quiet_asyncssh()
         tune_gc()
-        worker = SshWorker(config, Registry())
-        await worker.start(rounds=False)
-        await worker.run_once()  # imports, caches and one-off set-up out of the way
-        for name in [t.name for t in worker.targets()][count // 2:]:
-            await worker._pool.close(name)
-        await asyncio.sleep(1)
-        tracemalloc.start(8)
+        warm = worker_on(spec["targets"][-1:])  # imports and caches out of the way
+        await warm.start(rounds=False)
+        await warm.run_once()
+        await warm.stop()
+        tracemalloc.start(4)
+        gc.collect()
         before = tracemalloc.take_snapshot()
+        worker = worker_on(spec["targets"][:count])
+        await worker.start(rounds=False)
         start = time.process_time()
-        await worker.run_once()  # half reconnect, half reuse
+        await worker.run_once()
         cpu_round = time.process_time() - start
+        gc.collect()
         after = tracemalloc.take_snapshot()
         tracemalloc.stop()
-        grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
-        opened = count - count // 2
-        print(f"\nin process, {count} targets ({opened} connections opened under "
-              f"tracemalloc): {grown / opened / 1024:.1f} KiB traced per new connection and "
-              f"its snapshot; {cpu_round:.2f} s CPU for the round (tracemalloc on)")
-        print("top allocation sites (growth over the round, by file):")
-        for stat in after.compare_to(before, "filename")[:12]:
-            print(f"  {stat.size_diff / 1024:>9.0f} KiB  {stat.count_diff:>8} blocks  "
+        stats = after.compare_to(before, "filename")
+        grown = sum(s.size_diff for s in stats)
+        print(f"\nin process, {count} targets, first round under tracemalloc "
+              f"({cpu_round:.1f} s CPU): {grown / count / 1024:.1f} KiB retained per target")
+        print("top allocation sites (retained after the round, by file):")
+        for stat in stats[:12]:
+            print(f"  {stat.size_diff / count / 1024:>7.1f} KiB/target  "
+                  f"{stat.count_diff / count:>6.0f} blocks/target  "
                   f"{stat.traceback[0].filename.replace(str(ROOT) + '/', '')}")
         await worker.stop()
+        return 0
 
     runloop.run(run())
 
@@ -250,8 +273,8 @@ def main() -> int:
         servers, spec = start_servers(directory, args.targets, user)
         print(f"{args.targets} targets on {len(servers)} sshd processes; node module + "
               f"{len(CHECKS)} checks every {INTERVAL:g} s, connections kept; {note}")
-        off = run_agent(spec, directory, ssh=False, settle=min(args.settle, 30.0))
-        on = run_agent(spec, directory, ssh=True, settle=args.settle)
+        figures = run_agents(spec, directory, args.settle)
+        off, on = figures["off"], figures["on"]
         print(f"\nevery target up {on['up_after']:.1f} s after start")
         print(f"{'figure':<34}{'SSH off':>12}{'SSH on':>12}{'on / off':>10}")
         rows = [("RSS after the first round, MB", "rss_first", 1),
@@ -260,13 +283,14 @@ def main() -> int:
         for label, key, scale in rows:
             print(f"{label:<34}{off[key] * scale:>12.1f}{on[key] * scale:>12.1f}"
                   f"{on[key] / off[key]:>9.1f}x")
-        for label, key in (("/metrics p50, ms", 0), ("/metrics p99, ms", 1)):
-            print(f"{label:<34}{off['all'][key] * 1e3:>12.2f}{on['all'][key] * 1e3:>12.2f}"
-                  f"{on['all'][key] / off['all'][key]:>9.1f}x")
-        print(f"  SSH on, while rounds run ({on['busy_n']} scrapes): p50 "
-              f"{on['busy'][0] * 1e3:.2f} ms, p99 {on['busy'][1] * 1e3:.2f} ms; between rounds "
-              f"({on['quiet_n']}): p50 {on['quiet'][0] * 1e3:.2f} ms, p99 "
-              f"{on['quiet'][1] * 1e3:.2f} ms")
+        for span, name in (("busy", "while rounds run"), ("quiet", "between rounds"),
+                           ("all", "overall")):
+            for label, index in (("p50", 0), ("p99", 1)):
+                print(f"{'/metrics ' + label + ', ' + name + ', ms':<34}"
+                      f"{off[span][index] * 1e3:>12.2f}{on[span][index] * 1e3:>12.2f}"
+                      f"{on[span][index] / off[span][index]:>9.1f}x")
+        print(f"(scrapes: {on['busy_n']} while rounds run, {on['quiet_n']} between rounds, "
+              f"each agent)")
         print(f"/metrics size: {off['size'] / 1e3:.1f} kB off, {on['size'] / 1e3:.1f} kB on "
               f"({on['gzipped'] / 1e3:.1f} kB gzipped); /probe of one target "
               f"{on['probe'] / 1e3:.1f} kB")
