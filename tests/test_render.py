@@ -323,3 +323,48 @@ def test_a_textfile_family_named_like_the_agents_own_loses(name: str) -> None:
         dropped = families["hostagent_collector_dropped_families"].samples
         assert [(s.labels, s.value) for s in dropped] == [({"collector": "textfile"}, 1.0)]
     assert promtool_problems(expo.bodies[TEXT].plain) == set()
+
+
+def test_a_long_render_is_followed_by_a_pause_in_proportion_capped() -> None:
+    from agent.exposition.render import MAX_PACE_SECONDS, RENDER_PACE, pace
+
+    assert pace(0.0) == 0.0
+    assert pace(0.05) == 0.05 * RENDER_PACE
+    assert pace(60.0) == MAX_PACE_SECONDS
+
+
+async def test_the_renderer_paces_itself_by_how_long_its_last_render_took(monkeypatch) -> None:
+    import asyncio
+    import time
+
+    import agent.exposition.render as render_module
+    from agent.exposition.formats import Demand
+    from agent.exposition.render import Renderer
+
+    registry = Registry()
+    pool = DaemonThreadPool(1)
+    renderer = Renderer(registry, list, pool, Demand([TEXT]))
+    real_render = render_module.render
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(0.05)  # a render of many targets' series
+        return real_render(*args, **kwargs)  # type: ignore[arg-type]
+
+    durations: list[float] = []
+
+    def recorded(took: float) -> float:
+        durations.append(took)
+        return 0.0
+
+    monkeypatch.setattr(render_module, "render", slow)
+    monkeypatch.setattr(render_module, "pace", recorded)
+    task = asyncio.create_task(renderer.run())
+    registry.touch()
+    for _ in range(300):
+        await asyncio.sleep(0.01)
+        if durations:
+            break
+    assert durations and durations[0] >= 0.05, "the pause follows the render's duration"
+    assert renderer.current.generation == registry.generation
+    task.cancel()
+    pool.shutdown(wait=False)

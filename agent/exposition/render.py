@@ -38,6 +38,11 @@ GZIP_LEVEL = 1
 # Bodies up to this size are gzipped as they are rendered, so every scrape is a lookup.
 EAGER_GZIP_BYTES = 512 * 1024
 COALESCE_SECONDS = 0.02
+# After a render that took t seconds the next waits RENDER_PACE * t (at most MAX_PACE_SECONDS):
+# a long render (a thousand SSH targets' series) holds the GIL, and back to back they would
+# starve the event loop answering scrapes while the targets' rounds complete one by one.
+RENDER_PACE = 3.0
+MAX_PACE_SECONDS = 1.0
 OWN = "hostagent"  # the agent's own families, as a source of the clash check
 TARGET_PREFIX = "ssh:"
 
@@ -110,6 +115,11 @@ class Cache:
         kept = set(keep)
         for name in [n for n in self._labelled if n not in kept]:
             del self._labelled[name]
+
+
+def pace(took: float) -> float:
+    """Seconds to wait before the render after one that took `took` seconds."""
+    return min(MAX_PACE_SECONDS, took * RENDER_PACE)
 
 
 def render(
@@ -220,11 +230,14 @@ class Renderer:
                 self._executor, _render_then_trim, job)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        resume = 0.0  # no render before then (loop time)
         while True:
             await self._registry.changed.wait()
             # Collectors due on the same tick finish within milliseconds of each other.
-            await asyncio.sleep(COALESCE_SECONDS)
+            await asyncio.sleep(max(COALESCE_SECONDS, resume - loop.time()))
             self._registry.changed.clear()
+            started = loop.time()
             try:
                 await self._render()
             except Exception as exc:
@@ -235,6 +248,8 @@ class Renderer:
                 self.failing = True
             else:
                 self.failing = False
+            ended = loop.time()
+            resume = ended + pace(ended - started)
 
     async def body(self, fmt: str) -> Body:
         """The current body in a format, rendering it now if nobody asked for it before."""
