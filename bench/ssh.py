@@ -213,7 +213,7 @@ def agent_rss(spec: dict[str, Any], directory: Path, ssh: bool) -> tuple[float, 
                 body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
                                               timeout=10).read().decode()
                 up = sum(1 for line in body.splitlines() if line.startswith(
-                    "hostagent_ssh_check_success{") and line.endswith(" 1.0"))
+                    "hostagent_ssh_check_success{") and line.endswith((" 1", " 1.0")))
                 ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready",
                                                timeout=10).status == 200
                 if up >= want and ready:
