@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import os
 import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +46,19 @@ def wait_http(port: int, path: str, timeout: float = 20.0) -> float:
 
 def start(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_floor_app(gz_body: bytes, content_type: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The floor app serving the same exposition bytes (plain and gzipped), once it answers."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="hostagent-floor-") as directory:
+        plain, gz = Path(directory) / "plain", Path(directory) / "gz"
+        plain.write_bytes(gzip.decompress(gz_body))
+        gz.write_bytes(gz_body)
+        proc = start([sys.executable, str(Path(__file__).parent / "floor_app.py"), str(port),
+                      str(plain), str(gz), content_type])
+        wait_http(port, "/metrics")  # it has read both files by then
+    return proc, port
 
 
 def hostagent_command(port: int, collectors: list[str] | None) -> list[str]:

@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gzip
 import http.client
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,6 +37,7 @@ from common import (
     node_exporter_command,
     rss_mb,
     start,
+    start_floor_app,
     wait_http,
 )
 
@@ -170,13 +169,8 @@ def main() -> int:
 
         burst_statuses = cold_burst(200)
 
-        tmp = Path(tempfile.mkdtemp(prefix="hostagent-cost-"))
-        (tmp / "plain").write_bytes(gzip.decompress(gz_body))
-        (tmp / "gz").write_bytes(gz_body)
-        floor_port = free_port()
-        procs.append(start([sys.executable, str(Path(__file__).parent / "floor_app.py"),
-                            str(floor_port), str(tmp / "plain"), str(tmp / "gz"), content_type]))
-        wait_http(floor_port, "/metrics")
+        floor, floor_port = start_floor_app(gz_body, content_type)
+        procs.append(floor)
         agent_load = wrk_latency(agent_port, wrk_seconds, 200)
         floor_load = wrk_latency(floor_port, wrk_seconds, 200)
     finally:

@@ -13,7 +13,6 @@ import argparse
 import gzip
 import http.client
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from common import (
     rss_mb,
     serial_latencies,
     start,
+    start_floor_app,
     wait_http,
     wrk_throughput,
 )
@@ -72,13 +72,8 @@ def main() -> int:
         wait_http(ne_port, "/metrics")
 
         gz_body, content_type = fetch_raw(agent_port)
-        tmp = Path(tempfile.mkdtemp(prefix="hostagent-bench-"))
-        (tmp / "plain").write_bytes(gzip.decompress(gz_body))
-        (tmp / "gz").write_bytes(gz_body)
-        floor_port = free_port()
-        procs.append(start([sys.executable, str(Path(__file__).parent / "floor_app.py"),
-                            str(floor_port), str(tmp / "plain"), str(tmp / "gz"), content_type]))
-        wait_http(floor_port, "/metrics")
+        floor, floor_port = start_floor_app(gz_body, content_type)
+        procs.append(floor)
 
         print(f"collectors: {args.collectors or 'hostagent defaults'}; exposition "
               f"{len(gzip.decompress(gz_body))} bytes ({len(gz_body)} gzipped)")
