@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
+
+T = TypeVar("T")
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -220,6 +223,53 @@ class Families:
                 metric.samples.sort(key=_label_values)
             out.append(metric)
         return out
+
+
+class Unchanged(Generic[T]):
+    """What was built from an input, built again only when the input differs from the
+    previous call's. Most procfs/sysfs files of a server read the same bytes tick after tick
+    (identities, states, limits, idle devices' counters), and parsing them and building their
+    samples costs several times what reading them does. The input must be the raw bytes
+    (or tuples of them, with the names they came from), so equal input means equal output.
+    What `build` returns is handed out again: callers must not mutate it."""
+
+    __slots__ = ("_input", "_output")
+
+    def __init__(self) -> None:
+        self._input: Hashable = _NOTHING
+        self._output: T | None = None
+
+    def get(self, raw: Hashable, build: Callable[[], T]) -> T:
+        if self._output is None or raw != self._input:
+            self._output = build()
+            self._input = raw
+        return self._output
+
+
+class UnchangedByKey(Generic[T]):
+    """Unchanged per key (a device, a file), for collectors whose output is made of parts
+    read separately; entries of keys not asked for since the previous `sweep` are dropped,
+    so a device that goes away is forgotten."""
+
+    __slots__ = ("_entries", "_next")
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, tuple[Hashable, T]] = {}
+        self._next: dict[Hashable, tuple[Hashable, T]] = {}
+
+    def get(self, key: Hashable, raw: Hashable, build: Callable[[], T]) -> T:
+        entry = self._next.get(key) or self._entries.get(key)
+        if entry is None or entry[0] != raw:
+            entry = (raw, build())
+        self._next[key] = entry
+        return entry[1]
+
+    def sweep(self) -> None:
+        """Call once per collection, after its last get."""
+        self._entries, self._next = self._next, {}
+
+
+_NOTHING = object()
 
 
 _new_metric = Metric.__new__

@@ -1,0 +1,74 @@
+"""Collectors that reuse what they built from unchanged input: the reuse itself, and that a
+collector reusing its output still reports exactly what a fresh one reads after a change."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agent.agent import build_collector
+from agent.collectors.common import Unchanged, UnchangedByKey
+from agent.config import Config
+from tests.golden import FIXTURES
+
+
+def test_unchanged_builds_again_only_when_the_input_differs() -> None:
+    built: list[bytes] = []
+    memo: Unchanged[list[bytes]] = Unchanged()
+
+    def build(raw: bytes) -> list[bytes]:
+        built.append(raw)
+        return [raw]
+
+    first = memo.get(b"1", lambda: build(b"1"))
+    assert memo.get(b"1", lambda: build(b"1")) is first
+    assert memo.get(b"2", lambda: build(b"2")) == [b"2"]
+    assert built == [b"1", b"2"]
+
+
+def test_unchanged_by_key_forgets_keys_not_asked_for() -> None:
+    built: list[str] = []
+    memo: UnchangedByKey[str] = UnchangedByKey()
+
+    def get(key: str, raw: bytes) -> str:
+        return memo.get(key, raw, lambda: built.append(key) or key + raw.decode())
+
+    get("a", b"1"), get("b", b"1")
+    memo.sweep()
+    assert get("a", b"1") == "a1" and built == ["a", "b"]  # a reused
+    memo.sweep()  # b was not asked for in that collection: forgotten
+    get("b", b"1")
+    assert built == ["a", "b", "b"]
+
+
+# (collector, fixture tree, file under the tree to change, bytes in it, replacement): the
+# change must alter the collector's output.
+CHANGES: list[tuple[str, str, str, bytes, bytes]] = []
+
+
+def _config(root: Path) -> Config:
+    return Config.model_validate({"paths": {"procfs": root / "proc", "sysfs": root / "sys",
+                                            "rootfs": "/", "udev_data": root / "udev"}})
+
+
+@pytest.mark.parametrize(("name", "tree", "path", "old", "new"), CHANGES,
+                         ids=[c[0] for c in CHANGES])
+def test_reused_output_follows_a_changed_file(tmp_path: Path, name: str, tree: str,
+                                              path: str, old: bytes, new: bytes) -> None:
+    shutil.copytree(FIXTURES / tree, tmp_path, dirs_exist_ok=True, symlinks=True)
+    for part in ("proc", "sys", "udev"):
+        (tmp_path / part).mkdir(exist_ok=True)
+    collector = build_collector(name, _config(tmp_path))
+    before = collector.collect()
+    assert before, f"{name} reads nothing from its fixture tree"
+    again = collector.collect()
+    assert again == before
+    changed = tmp_path / path
+    content = changed.read_bytes()
+    assert old in content, f"{old!r} not in {path}"
+    changed.write_bytes(content.replace(old, new, 1))
+    after = collector.collect()
+    assert after != before, f"changing {path} did not change {name}'s output"
+    assert after == build_collector(name, _config(tmp_path)).collect()
