@@ -83,6 +83,14 @@ def read_file(path: Path | str) -> str | None:
         return None
 
 
+def read_raw(path: Path | str, dir_fd: int | None = None) -> bytes | None:
+    """A whole file's bytes; None when missing or unreadable. For the input of Unchanged."""
+    try:
+        return read_file_bytes(path, dir_fd)
+    except OSError:
+        return None
+
+
 def read_text(path: Path | str, dir_fd: int | None = None) -> str | None:
     """A small sysfs/procfs file, stripped; None when missing or unreadable (EINVAL, EIO,
     EACCES are common for attributes a driver does not implement)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import family, list_dir, read_file_bytes, read_text, sample
+from agent.collectors.common import Unchanged, family, list_dir, read_file_bytes, read_raw, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -98,25 +98,50 @@ def _status(device_line: str, status_line: str) -> tuple[int, int, int]:
     return int(match.group(3)), int(match.group(2)), size
 
 
-def read_mdraids(sysfs: Path) -> list[Mdraid]:
-    """Arrays under /sys/block/md*/md; one whose attributes cannot be read is left out."""
+REDUNDANT_LEVELS = ("raid1", "raid4", "raid5", "raid6", "raid10")
+
+# (device, bytes of md/level, md/raid_disks, md/degraded; None where unreadable or not read)
+MdAttributes = tuple[tuple[str, bytes | None, bytes | None, bytes | None], ...]
+
+
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode(errors="replace").strip()
+
+
+def read_md_attributes(sysfs: Path) -> MdAttributes:
+    """The attributes of the arrays under /sys/block/md*/md (degraded only where the level
+    has redundancy)."""
     block = f"{sysfs}/block"
-    raids = []
+    raw = []
     for device in list_dir(block):
         if not device.startswith("md"):
             continue
         md = f"{block}/{device}/md"
-        level, disks = read_text(f"{md}/level"), read_text(f"{md}/raid_disks")
+        level = read_raw(f"{md}/level")
+        degraded = read_raw(f"{md}/degraded") if _text(level) in REDUNDANT_LEVELS else None
+        raw.append((device, level, read_raw(f"{md}/raid_disks"), degraded))
+    return tuple(raw)
+
+
+def parse_mdraids(raw: MdAttributes) -> list[Mdraid]:
+    """The arrays; one whose attributes cannot be read is left out."""
+    raids = []
+    for device, level_data, disks_data, degraded_data in raw:
+        level, disks = _text(level_data), _text(disks_data)
         if level is None or disks is None or not disks.isdigit():
             continue
         degraded = 0
-        if level in ("raid1", "raid4", "raid5", "raid6", "raid10"):
-            text = read_text(f"{md}/degraded")
+        if level in REDUNDANT_LEVELS:
+            text = _text(degraded_data)
             if text is None or not text.isdigit():
                 continue
             degraded = int(text)
         raids.append(Mdraid(device, int(disks), degraded))
     return raids
+
+
+def read_mdraids(sysfs: Path) -> list[Mdraid]:
+    return parse_mdraids(read_md_attributes(sysfs))
 
 
 def mdadm_families(stats: list[MDStat], raids: list[Mdraid]) -> list[Metric]:
@@ -154,13 +179,16 @@ class MdadmCollector:
     def __init__(self, procfs: Path, sysfs: Path) -> None:
         self._mdstat = procfs / "mdstat"
         self._sysfs = sysfs
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
         try:
-            text = read_file_bytes(self._mdstat).decode(errors="replace")
+            mdstat = read_file_bytes(self._mdstat)
         except FileNotFoundError:
             return []
-        return mdadm_families(parse_mdstat(text), read_mdraids(self._sysfs))
+        raw = (mdstat, read_md_attributes(self._sysfs))
+        return self._unchanged.get(raw, lambda: mdadm_families(
+            parse_mdstat(mdstat.decode(errors="replace")), parse_mdraids(raw[1])))
 
 
 def create(context: Context, settings: Any) -> MdadmCollector:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
-from agent.collectors.common import family, read_file_bytes, sample
+from agent.collectors.common import Unchanged, family, read_file_bytes, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -125,13 +125,14 @@ def nfs_families(text: str) -> list[Metric]:
 class NfsCollector:
     def __init__(self, procfs: Path) -> None:
         self._path = procfs / "net/rpc/nfs"
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
         try:
-            text = read_file_bytes(self._path).decode(errors="replace")
+            data = read_file_bytes(self._path)
         except FileNotFoundError:
             return []
-        return nfs_families(text)
+        return self._unchanged.get(data, lambda: nfs_families(data.decode(errors="replace")))
 
 
 def create(context: Context, settings: Any) -> NfsCollector:

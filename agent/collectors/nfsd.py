@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.common import read_file_bytes
+from agent.collectors.common import Unchanged, read_file_bytes
 from agent.collectors.nfs import V2, V3, fixed, parse_lines, procedures, requests_family
 
 if TYPE_CHECKING:
@@ -115,13 +115,14 @@ def nfsd_families(text: str) -> list[Metric]:
 class NfsdCollector:
     def __init__(self, procfs: Path) -> None:
         self._path = procfs / "net/rpc/nfsd"
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
         try:
-            text = read_file_bytes(self._path).decode(errors="replace")
+            data = read_file_bytes(self._path)
         except FileNotFoundError:
             return []
-        return nfsd_families(text)
+        return self._unchanged.get(data, lambda: nfsd_families(data.decode(errors="replace")))
 
 
 def create(context: Context, settings: Any) -> NfsdCollector:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import family, list_dir, read_file_bytes, sample
+from agent.collectors.common import Unchanged, family, list_dir, read_raw, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -130,16 +130,22 @@ def parse_stats(text: str) -> dict[str, list[int]]:
     return lines
 
 
-def read_sys_stats(sysfs: Path) -> dict[str, dict[str, list[int]]]:
-    """device -> parsed stats, for each /sys/fs/xfs/<device>/stats/stats that reads."""
+def read_sys_stats(sysfs: Path) -> tuple[tuple[str, bytes | None], ...]:
+    """(device, bytes of its /sys/fs/xfs/<device>/stats/stats or None) per entry."""
     base = f"{sysfs}/fs/xfs"
+    return tuple((device, read_raw(f"{base}/{device}/stats/stats")) for device in list_dir(base))
+
+
+def parse_sys_stats(raw: tuple[tuple[str, bytes | None], ...]) -> dict[str, dict[str, list[int]]]:
+    """device -> parsed stats, for each stats file that was read and parses."""
     stats = {}
-    for device in list_dir(base):
-        try:
-            stats[device] = parse_stats(
-                read_file_bytes(f"{base}/{device}/stats/stats").decode(errors="replace"))
-        except (OSError, ValueError):
+    for device, data in raw:
+        if data is None:
             continue  # not a filesystem directory (stats/ is the global one), or unreadable
+        try:
+            stats[device] = parse_stats(data.decode(errors="replace"))
+        except ValueError:
+            continue
     return stats
 
 
@@ -160,9 +166,11 @@ def xfs_families(stats: dict[str, dict[str, list[int]]]) -> list[Metric]:
 class XfsCollector:
     def __init__(self, sysfs: Path) -> None:
         self._sysfs = sysfs
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
-        return xfs_families(read_sys_stats(self._sysfs))
+        raw = read_sys_stats(self._sysfs)
+        return self._unchanged.get(raw, lambda: xfs_families(parse_sys_stats(raw)))
 
 
 def create(context: Context, settings: Any) -> XfsCollector:

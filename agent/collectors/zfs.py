@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import family, go_order, list_dir, read_file, sample
+from agent.collectors.common import (
+    Unchanged,
+    family,
+    go_order,
+    list_dir,
+    read_raw,
+    sample,
+)
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -149,18 +156,47 @@ def _entries(path: str) -> list[tuple[str, bool]]:
         return []
 
 
+# What the output is built from: the global statistics files' bytes (SUBSYSTEMS order; None
+# where missing), then per pool (name, io, its objset files' (name, bytes), state).
+PoolRaw = tuple[str, bytes | None, tuple[tuple[str, bytes | None], ...], bytes | None]
+Raw = tuple[tuple[bytes | None, ...], tuple[PoolRaw, ...]]
+
+
+def _text(data: bytes) -> str:
+    return data.decode(errors="replace")
+
+
 class ZfsCollector:
     def __init__(self, procfs: Path) -> None:
         self._base = str(procfs / "spl" / "kstat" / "zfs")
         # file -> kstat -> (metric name, "" if not a valid one; help): kstat names are few
         # and fixed per ZFS version.
         self._names: dict[str, dict[str, tuple[str, str]]] = {}
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
+        raw = self.read()
+        if raw is None:
+            return []
+        return self._unchanged.get(raw, lambda: self.build(raw))
+
+    def read(self) -> Raw | None:
+        """Every file the output depends on; None without /proc/spl/kstat/zfs."""
         base = self._base
         entries = _entries(base)
         if not entries and not os.path.isdir(base):
-            return []
+            return None
+        stats = tuple(read_raw(f"{base}/{filename}") for filename in SUBSYSTEMS.values())
+        pools = tuple(
+            (pool, read_raw(f"{base}/{pool}/io"),
+             tuple((entry, read_raw(f"{base}/{pool}/{entry}"))
+                   for entry in list_dir(f"{base}/{pool}") if entry.startswith("objset-")),
+             read_raw(f"{base}/{pool}/state"))
+            for pool, is_dir in entries if is_dir)
+        return stats, pools
+
+    def build(self, raw: Raw) -> list[Metric]:
+        stats, pools = raw
         families: dict[str, Metric] = {}
         seen: set[tuple[str, tuple[str, ...]]] = set()
 
@@ -176,12 +212,11 @@ class ZfsCollector:
             seen.add((name, values))
             metric.samples.append(sample(name, dict(zip(labels, values, strict=True)), value))
 
-        for subsystem, filename in SUBSYSTEMS.items():
-            text = read_file(f"{base}/{filename}")
-            if text is None:
+        for (subsystem, filename), data in zip(SUBSYSTEMS.items(), stats, strict=True):
+            if data is None:
                 continue  # a ZFS version without this statistics file
             try:
-                parsed = parse_kstat(text)
+                parsed = parse_kstat(_text(data))
             except ValueError:
                 continue
             names = self._names.setdefault(filename, {})
@@ -196,36 +231,30 @@ class ZfsCollector:
                     families[name] = family(name, named[1], "unknown",
                                             [sample(name, {}, float(value))])
 
-        pools = [name for name, is_dir in entries if is_dir]
-        for pool in pools:
-            text = read_file(f"{base}/{pool}/io")
+        for pool, io_data, _, _ in pools:
             try:
-                io = parse_pool_io(text) if text is not None else []
+                io = parse_pool_io(_text(io_data)) if io_data is not None else []
             except ValueError:
                 io = []
             for field, value in io:
                 add(f"node_zfs_zpool_{metric_name(field)}", f"kstat.zfs.misc.io.{field}",
                     ("zpool",), (pool,), float(value))
-        for pool in pools:
-            for entry in list_dir(f"{base}/{pool}"):
-                if not entry.startswith("objset-"):
-                    continue
-                text = read_file(f"{base}/{pool}/{entry}")
-                if text is None:
+        for pool, _, objsets, _ in pools:
+            for _, data in objsets:
+                if data is None:
                     continue
                 try:
-                    dataset, objset = parse_objset(text)
+                    dataset, objset = parse_objset(_text(data))
                 except ValueError:
                     continue
                 for kstat, value in objset:
                     add(f"node_zfs_zpool_dataset_{metric_name(kstat)}",
                         f"kstat.zfs.misc.objset.{kstat}", ("zpool", "dataset"),
                         (pool, dataset), float(value))
-        for pool in pools:
-            text = read_file(f"{base}/{pool}/state")
-            if text is None:
+        for pool, _, _, state_data in pools:
+            if state_data is None:
                 continue
-            state = parse_state(text)
+            state = parse_state(_text(state_data))
             for name in POOL_STATES:
                 add("node_zfs_zpool_state", "kstat.zfs.misc.state", ("zpool", "state"),
                     (pool, name), 1.0 if state == name else 0.0, typ="gauge")
