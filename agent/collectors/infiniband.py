@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.common import go_order, read_attribute_bytes, read_file_bytes
+from agent.collectors.common import Unchanged, go_order, read_attribute_bytes, read_file_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -236,45 +236,99 @@ def parse_rate(text: str) -> int:
     return int(value * 125000000) % U64
 
 
-def _attribute(path: str) -> str:
-    return read_attribute_bytes(path).decode(errors="replace").strip()
+# Raw input: what was read, each file as its bytes or the errno reading it failed with.
+Read = bytes | int
+# A counters directory: errno if it could not be opened, else (file, bytes or errno) of each
+# wanted file and of each file that could not be read (procfs fails on some of those).
+CounterFiles = int | tuple[tuple[str, Read], ...]
+# (number, state, phys_state, rate, counters/, counters_ext/, hw_counters/); None: absent.
+PortRaw = tuple[str, Read, Read, Read, CounterFiles | None, CounterFiles | None,
+                CounterFiles | None]
+# (fw_ver, board_id, hca_type, ports: errno if unlistable).
+DeviceRaw = tuple[Read, Read, Read, int | tuple[PortRaw, ...]]
 
 
-def _whole(path: str) -> str:
+def _read(path: str, whole: bool = False) -> Read:
     try:
-        return read_file_bytes(path).decode(errors="replace")
+        return read_file_bytes(path) if whole else read_attribute_bytes(path)
     except OSError as exc:
-        raise DeviceError(f"{os.path.basename(path)}: {exc.strerror}") from None
+        return exc.errno or 0
 
 
-def read_counters(directory: str, wanted: frozenset[str]) -> dict[str, int]:
-    """The known counters of one counters/, counters_ext/ or hw_counters/ directory."""
-    values: dict[str, int] = {}
+def _read_counter_files(directory: str, wanted: frozenset[str]) -> CounterFiles:
     try:
         # Files opened relative to the directory: no path resolution per counter.
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise DeviceError(f"{directory}: {exc.strerror}") from None
+        return exc.errno or 0
+    files: list[tuple[str, Read]] = []
     try:
         with os.scandir(dir_fd) as scan:
             names = sorted(e.name for e in scan if e.is_file(follow_symlinks=False))
         for name in names:
             try:
-                text = read_attribute_bytes(name, dir_fd=dir_fd).decode(errors="replace").strip()
+                raw = read_attribute_bytes(name, dir_fd=dir_fd)
             except OSError as exc:
-                if exc.errno in SKIPPED_ERRORS:
-                    continue
-                raise DeviceError(f"{name}: {exc.strerror}") from None
-            if name not in wanted:
+                files.append((name, exc.errno or 0))
                 continue
-            value = parse_uint(text)
-            if value is None:
-                if "N/A (no PMA)" in text:
-                    continue
-                raise DeviceError(f"{name}: {text!r}")
-            values[name] = value * 4 % U64 if name in PER_LANE else value
+            if name in wanted:
+                files.append((name, raw))
     finally:
         os.close(dir_fd)
+    return tuple(files)
+
+
+def read_port_raw(directory: str, number: str) -> PortRaw:
+    def counter_files(name: str, wanted: frozenset[str]) -> CounterFiles | None:
+        path = os.path.join(directory, name)
+        return _read_counter_files(path, wanted) if os.path.exists(path) else None
+
+    counters = counter_files("counters", COUNTER_FILES)
+    ext = os.path.join(directory, "counters_ext")
+    return (number, _read(os.path.join(directory, "state"), whole=True),
+            _read(os.path.join(directory, "phys_state"), whole=True),
+            _read(os.path.join(directory, "rate"), whole=True), counters,
+            _read_counter_files(ext, EXT_FILES)
+            if counters is not None and os.path.isdir(ext) else None,
+            counter_files("hw_counters", HW_FILES))
+
+
+def read_device_raw(directory: str) -> DeviceRaw:
+    ports_dir = os.path.join(directory, "ports")
+    ports: int | tuple[PortRaw, ...]
+    try:
+        numbers = sorted(os.listdir(ports_dir))
+    except OSError as exc:
+        ports = exc.errno or 0
+    else:
+        ports = tuple(read_port_raw(os.path.join(ports_dir, n), n) for n in numbers)
+    return (_read(os.path.join(directory, "fw_ver")), _read(os.path.join(directory, "board_id")),
+            _read(os.path.join(directory, "hca_type")), ports)
+
+
+def _text(raw: Read, name: str) -> str:
+    if isinstance(raw, int):
+        raise DeviceError(f"{name}: {os.strerror(raw)}")
+    return raw.decode(errors="replace")
+
+
+def parse_counters(files: CounterFiles) -> dict[str, int]:
+    """The known counters of one counters/, counters_ext/ or hw_counters/ directory."""
+    if isinstance(files, int):
+        raise DeviceError(f"counters: {os.strerror(files)}")
+    values: dict[str, int] = {}
+    for name, raw in files:
+        if isinstance(raw, int):
+            if raw in SKIPPED_ERRORS:
+                continue
+            raise DeviceError(f"{name}: {os.strerror(raw)}")
+        text = raw.decode(errors="replace").strip()
+        value = parse_uint(text)
+        if value is None:
+            if "N/A (no PMA)" in text:
+                continue
+            raise DeviceError(f"{name}: {text!r}")
+        values[name] = value * 4 % U64 if name in PER_LANE else value
     return values
 
 
@@ -283,43 +337,31 @@ EXT_FILES = frozenset(f for f, _, _ in COUNTERS_EXT)
 HW_FILES = frozenset((*(f for f, _, _ in HW_COUNTERS), "lifespan"))
 
 
-def read_port(directory: str, number: str) -> Port:
+def parse_port(raw: PortRaw) -> Port:
+    number, state, phys_state, rate, counters, ext, hw_counters = raw
     if not _GO_DECIMAL.fullmatch(number) or int(number) >= 2**32:
         raise DeviceError(f"port {number!r}")
-    port = Port(str(int(number)), parse_state(_whole(os.path.join(directory, "state"))),
-                parse_state(_whole(os.path.join(directory, "phys_state"))),
-                parse_rate(_whole(os.path.join(directory, "rate"))))
-    if os.path.exists(os.path.join(directory, "counters")):
-        port.counters = read_counters(os.path.join(directory, "counters"), COUNTER_FILES)
-        ext = os.path.join(directory, "counters_ext")
-        if os.path.isdir(ext):
-            port.counters.update(read_counters(ext, EXT_FILES))
-    if os.path.exists(os.path.join(directory, "hw_counters")):
-        port.hw_counters = read_counters(os.path.join(directory, "hw_counters"), HW_FILES)
+    port = Port(str(int(number)), parse_state(_text(state, "state")),
+                parse_state(_text(phys_state, "phys_state")), parse_rate(_text(rate, "rate")))
+    if counters is not None:
+        port.counters = parse_counters(counters)
+        if ext is not None:
+            port.counters.update(parse_counters(ext))
+    if hw_counters is not None:
+        port.hw_counters = parse_counters(hw_counters)
     return port
 
 
-def read_device(directory: str) -> Device:
-    name = os.path.basename(directory)
-    try:
-        firmware = _attribute(os.path.join(directory, "fw_ver"))
-    except OSError as exc:
-        raise DeviceError(f"fw_ver: {exc.strerror}") from None
+def parse_device(name: str, raw: DeviceRaw) -> Device:
+    firmware, board_id, hca_type, ports = raw
     optional = {}
-    for attribute in ("board_id", "hca_type"):
-        try:
-            optional[attribute] = _attribute(os.path.join(directory, attribute))
-        except FileNotFoundError:
-            optional[attribute] = ""
-        except OSError as exc:
-            raise DeviceError(f"{attribute}: {exc.strerror}") from None
-    ports_dir = os.path.join(directory, "ports")
-    try:
-        numbers = sorted(os.listdir(ports_dir))
-    except OSError as exc:
-        raise DeviceError(f"ports: {exc.strerror}") from None
-    ports = [read_port(os.path.join(ports_dir, number), number) for number in numbers]
-    return Device(name, optional["board_id"], firmware, optional["hca_type"], ports)
+    for attribute, value in (("board_id", board_id), ("hca_type", hca_type)):
+        optional[attribute] = "" if value == errno.ENOENT else _text(value, attribute).strip()
+    firmware_text = _text(firmware, "fw_ver").strip()
+    if isinstance(ports, int):
+        raise DeviceError(f"ports: {os.strerror(ports)}")
+    return Device(name, optional["board_id"], firmware_text, optional["hca_type"],
+                  [parse_port(port) for port in ports])
 
 
 def infiniband_families(devices: list[Device]) -> list[Metric]:
@@ -371,19 +413,29 @@ def infiniband_families(devices: list[Device]) -> list[Metric]:
 class InfinibandCollector:
     def __init__(self, sysfs: Path) -> None:
         self._class_dir = str(sysfs / "class" / "infiniband")
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
-    def collect(self) -> list[Metric]:
+    def _read(self) -> tuple[tuple[str, DeviceRaw], ...]:
         try:
             names = sorted(os.listdir(self._class_dir))
         except OSError:
-            return []
-        devices = []
-        for name in names:
-            try:
-                devices.append(read_device(os.path.join(self._class_dir, name)))
-            except DeviceError:
-                continue
-        return infiniband_families(devices)
+            return ()
+        return tuple((name, read_device_raw(os.path.join(self._class_dir, name)))
+                     for name in names)
+
+    def collect(self) -> list[Metric]:
+        raw = self._read()
+        return self._unchanged.get(raw, lambda: build(raw))
+
+
+def build(raw: tuple[tuple[str, DeviceRaw], ...]) -> list[Metric]:
+    devices = []
+    for name, device in raw:
+        try:
+            devices.append(parse_device(name, device))
+        except DeviceError:
+            continue
+    return infiniband_families(devices)
 
 
 def create(context: Context, settings: Any) -> InfinibandCollector:

@@ -51,6 +51,8 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
     ("nfsd", "nfsd", "proc/net/rpc/nfsd", b"th 8 0", b"th 9 0"),
     ("xfs", "xfs", "sys/fs/xfs/sda1/stats/stats", b"rw 28 2", b"rw 29 2"),
     ("zfs", "zfs", "proc/spl/kstat/zfs/arcstats", b"4    8772612", b"4    8772613"),
+    ("infiniband", "infiniband", "sys/class/infiniband/mlx4_0/ports/1/counters/port_rcv_data",
+     b"4631917", b"4631918"),
 ]
 
 
