@@ -7,7 +7,8 @@ and property, in base units. A value that cannot be read (EIO, EAGAIN from a bro
 skipped with its sensor attribute, never the whole collection.
 
 Cost: one directory listing per chip (two with `device`) and one read(2) per sensor file, so a
-collection grows linearly with the number of sensor files.
+collection grows linearly with the number of sensor files. The files are parsed and their
+families built again only when some file reads other bytes than at the previous collection.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from prometheus_client.metrics_core import Metric
 from agent.collectors.common import (
     DeviceFilter,
     Families,
+    Unchanged,
     open_dir,
     parse_float,
     read_attribute_bytes,
@@ -60,25 +62,42 @@ def _decode(raw: bytes) -> str:
     return raw.decode(errors="replace").strip("\n")
 
 
-def collect_sensor_data(directory: str, data: Sensors,
-                        labels: dict[str, str] | None = None) -> None:
-    """Adds the readable sensor files of one directory; OSError if it cannot be listed.
-    labels: label file -> text, kept between calls (a driver's labels are fixed)."""
+# A directory's sensor files as read: (file name, bytes, or the errno reading it failed with).
+SensorFiles = tuple[tuple[str, bytes | int], ...]
+
+
+def read_sensor_files(directory: str, labels: dict[str, bytes] | None = None) -> SensorFiles:
+    """The sensor files of one directory; OSError if it cannot be listed. labels: label
+    file -> bytes, kept between calls (a driver's labels are fixed)."""
+    files: list[tuple[str, bytes | int]] = []
     with open_dir(directory) as dir_fd:
         for filename in os.listdir(dir_fd):
             parts = explode_filename(filename)
             if parts is None or parts[0] not in SENSOR_TYPES:
                 continue
-            sensor_type, number, prop = parts
-            text = labels.get(filename) if labels is not None and prop == "label" else None
-            if text is None:
+            is_label = labels is not None and parts[2] == "label"
+            raw = labels.get(filename) if labels is not None and is_label else None
+            if raw is None:
                 try:
-                    text = _decode(read_attribute_bytes(filename, dir_fd=dir_fd))
-                except OSError:  # a directory, or a driver that answers EIO / EAGAIN
+                    raw = read_attribute_bytes(filename, dir_fd=dir_fd)
+                except OSError as exc:  # a directory, or a driver that answers EIO / EAGAIN
+                    files.append((filename, exc.errno or 0))
                     continue
-                if labels is not None and prop == "label":
-                    labels[filename] = text
-            data.setdefault(f"{sensor_type}{number}", {})[prop] = text
+                if labels is not None and is_label:
+                    labels[filename] = raw
+            files.append((filename, raw))
+    return tuple(files)
+
+
+def add_sensor_data(files: SensorFiles, data: Sensors) -> None:
+    """Adds the readable ones of a directory's sensor files, the unreadable skipped."""
+    for filename, raw in files:
+        if isinstance(raw, int):
+            continue
+        parts = explode_filename(filename)
+        assert parts is not None  # read_sensor_files kept only sensor file names
+        sensor_type, number, prop = parts
+        data.setdefault(f"{sensor_type}{number}", {})[prop] = _decode(raw)
 
 
 def _read_name(directory: str) -> str | None:
@@ -213,8 +232,8 @@ class _Chip:
         self.name = chip_name(directory) if self.is_dir else None
         self.human = _read_name(directory) if self.name is not None else None
         self.has_device = os.path.exists(f"{directory}/device")
-        self.labels: dict[str, str] = {}
-        self.device_labels: dict[str, str] = {}
+        self.labels: dict[str, bytes] = {}
+        self.device_labels: dict[str, bytes] = {}
 
 
 class HwmonCollector:
@@ -226,6 +245,7 @@ class HwmonCollector:
         # (entry name, inode) -> chip: a chip registered again gets a new entry (sysfs
         # creates a new node, with a new inode, under the same hwmonN name).
         self._known: dict[tuple[str, int], _Chip] = {}
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def _entries(self) -> list[tuple[str, _Chip]]:
         try:
@@ -244,22 +264,37 @@ class HwmonCollector:
         self._known = known
         return out
 
-    def collect(self) -> list[Metric]:
-        out = Families()
+    def _read(self) -> tuple[tuple[str, str | None, SensorFiles, SensorFiles], ...]:
+        """(chip, human-readable name, its sensor files, its device directory's) of each chip
+        not filtered out."""
+        chips = []
         for directory, known in self._entries():
             chip = known.name
             if chip is None or self._chips.ignored(chip):
                 continue
-            data: Sensors = {}
             try:
-                collect_sensor_data(directory, data, known.labels)
-                if known.has_device:
-                    collect_sensor_data(f"{directory}/device", data, known.device_labels)
+                files = read_sensor_files(directory, known.labels)
+                device = (read_sensor_files(f"{directory}/device", known.device_labels)
+                          if known.has_device else ())
             except OSError:  # the chip went away while being read
                 continue
-            if known.human is not None:
+            chips.append((chip, known.human, files, device))
+        return tuple(chips)
+
+    def collect(self) -> list[Metric]:
+        raw = self._read()
+        return self._unchanged.get(raw, lambda: self._build(raw))
+
+    def _build(self, raw: tuple[tuple[str, str | None, SensorFiles, SensorFiles], ...]
+               ) -> list[Metric]:
+        out = Families()
+        for chip, human, files, device in raw:
+            data: Sensors = {}
+            add_sensor_data(files, data)
+            add_sensor_data(device, data)
+            if human is not None:
                 out.add("node_hwmon_chip_names", "Annotation metric for human-readable chip names",
-                        ("chip", "chip_name"), [chip, known.human], 1.0)
+                        ("chip", "chip_name"), [chip, human], 1.0)
             sensor_families(chip, data, out, self._sensors)
         return out.result()
 

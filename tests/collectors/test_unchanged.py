@@ -53,6 +53,8 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
     ("zfs", "zfs", "proc/spl/kstat/zfs/arcstats", b"4    8772612", b"4    8772613"),
     ("infiniband", "infiniband", "sys/class/infiniband/mlx4_0/ports/1/counters/port_rcv_data",
      b"4631917", b"4631918"),
+    ("hwmon", "hwmon", "sys/devices/platform/coretemp.0/hwmon/hwmon0/temp1_input", b"55000",
+     b"56000"),
 ]
 
 
