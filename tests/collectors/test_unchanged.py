@@ -46,15 +46,15 @@ def test_unchanged_by_key_forgets_keys_not_asked_for() -> None:
 # (collector, fixture tree, file under the tree to change, bytes in it, replacement): the
 # change must alter the collector's output.
 CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
+    ("hwmon", "hwmon", "sys/devices/platform/coretemp.0/hwmon/hwmon0/temp1_input", b"55000",
+     b"56000"),
+    ("infiniband", "infiniband", "sys/class/infiniband/mlx4_0/ports/1/counters/port_rcv_data",
+     b"4631917", b"4631918"),
     ("mdadm", "mdadm", "sys/block/md0/md/degraded", b"0", b"1"),
     ("nfs", "nfs", "proc/net/rpc/nfs", b"rpc 1223890122", b"rpc 1223890123"),
     ("nfsd", "nfsd", "proc/net/rpc/nfsd", b"th 8 0", b"th 9 0"),
     ("xfs", "xfs", "sys/fs/xfs/sda1/stats/stats", b"rw 28 2", b"rw 29 2"),
     ("zfs", "zfs", "proc/spl/kstat/zfs/arcstats", b"4    8772612", b"4    8772613"),
-    ("infiniband", "infiniband", "sys/class/infiniband/mlx4_0/ports/1/counters/port_rcv_data",
-     b"4631917", b"4631918"),
-    ("hwmon", "hwmon", "sys/devices/platform/coretemp.0/hwmon/hwmon0/temp1_input", b"55000",
-     b"56000"),
 ]
 
 
