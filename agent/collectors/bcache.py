@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.metrics_core import Metric
 
 from agent.collectors.common import (
+    Unchanged,
     family,
     go_order,
     list_dir,
@@ -320,6 +321,7 @@ class BcacheCollector:
     def __init__(self, sysfs: Path, priority_stats: bool = False) -> None:
         self._base = str(sysfs / "fs" / "bcache")
         self._priority_stats = priority_stats
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
         # procfs globs fs/bcache/*-*: cache set UUIDs (not register, register_quiet, ...).
@@ -330,7 +332,9 @@ class BcacheCollector:
             if not os.path.isdir(path):
                 continue
             cache_sets.append(read_cache_set(path, self._priority_stats))
-        return bcache_families(cache_sets, self._priority_stats)
+        # Every value read, compared by value: the families again only when one differs.
+        return self._unchanged.get(tuple(cache_sets),
+                                   lambda: bcache_families(cache_sets, self._priority_stats))
 
 
 def create(context: Context, settings: Any) -> BcacheCollector:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.common import list_dir, read_text
+from agent.collectors.common import Unchanged, list_dir, read_text
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -260,6 +260,7 @@ def btrfs_families(filesystems: list[Filesystem],
 class BtrfsCollector:
     def __init__(self, procfs: Path, sysfs: Path, rootfs: Path) -> None:
         self._procfs, self._sysfs, self._rootfs = procfs, sysfs, rootfs
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
         filesystems = read_filesystems(self._sysfs)
@@ -268,7 +269,11 @@ class BtrfsCollector:
         mountinfo = read_text(self._procfs / "1" / "mountinfo")
         if mountinfo is None:
             mountinfo = read_text(self._procfs / "self" / "mountinfo") or ""
-        return btrfs_families(filesystems, ioctl_stats(btrfs_mounts(mountinfo), self._rootfs))
+        ioctl = ioctl_stats(btrfs_mounts(mountinfo), self._rootfs)
+        # Every value read (the filesystems' attributes, the devices' ioctl answers), compared
+        # by value: the families again only when one differs.
+        raw = (tuple(filesystems), tuple((fsid, tuple(devices)) for fsid, devices in ioctl.items()))
+        return self._unchanged.get(raw, lambda: btrfs_families(filesystems, ioctl))
 
 
 def create(context: Context, settings: Any) -> BtrfsCollector:

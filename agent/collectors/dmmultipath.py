@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from agent.collectors.common import go_order, parse_int, read_attribute_bytes
+from agent.collectors.common import Unchanged, go_order, parse_int, read_attribute_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -138,15 +138,18 @@ def dmmultipath_families(devices: list[MultipathDevice]) -> list[Metric]:
 class DmMultipathCollector:
     def __init__(self, sysfs: Path) -> None:
         self._sysfs = sysfs
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
         try:
-            devices = read_devices(self._sysfs)
+            devices = tuple(read_devices(self._sysfs))
         except OSError as exc:
             if _no_data(exc):
                 return []
             raise
-        return dmmultipath_families(devices)
+        # The attributes as read (each one value, trimmed): the families again only when
+        # one of them differs.
+        return self._unchanged.get(devices, lambda: dmmultipath_families(list(devices)))
 
 
 def create(context: Context, settings: Any) -> DmMultipathCollector:

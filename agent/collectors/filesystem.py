@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from agent.collectors.common import DeviceFilter
+from agent.collectors.common import DeviceFilter, Unchanged
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
 
@@ -157,25 +157,36 @@ class FilesystemCollector:
         # instance: a collector rebuilt on reload must not call statvfs again on a mount
         # whose earlier call still hangs.
         self._stuck: dict[str, Future[os.statvfs_result]] = {} if stuck is None else stuck
+        # Mounts parsed again only when mountinfo reads differently; families built again
+        # only when a mount or a statvfs answer differs.
+        self._mounts: Unchanged[list[tuple[Mount, str]]] = Unchanged()
+        self._families: Unchanged[list[Metric]] = Unchanged()
 
     def mounts(self) -> list[Mount]:
         """Init's mounts (the host's, when run in a container with the host's /proc; the
         calling process's when /proc is mounted with hidepid), minus excluded mount points and
         fs types."""
+        return [mount for mount, _ in self._mounts_and_paths()]
+
+    def _mounts_and_paths(self) -> list[tuple[Mount, str]]:
+        """The mounts, each with the path statvfs is called on."""
         try:
             text = (self._procfs / "1" / "mountinfo").read_text(errors="replace")
         except FileNotFoundError:
             text = (self._procfs / "self" / "mountinfo").read_text(errors="replace")
+        return self._mounts.get(text, lambda: self._parse_mounts(text))
+
+    def _parse_mounts(self, text: str) -> list[tuple[Mount, str]]:
         mounts = []
         for mount in parse_mountinfo(text):
             mount = replace(mount, mountpoint=strip_rootfs(mount.mountpoint, self._rootfs))
             if not (self._mount_points.ignored(mount.mountpoint)
                     or self._fs_types.ignored(mount.fstype)):
-                mounts.append(mount)
+                mounts.append((mount, self._path(mount)))
         return mounts
 
     def collect(self) -> list[Metric]:
-        mounts = self.mounts()
+        mounts = self._mounts_and_paths()
         for path, call in list(self._stuck.items()):
             if call.done():
                 log.info("mount point responds again", extra=kv(path=path))
@@ -185,8 +196,7 @@ class FilesystemCollector:
         # healthy mounts always have their workers (bounded: one thread per hung mount).
         self._pool.max_workers = self._workers + len(self._stuck)
         calls: dict[str, Future[os.statvfs_result]] = {}
-        for mount in mounts:
-            path = self._path(mount)
+        for _, path in mounts:
             if path not in self._stuck and path not in calls:
                 calls[path] = self._pool.submit(self._statvfs, path)
         wait(calls.values(), timeout=self._timeout)
@@ -203,8 +213,8 @@ class FilesystemCollector:
                 log.warning("statvfs timed out, mount point marked stuck",
                             extra=kv(path=path, timeout=self._timeout))
                 self._stuck[path] = call
-        return filesystem_families(
-            [(m, results.get(self._path(m), TIMEOUT_ERROR)) for m in mounts])
+        stats = tuple((mount, results.get(path, TIMEOUT_ERROR)) for mount, path in mounts)
+        return self._families.get(stats, lambda: filesystem_families(stats))
 
     def close(self) -> None:
         """Release the idle workers (a hung call's thread ends when its call returns)."""

@@ -251,3 +251,25 @@ def test_more_hung_mounts_than_workers_still_returns_on_time(hang: threading.Eve
         assert c._pool.pending <= len(c.mounts())
         assert threading.active_count() <= threads_before + WORKERS + hung
     assert answered >= 3
+
+
+def test_reused_families_follow_mountinfo_and_statvfs(tmp_path: Path) -> None:
+    (tmp_path / "1").mkdir()
+    mountinfo = tmp_path / "1" / "mountinfo"
+    mountinfo.write_bytes((PROC / "1" / "mountinfo").read_bytes())
+    answers = dict(STATS)
+
+    def statvfs(path: str) -> os.statvfs_result:
+        return answers[path] if path in answers else fake_statvfs(path)
+
+    c = collector(statvfs, procfs=tmp_path)
+    before = c.collect()
+    assert c.collect() is before  # nothing changed: the same families handed out again
+    answers["/srv/old"] = st(1000, 9, 9, 100, 1)
+    changed = c.collect()
+    assert values(changed, "node_filesystem_free_bytes")["/srv/old"] == 9 * 4096
+    assert changed == collector(statvfs, procfs=tmp_path).collect()
+    mountinfo.write_bytes(mountinfo.read_bytes().replace(b"emergency_ro,", b""))
+    remounted = c.collect()
+    assert values(remounted, "node_filesystem_readonly")["/var/log"] == 0.0
+    assert remounted == collector(statvfs, procfs=tmp_path).collect()

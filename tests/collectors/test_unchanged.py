@@ -46,6 +46,11 @@ def test_unchanged_by_key_forgets_keys_not_asked_for() -> None:
 # (collector, fixture tree, file under the tree to change, bytes in it, replacement): the
 # change must alter the collector's output.
 CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
+    ("bcache", "bcache", "sys/fs/bcache/deaddd54-c735-46d5-868e-f331c5fd7c74/cache0/written",
+     b"0", b"5"),
+    ("btrfs", "btrfs", "sys/fs/btrfs/0abb23a9-579b-43e6-ad30-227ef47fcb9d/commit_stats",
+     b"commits 258051", b"commits 258052"),
+    ("dmmultipath", "dmmultipath", "sys/block/sdc/device/state", b"running", b"offline"),
     ("hwmon", "hwmon", "sys/devices/platform/coretemp.0/hwmon/hwmon0/temp1_input", b"55000",
      b"56000"),
     ("infiniband", "infiniband", "sys/class/infiniband/mlx4_0/ports/1/counters/port_rcv_data",
