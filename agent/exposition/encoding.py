@@ -36,26 +36,35 @@ def _encoded(family: Metric, fmt: str) -> Encoded:
 
 class FamilyEncoder:
     """The bytes of one source's families, reusing those of each family whose content is
-    unchanged since the previous call. Used by one thread at a time."""
+    unchanged since the previous call (the very same object, as a collector hands out again
+    what it built from unchanged input, or equal samples). Used by one thread at a time."""
 
     def __init__(self) -> None:
-        self._previous: dict[str, tuple[_FamilyKey, dict[str, Encoded]]] = {}
+        # name -> (family, its content, its bytes by format)
+        self._previous: dict[str, tuple[Metric, _FamilyKey, dict[str, Encoded]]] = {}
 
     def encode(self, families: Iterable[Metric], formats: Iterable[str]
                ) -> dict[str, dict[str, Encoded]]:
         """Family name -> format -> that family's bytes. Names must be unique."""
         formats = tuple(formats)
+        wanted = frozenset(formats)
+        previous = self._previous
         current = {}
+        out = {}
         for family in families:
-            content = _content(family)
-            cached = self._previous.get(family.name)
-            reusable = cached[1] if cached is not None and cached[0] == content else {}
-            missing = [fmt for fmt in formats if fmt not in reusable]
-            bodies = {**reusable, **{fmt: _encoded(family, fmt) for fmt in missing}} \
-                if missing else reusable
-            current[family.name] = (content, bodies)
+            cached = previous.get(family.name)
+            if cached is not None and cached[0] is family:
+                content, bodies = cached[1], cached[2]
+            else:
+                content = _content(family)
+                bodies = cached[2] if cached is not None and cached[1] == content else {}
+            if not wanted <= bodies.keys():
+                bodies = {**bodies, **{fmt: _encoded(family, fmt) for fmt in formats
+                                       if fmt not in bodies}}
+            current[family.name] = (family, content, bodies)
+            out[family.name] = bodies
         self._previous = current
-        return {name: bodies for name, (_, bodies) in current.items()}
+        return out
 
 
 def labelled(families: Iterable[Metric], labels: Sequence[tuple[str, str]]) -> list[Metric]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from agent.exposition.text import header_name
+
 # User-supplied sources, and the gauge each sets to 1 when one of its families is dropped.
 YIELDING = {"textfile": "node_textfile_scrape_error"}
 
@@ -82,6 +84,62 @@ def arrange(sources: Sequence[tuple[str, Sequence[Metric]]]) -> Plan:
 
 def _flagged(family: Metric) -> Metric:
     return GaugeMetricFamily(family.name, family.documentation, value=1.0)
+
+
+class Arranger:
+    """arrange, worked out again only when some source's families change names (and, for
+    user-supplied sources, type, help or unit: built-in sources keep those per name): the
+    outcome depends on nothing else, and the sources' families are new objects every tick.
+    Also gives the headed families in the order the exposition writes them. One caller at
+    a time."""
+
+    def __init__(self) -> None:
+        self._key: object = None
+        # source -> indices of its families exposed; source -> index to flag, or -1
+        self._picks: dict[str, list[int]] = {}
+        self._flag: dict[str, int] = {}
+        self._plan = Plan()
+        self._order: list[tuple[str, str]] = []
+
+    def arrange(self, sources: Sequence[tuple[str, Sequence[Metric]]]
+                ) -> tuple[Plan, list[tuple[str, str]]]:
+        """(the plan, (source, family) of every headed family in header-name order)."""
+        key = tuple((name, tuple([(f.name, f.type, f.documentation, f.unit, header_name(f))
+                                  for f in families] if name in YIELDING
+                                 else [f.name for f in families]))
+                    for name, families in sources)
+        if key != self._key:
+            self._learn(sources)
+            self._key = key
+            return self._plan, self._order
+        plan = Plan(headed=self._plan.headed, joined=self._plan.joined,
+                    dropped=dict(self._plan.dropped))
+        for name, families in sources:
+            exposed = plan.exposed[name] = [families[i] for i in self._picks[name]]
+            flag = self._flag.get(name, -1)
+            if flag >= 0:
+                exposed[flag] = _flagged(exposed[flag])
+        return plan, self._order
+
+    def _learn(self, sources: Sequence[tuple[str, Sequence[Metric]]]) -> None:
+        plan = arrange(sources)
+        self._picks, self._flag = {}, {}
+        for name, families in sources:
+            index = {id(f): i for i, f in enumerate(families)}
+            exposed = plan.exposed[name]
+            # A flagged family is a new object: found by its name.
+            self._picks[name] = [index[id(f)] if id(f) in index else
+                                 next(i for i, g in enumerate(families) if g.name == f.name)
+                                 for f in exposed]
+            if name in YIELDING and plan.dropped.get(name):
+                self._flag[name] = next((i for i, f in enumerate(exposed)
+                                         if f.name == YIELDING[name]), -1)
+        heads = {key: set(names) for key, names in plan.headed.items()}
+        self._order = [(key, name) for _, key, name in sorted(
+            (header_name(family), key, family.name)
+            for key, families in plan.exposed.items() for family in families
+            if family.name in heads[key])]
+        self._plan = plan
 
 
 def replace(plan: Plan, key: str, families: Sequence[Metric]) -> None:

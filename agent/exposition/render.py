@@ -26,10 +26,10 @@ from agent import memory
 from agent.exposition import policy
 from agent.exposition.encoding import Encoded, FamilyEncoder, labelled
 from agent.exposition.formats import CONTENT_TYPES, OPENMETRICS, OPENMETRICS_EOF, Demand, encode
+from agent.exposition.gzipruns import RunGzip, starts_run
 from agent.exposition.registry import Registry, Snapshot, TargetSnapshot
 from agent.exposition.selfmetrics import RuntimeFamilies, collector_families
 from agent.exposition.status import CollectorStatus
-from agent.exposition.text import header_name
 
 log = logging.getLogger("hostagent.render")
 
@@ -52,10 +52,12 @@ class Body:
 
     __slots__ = ("_gzipped", "_lock", "content_type", "plain")
 
-    def __init__(self, content_type: str, plain: bytes, eager_gzip: bool = False) -> None:
+    def __init__(self, content_type: str, plain: bytes, eager_gzip: bool = False,
+                 gzipped: bytes | None = None) -> None:
+        """gzipped: the body's gzip when already made."""
         self.content_type = content_type
         self.plain = plain
-        self._gzipped: bytes | None = None
+        self._gzipped = gzipped
         self._lock = threading.Lock()
         if eager_gzip:
             self.gzip()
@@ -90,6 +92,8 @@ class Cache:
 
     def __init__(self) -> None:
         self._encoders: dict[str, FamilyEncoder] = {}
+        self.arranger = policy.Arranger()
+        self._gzips: dict[str, RunGzip] = {}
         # Target -> (the snapshot and modules its labelled copies were made from, copies).
         self._labelled: dict[str, tuple[TargetSnapshot, frozenset[str], list[Metric]]] = {}
 
@@ -101,6 +105,9 @@ class Cache:
         for key in [k for k in self._encoders if k not in plan.exposed]:
             del self._encoders[key]
         return encoded
+
+    def gzip(self, fmt: str) -> RunGzip:
+        return self._gzips.setdefault(fmt, RunGzip(GZIP_LEVEL))
 
     def target_families(self, target: TargetSnapshot, modules: frozenset[str]) -> list[Metric]:
         cached = self._labelled.get(target.name)
@@ -146,26 +153,26 @@ def render(
     sources += [(TARGET_PREFIX + name, cache.target_families(targets[name], target_modules))
                 for name in remote]
     sources += [(name, snapshots[name].families) for name in local if name in policy.YIELDING]
-    plan = policy.arrange(sources)
+    plan, headed = cache.arranger.arrange(sources)
     # The agent's own families report what the check dropped: same names, so same outcome.
     policy.replace(plan, OWN, collector_families(statuses, plan.dropped, aliased))
     encoded = cache.encode(plan, formats)
-    # Families in name order across every source, as node_exporter's registry writes them.
-    heads = {key: set(names) for key, names in plan.headed.items()}
-    headed = sorted((header_name(family), key, family.name)
-                    for key, families in plan.exposed.items() for family in families
-                    if family.name in heads[key])
     bodies = {}
     for fmt in formats:
-        parts: list[bytes | memoryview] = []
-        for _, key, name in headed:
+        runs: list[tuple[object, list[bytes | memoryview]]] = []
+        for key, name in headed:
+            if not runs or starts_run(name):
+                runs.append(((key, name), []))
+            parts = runs[-1][1]
             parts.append(encoded[key][name][fmt].whole)
             for other in plan.joined.get((key, name), ()):
                 parts.append(encoded[other][name][fmt].samples)
         if fmt == OPENMETRICS:
-            parts.append(OPENMETRICS_EOF)
-        plain = b"".join(parts)
-        bodies[fmt] = Body(CONTENT_TYPES[fmt], plain, len(plain) <= EAGER_GZIP_BYTES)
+            runs.append((OPENMETRICS_EOF, [OPENMETRICS_EOF]))
+        plain = b"".join([part for _, parts in runs for part in parts])
+        gzipped = (cache.gzip(fmt).compress(runs, plain) if len(plain) <= EAGER_GZIP_BYTES
+                   else None)
+        bodies[fmt] = Body(CONTENT_TYPES[fmt], plain, gzipped=gzipped)
     complete = all(status.completed_once for status in statuses)
     return Exposition(generation, complete, bodies, dict(plan.dropped))
 
