@@ -12,6 +12,7 @@ from prometheus_client.metrics_core import Metric
 
 from agent.collectors.common import (
     DeviceFilter,
+    Unchanged,
     family,
     list_dir,
     read_file_bytes,
@@ -148,59 +149,84 @@ class DiskstatsCollector:
         self._queue_complete: dict[tuple[str, int, int], bool] = {}
         # udev database file -> (its stamp, its properties).
         self._udev_cache: dict[str, tuple[tuple[int, int, int], dict[str, str]]] = {}
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def ignored(self, device: str) -> bool:
         return self._filter.ignored(device)
 
     def collect(self) -> list[Metric]:
-        disks = parse_diskstats(read_file_bytes(self._diskstats).decode(errors="replace"))
-        disks = [d for d in disks if not self.ignored(d.device)]
-        udev = {d.device: self._udev(d) for d in disks}
-        present = {(d.device, d.major, d.minor) for d in disks}
+        data = read_file_bytes(self._diskstats)
+        text = data.decode(errors="replace")
+        devices = [(device, major, minor) for device, major, minor in _devices(text)
+                   if not self.ignored(device)]
+        # Per device what its labels come from: the udev database file's stamp (its
+        # properties are parsed again when it changes), the rotational label, the backing
+        # devices of a device mapper device.
+        udev: dict[str, dict[str, str]] = {}
+        rotation: dict[str, str] = {}
+        slaves: dict[str, list[str]] = {}
+        extras = []
+        for device, major, minor in devices:
+            stamp, udev[device] = self._udev(major, minor)
+            rotation[device] = self._rotational(device, major, minor)
+            if udev[device].get("DM_NAME"):
+                slaves[device] = list_dir(f"{self._block}/{device}/slaves")
+            extras.append((device, stamp, rotation[device], tuple(slaves.get(device, ()))))
+        present = set(devices)
         for gone in [key for key in self._queue_complete if key not in present]:
             del self._queue_complete[gone]
-        paths = {f"{self._udev_data}/b{d.major}:{d.minor}" for d in disks}
+        paths = {f"{self._udev_data}/b{major}:{minor}" for _, major, minor in devices}
         for stale in [path for path in self._udev_cache if path not in paths]:
             del self._udev_cache[stale]
-        return diskstats_families(
-            disks, udev, {d.device: self._rotational(d) for d in disks},
-            {d.device: list_dir(f"{self._block}/{d.device}/slaves") for d in disks
-             if udev[d.device].get("DM_NAME")})
+        return self._unchanged.get((data, tuple(extras)), lambda: diskstats_families(
+            [d for d in parse_diskstats(text) if not self.ignored(d.device)], udev, rotation,
+            slaves))
 
-    def _rotational(self, disk: Disk) -> str:
+    def _rotational(self, device: str, major: int, minor: int) -> str:
         """node_exporter's rotational label (base 2, "0" unless every queue attribute procfs reads
         is there), the other attributes checked once per device: which of
         them a device has is fixed by its kernel and driver, where rotational is writable."""
-        queue = f"{self._block}/{disk.device}/queue"
+        queue = f"{self._block}/{device}/queue"
         value = _uint(read_text(f"{queue}/rotational"))
         if not value:
             return "0"
-        key = (disk.device, disk.major, disk.minor)
+        key = (device, major, minor)
         complete = self._queue_complete.get(key)
         if complete is None:
             complete = self._queue_complete[key] = queue_complete(queue)
         return format(value, "b") if complete else "0"
 
-    def _udev(self, disk: Disk) -> dict[str, str]:
-        """The device's udev properties, parsed again only when its database file changed
-        (udev replaces the file on every event for the device)."""
-        path = f"{self._udev_data}/b{disk.major}:{disk.minor}"
+    def _udev(self, major: int, minor: int) -> tuple[tuple[int, int, int] | None, dict[str, str]]:
+        """The stamp of the device's udev database file and its properties, parsed again only
+        when the stamp changed (udev replaces the file on every event for the device)."""
+        path = f"{self._udev_data}/b{major}:{minor}"
         try:
             stat = os.stat(path)
         except OSError:
             self._udev_cache.pop(path, None)
-            return {}
+            return None, {}
         stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         cached = self._udev_cache.get(path)
         if cached is not None and cached[0] == stamp:
-            return cached[1]
+            return cached
         try:
             props = parse_udev(read_file_bytes(path).decode(errors="replace"))
         except OSError:
             self._udev_cache.pop(path, None)
-            return {}
+            return None, {}
         self._udev_cache[path] = (stamp, props)
-        return props
+        return stamp, props
+
+
+def _devices(text: str) -> list[tuple[str, int, int]]:
+    """(name, major, minor) of the devices parse_diskstats reports, without parsing their
+    counters."""
+    devices = []
+    for line in text.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) == 4:
+            devices.append((parts[2], int(parts[0]), int(parts[1])))
+    return devices
 
 
 def diskstats_families(disks: list[Disk], udev: dict[str, dict[str, str]],

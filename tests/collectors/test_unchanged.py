@@ -50,6 +50,10 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
      b"0", b"5"),
     ("btrfs", "btrfs", "sys/fs/btrfs/0abb23a9-579b-43e6-ad30-227ef47fcb9d/commit_stats",
      b"commits 258051", b"commits 258052"),
+    ("diskstats", "diskstats", "proc/diskstats", b"sda 1201554", b"sda 1201555"),
+    # udev replaces a device's database file on every event: a new inode and stamp.
+    ("diskstats", "diskstats", "udev/b8:0", b"ID_MODEL=Samsung_SSD_860_EVO_500GB",
+     b"ID_MODEL=Samsung_SSD_870_EVO_1TB"),
     ("dmmultipath", "dmmultipath", "sys/block/sdc/device/state", b"running", b"offline"),
     ("hwmon", "hwmon", "sys/devices/platform/coretemp.0/hwmon/hwmon0/temp1_input", b"55000",
      b"56000"),
