@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from agent.collectors.common import Unchanged
+
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
 
@@ -121,6 +123,7 @@ class NetclassCollector:
         self._ignore_invalid_speed = ignore_invalid_speed
         self._netlink = netlink
         self._netlink_with_stats = netlink_with_stats
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
         if self._netlink:
@@ -128,7 +131,9 @@ class NetclassCollector:
             return collect_netlink(self._class_net, self._ignored, self._netlink_with_stats,
                                    read_attribute)
         interfaces = read_interfaces(self._class_net, self._ignored)
-        return netclass_families(interfaces, self._ignore_invalid_speed)
+        raw = tuple((device, tuple(values.items())) for device, values in interfaces.items())
+        return self._unchanged.get(
+            raw, lambda: netclass_families(interfaces, self._ignore_invalid_speed))
 
 
 def netclass_families(interfaces: Interfaces, ignore_invalid_speed: bool) -> list[Metric]:

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import Families, open_dir, parse_int, read_attribute_bytes
+from agent.collectors.common import (
+    Families,
+    Unchanged,
+    open_dir,
+    parse_int,
+    read_attribute_bytes,
+)
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -119,9 +125,12 @@ class PowerSupplyClassCollector:
     def __init__(self, sysfs: Path, ignored_supplies: str) -> None:
         self._class_dir = str(sysfs / "class" / "power_supply")
         self._ignored = re.compile(ignored_supplies)
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
-        return supply_families(read_supplies(self._class_dir, self._ignored))
+        supplies = read_supplies(self._class_dir, self._ignored)
+        raw = tuple((name, tuple(values.items())) for name, values in supplies.items())
+        return self._unchanged.get(raw, lambda: supply_families(supplies))
 
 
 def create(context: Context, settings: Any) -> PowerSupplyClassCollector:

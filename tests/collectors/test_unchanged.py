@@ -60,8 +60,11 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
     ("infiniband", "infiniband", "sys/class/infiniband/mlx4_0/ports/1/counters/port_rcv_data",
      b"4631917", b"4631918"),
     ("mdadm", "mdadm", "sys/block/md0/md/degraded", b"0", b"1"),
+    ("netclass", "netclass", "sys/class/net/eth0/mtu", b"9000", b"1500"),
     ("nfs", "nfs", "proc/net/rpc/nfs", b"rpc 1223890122", b"rpc 1223890123"),
     ("nfsd", "nfsd", "proc/net/rpc/nfsd", b"th 8 0", b"th 9 0"),
+    ("powersupplyclass", "powersupplyclass", "sys/class/power_supply/BAT0/capacity", b"81",
+     b"80"),
     ("xfs", "xfs", "sys/fs/xfs/sda1/stats/stats", b"rw 28 2", b"rw 29 2"),
     ("zfs", "zfs", "proc/spl/kstat/zfs/arcstats", b"4    8772612", b"4    8772613"),
 ]
