@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.common import go_order, read_attribute_bytes
+from agent.collectors.common import Unchanged, go_order, read_attribute_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -70,69 +70,94 @@ def parse_uint(text: str) -> int:
     return value
 
 
-def _read(path: str) -> str:
-    return read_attribute_bytes(path).decode(errors="replace").strip()
+# Raw input: each file as its bytes or the errno reading it failed with; a host's
+# (attributes by name, statistics/: errno if unlistable, else (file, bytes or errno)).
+Read = bytes | int
+HostRaw = tuple[tuple[tuple[str, Read], ...], int | tuple[tuple[str, Read], ...]]
+WANTED = frozenset(file for _, file, _ in COUNTERS)
 
 
-def read_host(directory: str) -> tuple[dict[str, str], dict[str, int]]:
+def _read(path: str) -> Read:
+    try:
+        return read_attribute_bytes(path)
+    except OSError as exc:
+        return exc.errno or 0
+
+
+def read_host_raw(directory: str) -> HostRaw:
+    attributes = tuple((name, _read(os.path.join(directory, name))) for name in INFO)
+    try:
+        entries = sorted(os.scandir(os.path.join(directory, "statistics")),
+                         key=lambda e: e.name)
+    except OSError as exc:
+        return attributes, exc.errno or 0
+    return attributes, tuple((e.name, _read(e.path)) for e in entries
+                             if e.name in WANTED and e.is_file(follow_symlinks=False))
+
+
+def parse_host(raw: HostRaw) -> tuple[dict[str, str], dict[str, int]]:
     """(attributes the driver exposes, statistics counters by file name)."""
+    attribute_files, statistics = raw
     attributes: dict[str, str] = {}
-    for name in INFO:
-        try:
-            value = _read(os.path.join(directory, name))
-        except FileNotFoundError:
+    for name, read in attribute_files:
+        if read == errno.ENOENT:
             continue
-        except OSError as exc:
-            raise HostError(f"{name}: {exc.strerror}") from None
+        if isinstance(read, int):
+            raise HostError(f"{name}: {os.strerror(read)}")
+        value = read.decode(errors="replace").strip()
         attributes[name] = value[2:] if name in HEX_NAMES and len(value) > 2 else value
     counters: dict[str, int] = {}
-    statistics = os.path.join(directory, "statistics")
-    try:
-        entries = sorted(os.scandir(statistics), key=lambda e: e.name)
-    except FileNotFoundError:
+    if statistics == errno.ENOENT:
         return attributes, counters
-    except OSError as exc:
-        raise HostError(f"statistics: {exc.strerror}") from None
-    wanted = {file for _, file, _ in COUNTERS}
-    for entry in entries:
-        if entry.name not in wanted or not entry.is_file(follow_symlinks=False):
-            continue
-        try:
-            text = _read(entry.path)
-        except OSError as exc:
-            if exc.errno in SKIPPED_ERRORS:
+    if isinstance(statistics, int):
+        raise HostError(f"statistics: {os.strerror(statistics)}")
+    for name, read in statistics:
+        if isinstance(read, int):
+            if read in SKIPPED_ERRORS:
                 continue
-            raise HostError(f"{entry.name}: {exc.strerror}") from None
-        counters[entry.name] = parse_uint(text)
+            raise HostError(f"{name}: {os.strerror(read)}")
+        counters[name] = parse_uint(read.decode(errors="replace").strip())
     return attributes, counters
 
 
 class FibreChannelCollector:
     def __init__(self, sysfs: Path) -> None:
         self._class_dir = str(sysfs / "class" / "fc_host")
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
-    def collect(self) -> list[Metric]:
+    def _read(self) -> tuple[tuple[str, HostRaw], ...] | None:
         try:
             hosts = sorted(os.listdir(self._class_dir))
         except OSError:
+            return None
+        return tuple((host, read_host_raw(os.path.join(self._class_dir, host)))
+                     for host in hosts)
+
+    def collect(self) -> list[Metric]:
+        raw = self._read()
+        if raw is None:
             return []
-        info = GaugeMetricFamily(
-            "node_fibrechannel_info",
-            "Non-numeric data from /sys/class/fc_host/<host>, value is always 1.",
-            labels=["fc_host", *INFO])
-        counters = {file: CounterMetricFamily(f"node_fibrechannel_{name}", help_text,
-                                              labels=["fc_host"])
-                    for name, file, help_text in COUNTERS}
-        for host in hosts:
-            try:
-                attributes, values = read_host(os.path.join(self._class_dir, host))
-            except HostError:
-                continue
-            info.add_metric([host, *(attributes.get(name, "") for name in INFO)], 1.0)
-            for file, value in values.items():
-                if value != UNIMPLEMENTED:
-                    counters[file].add_metric([host], float(value))
-        return go_order((info, *counters.values()))
+        return self._unchanged.get(raw, lambda: fibrechannel_families(raw))
+
+
+def fibrechannel_families(hosts: tuple[tuple[str, HostRaw], ...]) -> list[Metric]:
+    info = GaugeMetricFamily(
+        "node_fibrechannel_info",
+        "Non-numeric data from /sys/class/fc_host/<host>, value is always 1.",
+        labels=["fc_host", *INFO])
+    counters = {file: CounterMetricFamily(f"node_fibrechannel_{name}", help_text,
+                                          labels=["fc_host"])
+                for name, file, help_text in COUNTERS}
+    for host, raw in hosts:
+        try:
+            attributes, values = parse_host(raw)
+        except HostError:
+            continue
+        info.add_metric([host, *(attributes.get(name, "") for name in INFO)], 1.0)
+        for file, value in values.items():
+            if value != UNIMPLEMENTED:
+                counters[file].add_metric([host], float(value))
+    return go_order((info, *counters.values()))
 
 
 def create(context: Context, settings: Any) -> FibreChannelCollector:

@@ -55,6 +55,8 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
     ("diskstats", "diskstats", "udev/b8:0", b"ID_MODEL=Samsung_SSD_860_EVO_500GB",
      b"ID_MODEL=Samsung_SSD_870_EVO_1TB"),
     ("dmmultipath", "dmmultipath", "sys/block/sdc/device/state", b"running", b"offline"),
+    ("fibrechannel", "fibrechannel", "sys/class/fc_host/host0/statistics/rx_frames", b"0x3",
+     b"0x4"),
     ("hwmon", "hwmon", "sys/devices/platform/coretemp.0/hwmon/hwmon0/temp1_input", b"55000",
      b"56000"),
     ("infiniband", "infiniband", "sys/class/infiniband/mlx4_0/ports/1/counters/port_rcv_data",
