@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import Families, open_dir, parse_int, read_attribute, read_text
+from agent.collectors.common import (
+    Families,
+    Unchanged,
+    open_dir,
+    parse_int,
+    read_attribute,
+    read_text,
+)
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -82,9 +89,12 @@ def read_cpufreq(sysfs: Path) -> dict[str, dict[str, str]]:
 class CpufreqCollector:
     def __init__(self, sysfs: Path) -> None:
         self._sysfs = sysfs
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
-        return cpufreq_families(read_cpufreq(self._sysfs))
+        cpus = read_cpufreq(self._sysfs)
+        raw = tuple((cpu, tuple(attributes.items())) for cpu, attributes in cpus.items())
+        return self._unchanged.get(raw, lambda: cpufreq_families(cpus))
 
 
 def create(context: Context, settings: Any) -> CpufreqCollector:

@@ -14,30 +14,39 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import Families, parse_int, read_attribute
+from agent.collectors.common import Families, Unchanged, parse_int, read_attribute
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
 
 
-def zone_temperature(zone: str) -> tuple[str, int] | None:
+ZONE_FILES = ("mode", "type", "policy", "temp")
+COOLING_FILES = ("type", "max_state", "cur_state")
+# Of each zone and each cooling device: its number and its files as read (None: unreadable).
+ThermalRaw = tuple[tuple[tuple[str, tuple[str | None, ...]], ...],
+                   tuple[tuple[str, tuple[str | None, ...]], ...]]
+
+
+def _read_entries(thermal: str, prefix: str, files: tuple[str, ...]
+                  ) -> tuple[tuple[str, tuple[str | None, ...]], ...]:
+    return tuple((os.path.basename(entry).removeprefix(prefix),
+                  tuple(read_attribute(os.path.join(entry, name)) for name in files))
+                 for entry in sorted(glob.glob(os.path.join(glob.escape(thermal),
+                                                            prefix + "[0-9]*"))))
+
+
+def zone_temperature(files: tuple[str | None, ...]) -> tuple[str, int] | None:
     """(type, millidegrees Celsius) of an enabled, readable zone."""
-    if read_attribute(os.path.join(zone, "mode")) == "disabled":
-        return None
-    kind = read_attribute(os.path.join(zone, "type"))
-    policy = read_attribute(os.path.join(zone, "policy"))
-    temp = read_attribute(os.path.join(zone, "temp"))
-    if kind is None or policy is None or temp is None:
+    mode, kind, policy, temp = files
+    if mode == "disabled" or kind is None or policy is None or temp is None:
         return None
     value = parse_int(temp)
     return None if value is None else (kind, value)
 
 
-def cooling_state(device: str) -> tuple[str, int, int] | None:
+def cooling_state(files: tuple[str | None, ...]) -> tuple[str, int, int] | None:
     """(type, max_state, cur_state); cur_state may be -1 (intel_powerclamp)."""
-    kind = read_attribute(os.path.join(device, "type"))
-    maximum = read_attribute(os.path.join(device, "max_state"))
-    current = read_attribute(os.path.join(device, "cur_state"))
+    kind, maximum, current = files
     if kind is None or maximum is None or current is None:
         return None
     max_state, cur_state = parse_int(maximum), parse_int(current)
@@ -46,33 +55,37 @@ def cooling_state(device: str) -> tuple[str, int, int] | None:
     return kind, max_state, cur_state
 
 
+def thermal_families(raw: ThermalRaw) -> list[Metric]:
+    zones, devices = raw
+    out = Families()
+    for zone, files in zones:
+        reading = zone_temperature(files)
+        if reading is not None:
+            out.add("node_thermal_zone_temp", "Zone temperature in Celsius", ("zone", "type"),
+                    [zone, reading[0]], reading[1] / 1000.0)
+    for device, files in devices:
+        state = cooling_state(files)
+        if state is None:
+            continue
+        labels = [device, state[0]]
+        out.add("node_cooling_device_cur_state",
+                "Current throttle state of the cooling device", ("name", "type"), labels,
+                float(state[2]))
+        out.add("node_cooling_device_max_state",
+                "Maximum throttle state of the cooling device", ("name", "type"), labels,
+                float(state[1]))
+    return out.result()
+
+
 class ThermalZoneCollector:
     def __init__(self, sysfs: Path) -> None:
         self._thermal = str(sysfs / "class" / "thermal")
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
-        out = Families()
-        for zone in sorted(glob.glob(os.path.join(glob.escape(self._thermal),
-                                                  "thermal_zone[0-9]*"))):
-            reading = zone_temperature(zone)
-            if reading is not None:
-                out.add("node_thermal_zone_temp", "Zone temperature in Celsius",
-                        ("zone", "type"),
-                        [os.path.basename(zone).removeprefix("thermal_zone"), reading[0]],
-                        reading[1] / 1000.0)
-        for device in sorted(glob.glob(os.path.join(glob.escape(self._thermal),
-                                                    "cooling_device[0-9]*"))):
-            state = cooling_state(device)
-            if state is None:
-                continue
-            labels = [os.path.basename(device).removeprefix("cooling_device"), state[0]]
-            out.add("node_cooling_device_cur_state",
-                    "Current throttle state of the cooling device", ("name", "type"), labels,
-                    float(state[2]))
-            out.add("node_cooling_device_max_state",
-                    "Maximum throttle state of the cooling device", ("name", "type"), labels,
-                    float(state[1]))
-        return out.result()
+        raw = (_read_entries(self._thermal, "thermal_zone", ZONE_FILES),
+               _read_entries(self._thermal, "cooling_device", COOLING_FILES))
+        return self._unchanged.get(raw, lambda: thermal_families(raw))
 
 
 def create(context: Context, settings: Any) -> ThermalZoneCollector:

@@ -50,6 +50,8 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
      b"0", b"5"),
     ("btrfs", "btrfs", "sys/fs/btrfs/0abb23a9-579b-43e6-ad30-227ef47fcb9d/commit_stats",
      b"commits 258051", b"commits 258052"),
+    ("cpufreq", "cpufreq", "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq", b"1699981",
+     b"1699982"),
     ("diskstats", "diskstats", "proc/diskstats", b"sda 1201554", b"sda 1201555"),
     # udev replaces a device's database file on every event: a new inode and stamp.
     ("diskstats", "diskstats", "udev/b8:0", b"ID_MODEL=Samsung_SSD_860_EVO_500GB",
@@ -65,8 +67,11 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
     ("netclass", "netclass", "sys/class/net/eth0/mtu", b"9000", b"1500"),
     ("nfs", "nfs", "proc/net/rpc/nfs", b"rpc 1223890122", b"rpc 1223890123"),
     ("nfsd", "nfsd", "proc/net/rpc/nfsd", b"th 8 0", b"th 9 0"),
+    ("nvme", "nvme", "sys/class/nvme/nvme0/nvme0c0n1/nuse", b"488281250", b"488281251"),
     ("powersupplyclass", "powersupplyclass", "sys/class/power_supply/BAT0/capacity", b"81",
      b"80"),
+    ("thermal_zone", "thermal_zone", "sys/class/thermal/thermal_zone0/temp", b"12376",
+     b"12377"),
     ("xfs", "xfs", "sys/fs/xfs/sda1/stats/stats", b"rw 28 2", b"rw 29 2"),
     ("zfs", "zfs", "proc/spl/kstat/zfs/arcstats", b"4    8772612", b"4    8772613"),
 ]
