@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from agent.collectors.common import go_order
+from agent.collectors.common import Unchanged, go_order
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -56,10 +56,13 @@ def bonding_families(status: dict[str, tuple[int, int]]) -> list[Metric]:
 class BondingCollector:
     def __init__(self, sysfs: Path) -> None:
         self._net = sysfs / "class" / "net"
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
         status = read_bonding(self._net)
-        return [] if status is None else bonding_families(status)
+        if status is None:
+            return []
+        return self._unchanged.get(tuple(status.items()), lambda: bonding_families(status))
 
 
 def create(context: Context, settings: Any) -> BondingCollector:

@@ -9,6 +9,7 @@ read energy_uj: unreadable counters are no data, not an error.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import Families, parse_int, read_text
+from agent.collectors.common import Families, Unchanged, parse_int, read_text
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -54,18 +55,33 @@ class RaplCollector:
     def __init__(self, sysfs: Path, zone_label: bool) -> None:
         self._powercap = os.path.join(str(sysfs), "class", "powercap")
         self._zone_label = zone_label
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
-    def collect(self) -> list[Metric]:
-        out = Families()
+    def _read(self) -> tuple[tuple[str, int, str, bytes | int], ...]:
+        """(name, index, path, energy_uj's bytes or the errno reading it failed with)."""
+        zones = []
         for name, index, path in read_zones(self._powercap):
+            energy: bytes | int
             try:
                 with open(os.path.join(path, "energy_uj"), "rb") as handle:
-                    text = handle.read().decode(errors="replace").strip()
-            except PermissionError:  # root-only since Linux 5.10: no data at all
+                    energy = handle.read()
+            except OSError as exc:
+                energy = exc.errno or 0
+            zones.append((name, index, path, energy))
+        return tuple(zones)
+
+    def collect(self) -> list[Metric]:
+        raw = self._read()
+        return self._unchanged.get(raw, lambda: self._build(raw))
+
+    def _build(self, zones: tuple[tuple[str, int, str, bytes | int], ...]) -> list[Metric]:
+        out = Families()
+        for name, index, path, energy in zones:
+            if energy in (errno.EACCES, errno.EPERM):  # root-only since Linux 5.10: no data
                 return []
-            except OSError:
+            if isinstance(energy, int):
                 continue
-            microjoules = parse_int(text)
+            microjoules = parse_int(energy.decode(errors="replace").strip())
             if microjoules is None or microjoules < 0:
                 continue
             joules = microjoules / 1000000.0

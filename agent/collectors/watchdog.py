@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from agent.collectors.common import parse_int, read_attribute
+from agent.collectors.common import Unchanged, parse_int, read_attribute
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -57,9 +57,12 @@ def watchdog_families(watchdogs: dict[str, dict[str, str]]) -> list[Metric]:
 class WatchdogCollector:
     def __init__(self, sysfs: Path) -> None:
         self._class_dir = str(sysfs / "class" / "watchdog")
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
-        return watchdog_families(read_watchdogs(self._class_dir))
+        watchdogs = read_watchdogs(self._class_dir)
+        raw = tuple((name, tuple(attributes.items())) for name, attributes in watchdogs.items())
+        return self._unchanged.get(raw, lambda: watchdog_families(watchdogs))
 
 
 def create(context: Context, settings: Any) -> WatchdogCollector:

@@ -48,6 +48,8 @@ def test_unchanged_by_key_forgets_keys_not_asked_for() -> None:
 CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
     ("bcache", "bcache", "sys/fs/bcache/deaddd54-c735-46d5-868e-f331c5fd7c74/cache0/written",
      b"0", b"5"),
+    ("bonding", "bonding", "sys/class/net/int/lower_eth5/bonding_slave/mii_status", b"down",
+     b"up"),
     ("btrfs", "btrfs", "sys/fs/btrfs/0abb23a9-579b-43e6-ad30-227ef47fcb9d/commit_stats",
      b"commits 258051", b"commits 258052"),
     ("cpufreq", "cpufreq", "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq", b"1699981",
@@ -57,6 +59,7 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
     ("diskstats", "diskstats", "udev/b8:0", b"ID_MODEL=Samsung_SSD_860_EVO_500GB",
      b"ID_MODEL=Samsung_SSD_870_EVO_1TB"),
     ("dmmultipath", "dmmultipath", "sys/block/sdc/device/state", b"running", b"offline"),
+    ("edac", "edac", "sys/devices/system/edac/mc/mc0/ce_count", b"1", b"2"),
     ("fibrechannel", "fibrechannel", "sys/class/fc_host/host0/statistics/rx_frames", b"0x3",
      b"0x4"),
     ("hwmon", "hwmon", "sys/devices/platform/coretemp.0/hwmon/hwmon0/temp1_input", b"55000",
@@ -70,8 +73,11 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
     ("nvme", "nvme", "sys/class/nvme/nvme0/nvme0c0n1/nuse", b"488281250", b"488281251"),
     ("powersupplyclass", "powersupplyclass", "sys/class/power_supply/BAT0/capacity", b"81",
      b"80"),
+    ("rapl", "rapl", "sys/devices/virtual/powercap/intel-rapl/intel-rapl:0/energy_uj",
+     b"240422366267", b"240422366268"),
     ("thermal_zone", "thermal_zone", "sys/class/thermal/thermal_zone0/temp", b"12376",
      b"12377"),
+    ("watchdog", "watchdog", "sys/class/watchdog/watchdog0/timeleft", b"300", b"299"),
     ("xfs", "xfs", "sys/fs/xfs/sda1/stats/stats", b"rw 28 2", b"rw 29 2"),
     ("zfs", "zfs", "proc/spl/kstat/zfs/arcstats", b"4    8772612", b"4    8772613"),
 ]
