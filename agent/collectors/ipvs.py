@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.common import go_order
+from agent.collectors.common import Unchanged, go_order
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -128,14 +128,16 @@ class IpvsCollector:
     def __init__(self, procfs: Path, backend_labels: str = ",".join(BACKEND_LABELS)) -> None:
         self._net = procfs / "net"
         self._labels = parse_backend_labels(backend_labels)
+        self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
         try:
-            stats = parse_ip_vs_stats((self._net / "ip_vs_stats").read_text())
+            stats = (self._net / "ip_vs_stats").read_text()
         except FileNotFoundError:
             return []
-        backends = parse_ip_vs((self._net / "ip_vs").read_text())
-        return ipvs_families(stats, backends, self._labels)
+        raw = (stats, (self._net / "ip_vs").read_text())
+        return self._unchanged.get(raw, lambda: ipvs_families(
+            parse_ip_vs_stats(stats), parse_ip_vs(raw[1]), self._labels))
 
 
 def create(context: Context, settings: Any) -> IpvsCollector:

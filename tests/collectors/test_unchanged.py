@@ -66,6 +66,7 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
      b"56000"),
     ("infiniband", "infiniband", "sys/class/infiniband/mlx4_0/ports/1/counters/port_rcv_data",
      b"4631917", b"4631918"),
+    ("ipvs", "ipvs", "proc/net/ip_vs_stats", b" 16AA370 E33656E5", b" 16AA371 E33656E5"),
     ("mdadm", "mdadm", "sys/block/md0/md/degraded", b"0", b"1"),
     ("netclass", "netclass", "sys/class/net/eth0/mtu", b"9000", b"1500"),
     ("nfs", "nfs", "proc/net/rpc/nfs", b"rpc 1223890122", b"rpc 1223890123"),
