@@ -10,13 +10,20 @@ not a multipath map is skipped; any other read or parse error fails the collecto
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from agent.collectors.common import Unchanged, go_order, parse_int, read_attribute_bytes
+from agent.collectors.common import (
+    Unchanged,
+    go_order,
+    parse_int,
+    read_attribute_bytes,
+    read_file_bytes,
+)
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -41,14 +48,14 @@ class MultipathDevice:
     paths: tuple[MultipathPath, ...]
 
 
-def _sys_read(path: Path) -> str:
+def _sys_read(path: str) -> str:
     """procfs's SysReadFile: one read, surrounding whitespace trimmed."""
     return read_attribute_bytes(path).decode(errors="replace").strip()
 
 
-def _read_uint(path: Path) -> int:
+def _read_uint(path: str) -> int:
     """procfs's ReadUintFromFile."""
-    text = path.read_bytes().decode(errors="replace").strip()
+    text = read_file_bytes(path).decode(errors="replace").strip()
     value = parse_int(text)
     if value is None or value < 0 or text.startswith("+"):
         raise ValueError(f"{path}: not an unsigned integer: {text!r}")
@@ -60,33 +67,34 @@ def _no_data(exc: OSError) -> bool:
     return exc.errno in NO_DATA_ERRNOS
 
 
-def _list(path: Path) -> list[str]:
-    return sorted(p.name for p in path.iterdir())
+def _list(path: str) -> list[str]:
+    return sorted(os.listdir(path))
 
 
 def read_devices(sysfs: Path) -> list[MultipathDevice]:
-    block = sysfs / "block"
+    # Paths as strings: pathlib's joins cost more than the reads.
+    block = f"{sysfs}/block"
     devices = []
     for entry in _list(block):
         if not entry.startswith("dm-"):
             continue
-        dm = block / entry / "dm"
+        dm = f"{block}/{entry}/dm"
         try:
-            uuid = _sys_read(dm / "uuid")
+            uuid = _sys_read(f"{dm}/uuid")
         except FileNotFoundError:
             continue  # not a device-mapper device
         if not uuid.startswith("mpath-"):
             continue
-        name = _sys_read(dm / "name")
-        suspended = _read_uint(dm / "suspended") == 1
-        size = _read_uint(block / entry / "size") * SECTOR_SIZE
+        name = _sys_read(f"{dm}/name")
+        suspended = _read_uint(f"{dm}/suspended") == 1
+        size = _read_uint(f"{block}/{entry}/size") * SECTOR_SIZE
         paths = []
         try:
-            slaves = _list(block / entry / "slaves")
+            slaves = _list(f"{block}/{entry}/slaves")
         except FileNotFoundError:
             slaves = []
         for slave in slaves:
-            paths.append(MultipathPath(slave, _sys_read(block / slave / "device" / "state")))
+            paths.append(MultipathPath(slave, _sys_read(f"{block}/{slave}/device/state")))
         devices.append(MultipathDevice(name, entry, uuid, suspended, size, tuple(paths)))
     return devices
 
