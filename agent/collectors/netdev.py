@@ -1,9 +1,10 @@
 """netdev: node_network_{receive,transmit}_*_total per device, with node_exporter's names.
 
-node_exporter's default reads each interface's rtnl_link_stats64 over netlink; the kernel
-exposes the same counters, unmodified, in /sys/class/net/<device>/statistics/, which is read
-here (no netlink round trips, one small file per counter). /proc/net/dev, which the netlink
-option switched off selects, folds several of them together (drop = rx_dropped +
+node_exporter's default reads each interface's rtnl_link_stats64 over netlink, as here on the
+host's /sys (one dump for every interface). With another sysfs tree (a host's /sys mounted in a
+container, a fixture), the same counters, unmodified, are read from its
+class/net/<device>/statistics/ files. /proc/net/dev, which the netlink option switched off
+selects, folds several of them together (drop = rx_dropped +
 rx_missed_errors, frame = four error kinds, ...) and lacks receive_nohandler. With
 enable_detailed_metrics every counter keeps its own kernel name; without it they are folded
 into /proc/net/dev's names and sums, as node_exporter does. label_ifalias adds each device's
@@ -15,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +80,32 @@ def legacy_names(counters: dict[str, float]) -> dict[str, float]:
     return out
 
 
+IFLA_STATS64 = 23
+# struct rtnl_link_stats64: its first fields, in NETLINK_STATS's order (newer kernels add more).
+_STATS64 = struct.Struct(f"={len(NETLINK_STATS)}Q")
+
+
+def parse_link_stats(replies: list[tuple[int, bytes]]) -> dict[str, dict[str, float]]:
+    """RTM_GETLINK dump -> {device: counters under netlink names}."""
+    stats = {}
+    for kind, payload in replies:
+        if kind != rtnetlink.RTM_NEWLINK or len(payload) < rtnetlink.IFINFOMSG.size:
+            continue
+        attributes = rtnetlink.attribute_map(payload[rtnetlink.IFINFOMSG.size:])
+        name, raw = attributes.get(rtnetlink.IFLA_IFNAME), attributes.get(IFLA_STATS64)
+        if name is None or raw is None or len(raw) < _STATS64.size:
+            continue
+        stats[rtnetlink.c_string(name)] = dict(zip(NETLINK_STATS.values(),
+                                                   map(float, _STATS64.unpack_from(raw)),
+                                                   strict=True))
+    return stats
+
+
+def dump_link_stats() -> dict[str, dict[str, float]]:
+    return parse_link_stats(rtnetlink.dump(
+        rtnetlink.RTM_GETLINK, rtnetlink.IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)))
+
+
 def read_link_stats(statistics: Path | str) -> dict[str, float] | None:
     """A device's counters under netlink names; None when it has no statistics directory.
     A counter the kernel does not provide reads as 0, as netlink reports it."""
@@ -126,6 +154,7 @@ class NetdevCollector:
                  label_ifalias: bool = False) -> None:
         self._net_dev = procfs / "net" / "dev"
         self._sysfs_net = sysfs / "class" / "net" if sysfs is not None else None
+        self._host = sysfs is not None and os.path.realpath(sysfs) == "/sys"
         self._filter = DeviceFilter(device_include, device_exclude)
         self._netlink = netlink
         self._detailed = detailed
@@ -133,7 +162,11 @@ class NetdevCollector:
         self._label_ifalias = label_ifalias
 
     def collect(self) -> list[Metric]:
-        if self._netlink and self._sysfs_net is not None and self._sysfs_net.is_dir():
+        if self._netlink and self._host:
+            stats = {dev: counters if self._detailed else legacy_names(counters)
+                     for dev, counters in sorted(dump_link_stats().items())
+                     if not self._filter.ignored(dev)}
+        elif self._netlink and self._sysfs_net is not None and self._sysfs_net.is_dir():
             stats = self._link_stats()
         else:
             parsed = parse_net_dev(self._net_dev.read_text())

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from pathlib import Path
@@ -12,9 +13,12 @@ from agent.collectors.netdev import (
     NetdevCollector,
     address_info_families,
     address_scope,
+    dump_link_stats,
     legacy_names,
     parse_address,
+    parse_link_stats,
     parse_net_dev,
+    read_link_stats,
 )
 from tests.golden import FIXTURES, assert_golden
 
@@ -214,3 +218,31 @@ def test_address_info_live_has_loopback() -> None:
             for s in f.samples]
     assert {"device": "lo", "address": "127.0.0.1", "netmask": "8",
             "scope": "link-local"} in info
+
+
+def test_link_message_parsing() -> None:
+    def link(name: bytes, stats: tuple[int, ...] | None) -> tuple[int, bytes]:
+        attrs = [(3, name + b"\0")] + ([(23, struct.pack(f"={len(stats)}Q", *stats))]
+                                       if stats is not None else [])
+        body = b"".join(struct.pack("=HH", 4 + len(v), k) + v.ljust((len(v) + 3) & ~3, b"\0")
+                        for k, v in attrs)
+        return 16, struct.pack("=BxHiII", 0, 1, 2, 0, 0) + body
+
+    newer_kernel = tuple(range(1, len(NETLINK_STATS) + 2))  # one field more: ignored
+    stats = parse_link_stats([link(b"eth0", newer_kernel), link(b"nostats", None),
+                              link(b"short", (1, 2))])
+    assert list(stats) == ["eth0"]
+    assert stats["eth0"]["receive_packets"] == 1 and stats["eth0"]["transmit_bytes"] == 4
+    assert stats["eth0"]["receive_nohandler"] == len(NETLINK_STATS)
+
+
+def test_the_hosts_interfaces_over_netlink_match_their_sysfs_counters() -> None:
+    sysfs = {dev: read_link_stats(f"/sys/class/net/{dev}/statistics")
+             for dev in os.listdir("/sys/class/net")}
+    netlink = dump_link_stats()
+    assert set(netlink) == set(sysfs)
+    for device, counters in netlink.items():
+        # Read just after sysfs: a counter can only have grown since.
+        assert all(counters[name] >= value for name, value in (sysfs[device] or {}).items())
+    collector = NetdevCollector(PROC, None, None, sysfs=Path("/sys"))
+    assert set(samples(collector.collect(), "node_network_receive_bytes_total")) == set(netlink)
