@@ -30,7 +30,8 @@ from agent.history import History
 from agent.lifecycle import Lifecycle, State, Stopping
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
-from agent.remediation.engine import Engine, RemediationPlan
+from agent.remediation.counters import Counters
+from agent.remediation.settings import RemediationConfig
 from agent.remote_write.settings import RemoteWriteConfig
 from agent.scheduler import Job, Scheduler
 from agent.ssh import SshPlan, SshSupervisor
@@ -41,6 +42,7 @@ from agent.web import build_app
 from agent.webconfig import WebSettings
 
 if TYPE_CHECKING:
+    from agent.remediation.engine import Engine, RemediationPlan
     from agent.remote_write.pusher import Pusher
 
 log = logging.getLogger("hostagent")
@@ -129,9 +131,8 @@ class Agent:
         self.health.deaths = self.lifecycle.deaths
         self.scheduler.watch = self.lifecycle.watch
         self.ssh = SshSupervisor(self.registry, self.lifecycle.watch)
-        self.remediation = Engine(self.families_of, self._publish_remediation,
-                                  self.ssh.run_on, self.ssh.check_success,
-                                  self.lifecycle.watch)
+        # Made with the first rule (see _prepare_remediation): most agents never run one.
+        self.remediation: Engine | None = None
         self.addresses: list[str] = []
         self.runner: web.AppRunner | None = None
         self.pusher: Pusher | None = None
@@ -205,7 +206,7 @@ class Agent:
         ssh = await self.ssh.prepare(self.config.ssh)
         check()
         ssh.commit()
-        remediation = self.remediation.prepare(self.config.remediation)
+        remediation = self._prepare_remediation(self.config.remediation)
         remediation.commit()
         self.probes.gc_pauses.start()
         spawn = self.lifecycle.spawn
@@ -235,7 +236,8 @@ class Agent:
         # Stops accepting, lets in-flight requests finish within the grace period.
         if self.runner is not None:
             await self.runner.cleanup()
-        await self.remediation.stop()
+        if self.remediation is not None:
+            await self.remediation.stop()
         await self.scheduler.stop()
         await self.ssh.stop()
         if self.pusher is not None:
@@ -265,6 +267,23 @@ class Agent:
 
     def _publish_remediation(self, families: list[Metric]) -> None:
         self.registry.publish(Snapshot.of("remediation", families))
+
+    def _prepare_remediation(self, config: RemediationConfig) -> RemediationPlan | _NoRules:
+        if self.remediation is None:
+            if not (config.enabled and config.rules):
+                return _NoRules(self)
+            # Loaded with the first rule: the engine brings a regex engine and the
+            # Alertmanager client, which an agent without rules never needs.
+            from agent.remediation.engine import Engine
+
+            self.remediation = Engine(self.families_of, self._publish_remediation,
+                                      self.ssh.run_on, self.ssh.check_success,
+                                      self.lifecycle.watch)
+        return self.remediation.prepare(config)
+
+    @property
+    def remediation_counters(self) -> Counters | None:
+        return None if self.remediation is None else self.remediation.counters
 
     async def _start_push(self) -> None:
         if not self.config.remote_write.endpoints:
@@ -321,7 +340,7 @@ class Agent:
                               self._collector_state)
             built = [job for job in jobs if self._jobs.get(job.name) is not job]
             ssh = await self.ssh.prepare(new.ssh)
-            remediation = self.remediation.prepare(new.remediation)
+            remediation = self._prepare_remediation(new.remediation)
         except BaseException as exc:
             for job in built or []:
                 _close_unused(job)
@@ -437,7 +456,7 @@ class ReloadPlan:
 
     def __init__(self, agent: Agent, config: Config, web_settings: WebSettings,
                  jobs: list[Job], built: list[Job], ssh: SshPlan,
-                 remediation: RemediationPlan) -> None:
+                 remediation: RemediationPlan | _NoRules) -> None:
         self.agent = agent
         self.config = config
         self.web = web_settings
@@ -458,6 +477,23 @@ class ReloadPlan:
     async def retire(self) -> None:
         await self.ssh.retire()
         await self.remediation.retire()
+
+
+class _NoRules:
+    """The remediation plan while no rule was ever configured: publishes the families an
+    engine without rules publishes (no samples), without loading the engine."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def commit(self) -> None:
+        self._agent._publish_remediation(Counters().families())
+
+    def discard(self) -> None:
+        pass
+
+    async def retire(self) -> None:
+        pass
 
 
 def _close_unused(job: Job) -> None:

@@ -16,13 +16,14 @@ from agent.exposition.formats import TEXT
 from agent.exposition.status import human_duration
 from agent.flags import add_runtime_flags, flag_for, overrides
 from agent.relay import cli as relay_cli
-from agent.ssh import exec_cmd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
 COMMANDS = ("run", "check-config", "collect", "profile", "ssh", "relay", "remediation")
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """command: the one about to run; the SSH batch tool's arguments are added only for it
+    (or for all, None), so an agent does not load that tool."""
     top = argparse.ArgumentParser(
         prog="hostagent", description="Host metrics agent for Prometheus. `hostagent run "
         "--help` lists every flag, with node_exporter's names, grouped per collector.")
@@ -46,8 +47,12 @@ def parser() -> argparse.ArgumentParser:
                          help="write the folded stacks here instead of stdout")
     ssh = sub.add_parser("ssh", help="SSH tools").add_subparsers(
         dest="ssh_command", required=True, metavar="SUBCOMMAND")
-    exec_cmd.add_arguments(ssh.add_parser(
-        "exec", help="run a command on many hosts: hostagent ssh exec -H HOST ... -- COMMAND"))
+    ssh_exec = ssh.add_parser(
+        "exec", help="run a command on many hosts: hostagent ssh exec -H HOST ... -- COMMAND")
+    if command in (None, "ssh"):
+        from agent.ssh import exec_cmd
+
+        exec_cmd.add_arguments(ssh_exec)
     relay_cli.add_arguments(sub.add_parser(
         "relay", help="relay Alertmanager notifications to WeCom and DingTalk robots"))
     remediation = sub.add_parser("remediation", help="self-healing rules").add_subparsers(
@@ -63,10 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0] not in COMMANDS and argv[0].startswith("-")
                     and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "run")
-    args = parser().parse_args(argv)
+    args = parser(argv[0]).parse_args(argv)
     if args.command == "profile":
         return _profile(args.url, args.seconds, args.hz, args.output)
     if args.command == "ssh":
+        from agent.ssh import exec_cmd
+
         return exec_cmd.main(args)
     if args.command == "relay":
         return relay_cli.main(args)

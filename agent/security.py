@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -99,6 +98,8 @@ class BasicAuth:
         self._waiting += 1
         try:
             async with self._bcrypt:
+                import bcrypt  # only with basic auth configured (loaded with its settings)
+
                 # bcrypt uses the first 72 bytes of a password, as the exporter-toolkit does.
                 matches = await asyncio.to_thread(bcrypt.checkpw, password[:72],
                                                   stored or self._decoy)

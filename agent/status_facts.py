@@ -19,12 +19,15 @@ log = logging.getLogger("hostagent.status")
 def page_facts(agent: Agent) -> PageFacts:
     series = {name: sum(len(family.samples) for family in snapshot.families)
               for name, snapshot in agent.registry.snapshots.items()}
-    counters = agent.remediation.counters
+    counters = agent.remediation_counters
     actions: dict[str, int] = {}
-    for (rule, _, _), count in counters.actions.items():
-        actions[rule] = actions.get(rule, 0) + count
+    conditions: dict[str, float] = {}
+    if counters is not None:
+        conditions = counters.condition
+        for (rule, _, _), count in counters.actions.items():
+            actions[rule] = actions.get(rule, 0) + count
     remediation = agent.config.remediation
-    rules = [Rule(rule.name, rule.target, counters.condition.get(rule.name),
+    rules = [Rule(rule.name, rule.target, conditions.get(rule.name),
                   actions.get(rule.name, 0)) for rule in remediation.rules]
     path = agent.source.path
     reload_ok, reload_time = agent.reload_state

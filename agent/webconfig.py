@@ -17,7 +17,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import bcrypt
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -216,6 +215,8 @@ def load(path: Path | None) -> WebSettings:
     users = {name: hashed.encode() for name, hashed in parsed.basic_auth_users.items()}
     decoy = b""
     if users:
+        import bcrypt  # only with basic auth configured
+
         cost = max(int(hashed[4:6]) for hashed in users.values())
         decoy = bcrypt.hashpw(secrets.token_hex(16).encode(), bcrypt.gensalt(cost))
     return WebSettings(path, context, MappingProxyType(users),

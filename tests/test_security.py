@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import bcrypt
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from agent import security
 from agent.agent import Agent
 from agent.config import Config, ConfigError, ConfigSource
 from agent.logs import LogfmtFormatter
@@ -252,13 +252,13 @@ async def test_basic_auth_right_wrong_missing_and_unknown(pki: CA,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     checked: list[bytes] = []
-    checkpw = security.bcrypt.checkpw
+    checkpw = bcrypt.checkpw
 
     def counting(password: bytes, hashed: bytes) -> bool:
         checked.append(hashed)
         return checkpw(password, hashed)
 
-    monkeypatch.setattr(security.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
     path = web_file(pki, tls={}, users={USER: bcrypt_hash(PASSWORD, 5),
                                         "alice": bcrypt_hash("other", 4)},
                     headers={"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff"})

@@ -1,0 +1,79 @@
+"""What only some configurations use is imported only by them: an agent on its defaults (SSH
+off, no rules, no remote write, no basic auth) never loads asyncssh, the remediation engine,
+the remote-write or relay clients, bcrypt or the SSH batch tool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from agent.agent import Agent
+from agent.config import ConfigSource
+
+# Runs the command line's own path (argv -> config -> Agent) and, once the agent has started,
+# prints the modules loaded and stops it.
+STARTED_MODULES = textwrap.dedent("""
+    import json, sys
+    from agent import cli
+    from agent.agent import Agent
+
+    start = Agent._start
+
+    async def started(self):
+        await start(self)
+        print(json.dumps(sorted(sys.modules)), flush=True)
+        self.request_stop()
+
+    Agent._start = started
+    sys.exit(cli.main(["--web.listen-address", "127.0.0.1:0", "--log.level", "warning"]))
+""")
+
+OPTIONAL = ("asyncssh", "bcrypt", "regex", "agent.ssh.worker", "agent.ssh.connections",
+            "agent.ssh.exec_cmd", "agent.ssh.targets", "agent.remediation.engine",
+            "agent.remediation.alertmanager", "agent.matching", "agent.remote_write.pusher",
+            "agent.relay.server", "agent.relay.delivery", "agent.profiling.web")
+
+
+def test_an_agent_on_its_defaults_loads_no_optional_part() -> None:
+    out = subprocess.run([sys.executable, "-c", STARTED_MODULES], capture_output=True,
+                         text=True, timeout=60, check=True)
+    loaded = set(json.loads(out.stdout.splitlines()[-1]))
+    assert "agent.scheduler" in loaded  # the agent did start
+    eager = sorted(name for name in loaded
+                   if any(name == part or name.startswith(part + ".") for part in OPTIONAL))
+    assert not eager, f"loaded on the defaults: {eager}"
+
+
+async def test_the_first_rule_arrives_with_a_reload(tmp_path: Path) -> None:
+    """Without rules there is no engine; a reload that brings one starts it."""
+    path = tmp_path / "hostagent.yml"
+    base = "web: {listen_address: '127.0.0.1:0'}\ncollectors: {cpu: {enabled: false}}\n"
+    path.write_text(base)
+    source = ConfigSource(path)
+    agent = Agent(source.load(), source=source)
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.started.wait(), 10)
+        assert agent.remediation is None
+        assert [f.name for f in agent.registry.snapshots["remediation"].families] == [
+            "hostagent_remediation_condition", "hostagent_remediation_actions",
+            "hostagent_remediation_episodes"]
+        path.write_text(base + "remediation:\n  rules:\n"
+                        "  - {name: never, condition: {metric: 'node_load1 > 1e12'},\n"
+                        "     interval: 0.05, tiers: [{command: ['true']}]}\n")
+        await agent.reload()
+        deadline = time.monotonic() + 10
+        while not agent.registry.snapshots["remediation"].families[0].samples:
+            assert time.monotonic() < deadline, "the rule was never evaluated"
+            await asyncio.sleep(0.02)
+        assert agent.remediation is not None and "never" in agent.remediation.runners
+        sample = agent.registry.snapshots["remediation"].families[0].samples[0]
+        assert (sample.labels, sample.value) == ({"rule": "never"}, 0.0)
+    finally:
+        agent.request_stop()
+        await task
