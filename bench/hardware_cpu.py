@@ -12,6 +12,9 @@ printed for hostagent alone.
 hwmon scaling: one synthetic tree per size (chips x 10 sensors of each of temp, fan and in, with
 their min/max/crit/alarm attributes), hostagent's hwmon collect alone, CPU per sensor file.
 
+Nothing changes on a fixture host between cycles, so collectors reuse what they built from the
+same bytes; "every input changed" is the cycle with that reuse defeated and every family encoded.
+
 usage: python bench/hardware_cpu.py [--cycles N]
 """
 
@@ -26,10 +29,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fixture_host import fixture_host, hostagent_cycle_cpu, node_exporter_scrape_cpu, print_figures
+from fixture_host import (
+    config_for,
+    fixture_host,
+    hostagent_cycle_cpu,
+    node_exporter_scrape_cpu,
+    print_figures,
+)
 
-from agent.collectors.common import DeviceFilter
+from agent.agent import build_collector
+from agent.collectors.common import DeviceFilter, Unchanged, UnchangedByKey
 from agent.collectors.hwmon import HwmonCollector
+from agent.exposition.formats import OPENMETRICS, encode
 
 SHARED = ["cpu", "cpufreq", "dmi", "edac", "fibrechannel", "hwmon", "infiniband", "nvme",
           "powersupplyclass", "rapl", "schedstat", "selinux", "tapestats", "thermal_zone"]
@@ -60,8 +71,8 @@ def hwmon_tree(root: Path, chips: int) -> int:
     return files
 
 
-def hwmon_scaling(cycles: int) -> list[tuple[int, int, float]]:
-    """(chips, sensor files, CPU seconds per collect)."""
+def hwmon_scaling(cycles: int) -> list[tuple[int, int, float, float]]:
+    """(chips, sensor files, CPU seconds per collect, the same when every file changed)."""
     rows = []
     for chips in (1, 4, 16, 64):
         with tempfile.TemporaryDirectory(prefix="hostagent-hwmon-") as tmp:
@@ -73,8 +84,34 @@ def hwmon_scaling(cycles: int) -> list[tuple[int, int, float]]:
             start = time.process_time()
             for _ in range(runs):
                 collector.collect()
-            rows.append((chips, files, (time.process_time() - start) / runs))
+            same = (time.process_time() - start) / runs
+            start = time.process_time()
+            for _ in range(runs):
+                forget(collector)
+                collector.collect()
+            rows.append((chips, files, same, (time.process_time() - start) / runs))
     return rows
+
+
+def forget(collector: object) -> None:
+    """Drops what a collector remembers of its previous input, so it parses and builds all."""
+    for attribute, value in vars(collector).items():
+        if isinstance(value, Unchanged | UnchangedByKey):
+            setattr(collector, attribute, type(value)())
+
+
+def changed_cycle_cpu(proc: Path, sys_: Path, udev: Path, cycles: int,
+                      names: list[str]) -> float:
+    """CPU per cycle as when every file read other bytes than at the previous cycle: each
+    collector's memory of its previous input dropped before it collects, every family encoded."""
+    config = config_for(proc, sys_, udev)
+    collectors = [build_collector(name, config) for name in names]
+    start = time.process_time()
+    for _ in range(cycles):
+        for collector in collectors:
+            forget(collector)
+            encode(collector.collect(), OPENMETRICS)
+    return (time.process_time() - start) / cycles
 
 
 def main() -> int:
@@ -92,14 +129,18 @@ def main() -> int:
         ours, fresh, collect, lines = hostagent_cycle_cpu(proc, sys_, udev, args.cycles, SHARED)
         theirs, series = node_exporter_scrape_cpu(proc, sys_, udev, args.cycles, SHARED)
         newer, _, _, newer_lines = hostagent_cycle_cpu(proc, sys_, udev, args.cycles, NEWER)
+        changed = changed_cycle_cpu(proc, sys_, udev, args.cycles, SHARED)
     print(f"collectors: {', '.join(SHARED)} (fixture host, {args.cycles} cycles)")
     print_figures(ours, fresh, collect, lines, theirs, series)
+    print(f"{'  every input changed, no reuse':36s} {changed * 1e3:8.3f} ms  "
+          f"ratio {changed / theirs:.2f}")
     print(f"{'hostagent only: ' + ', '.join(NEWER):36s} {newer * 1e3:8.3f} ms  "
           f"({newer_lines} exposition lines)")
     print("hwmon alone, by size of /sys/class/hwmon:")
-    for chips, files, cpu in hwmon_scaling(args.cycles):
+    for chips, files, cpu, changed_cpu in hwmon_scaling(args.cycles):
         print(f"  {chips:3d} chips {files:5d} sensor files  {cpu * 1e3:8.3f} ms per collect"
-              f"  {cpu / files * 1e6:6.2f} us per file")
+              f"  {cpu / files * 1e6:6.2f} us per file; every file changed "
+              f"{changed_cpu * 1e3:8.3f} ms  {changed_cpu / files * 1e6:6.2f} us")
     return 0
 
 
