@@ -51,7 +51,8 @@ def count_neighbours(messages: list[tuple[int, bytes]]) -> dict[int, int]:
 
 
 def netlink_arp() -> dict[str, int]:
-    request = rtnetlink.NDMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    # Only IPv4 neighbours count: the kernel leaves the others out of the dump.
+    request = rtnetlink.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0)
     by_index = count_neighbours(rtnetlink.dump(rtnetlink.RTM_GETNEIGH, request))
     names = rtnetlink.link_names() if by_index else {}
     return {names[index]: n for index, n in by_index.items() if index in names}
