@@ -258,6 +258,14 @@ def test_family_encoder_reencodes_only_changed_families(monkeypatch) -> None:
     assert both == second
     assert all(set(bodies) == {TEXT} for bodies in published.values()), \
         "bytes already handed to a snapshot are never changed"
+    # The very same families again: nothing encoded, and a format not asked for before
+    # still is.
+    same = families(3.0)
+    encoder.encode(same, [TEXT])
+    calls.clear()
+    assert encoder.encode(same, [TEXT]) == encoder.encode(list(same), [TEXT])
+    assert calls == []
+    assert set(encoder.encode(same, [TEXT, OPENMETRICS])["load_now"]) == {TEXT, OPENMETRICS}
 
 
 async def test_a_failed_render_keeps_the_last_exposition_and_the_task(monkeypatch) -> None:

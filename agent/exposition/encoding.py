@@ -4,6 +4,7 @@ costs far more than comparing."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import is_
 from typing import NamedTuple
 
 from prometheus_client.metrics_core import Metric
@@ -42,12 +43,21 @@ class FamilyEncoder:
     def __init__(self) -> None:
         # name -> (family, its content, its bytes by format)
         self._previous: dict[str, tuple[Metric, _FamilyKey, dict[str, Encoded]]] = {}
+        # The previous call's families and answer: a collector whose input did not change
+        # hands out the very same families again.
+        self._families: list[Metric] = []
+        self._out: dict[str, dict[str, Encoded]] = {}
+        self._formats: frozenset[str] = frozenset()
 
     def encode(self, families: Iterable[Metric], formats: Iterable[str]
                ) -> dict[str, dict[str, Encoded]]:
         """Family name -> format -> that family's bytes. Names must be unique."""
+        families = list(families)
         formats = tuple(formats)
         wanted = frozenset(formats)
+        if (wanted <= self._formats and len(families) == len(self._families)
+                and all(map(is_, families, self._families))):
+            return self._out
         previous = self._previous
         current = {}
         out = {}
@@ -64,6 +74,7 @@ class FamilyEncoder:
             current[family.name] = (family, content, bodies)
             out[family.name] = bodies
         self._previous = current
+        self._families, self._out, self._formats = families, out, wanted
         return out
 
 
