@@ -100,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(config: Config, source: ConfigSource) -> int:
+    from agent import memory
     from agent.agent import Agent, StartupError
+
+    memory.tune()
 
     async def serve() -> int:
         return await Agent(config, source=source).run()

@@ -6,12 +6,19 @@ whole free page. It walks the heap (about a millisecond for this agent), so the 
 maybe_trim() after a render, at most once every TRIM_EVERY seconds: no timer of its own;
 and at once when the exposition shrank by SHRINK_BYTES since the last trim (a big textfile or
 a remote host's series went), so RSS falls when the memory went, not up to a minute later.
+
+Python's own small-object arenas are another matter: one goes back to the system only when
+every block in it is free. After a burst of short-lived objects (a large textfile parsed),
+CPython's free lists (up to 2 000 tuples of each size, dicts, floats) still hold blocks of the
+burst, spread over its arenas, and the next long-lived objects are made from them: a few
+hundred survivors then keep many megabytes. settle() after such a burst empties the lists.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +40,28 @@ def _load_trim() -> Callable[[int], int] | None:
 
 
 _trim = _load_trim()
+
+# glibc's mallopt parameters. Set, they stop glibc raising both thresholds as it goes: after a
+# 1 MB block (a large textfile's lines, a render's body) is freed, every later block up to
+# that size would come from a thread's arena, and up to twice it stay at the arena's top,
+# which neither free() nor malloc_trim() gives back: megabytes in each collector thread.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+TRIM_THRESHOLD = 128 << 10
+MMAP_THRESHOLD = 256 << 10  # blocks this large are mapped alone and unmapped when freed
+
+
+def tune() -> bool:
+    """Fixes glibc's thresholds (once, as the agent starts); False where there is no glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except (OSError, AttributeError):
+        mallopt = None
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+                and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 _lock = threading.Lock()
 _last = time.monotonic()
 _largest = 0  # the largest exposition rendered since the last trim
@@ -57,3 +86,10 @@ def maybe_trim(now: float | None = None, size: int = 0) -> bool:
             return False
         _last, _largest = now, size
     return trim()
+
+
+def settle() -> None:
+    """After a burst of short-lived objects, before long-lived ones are made: a full
+    collection, which also empties the free lists (tens of milliseconds; a burst worth it
+    costs far more)."""
+    gc.collect()

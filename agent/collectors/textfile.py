@@ -30,6 +30,9 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from agent import memory
+from agent.exposition.formats import pack
+from agent.exposition.packed import PackedFamily
 from agent.logs import kv
 
 if TYPE_CHECKING:
@@ -132,38 +135,48 @@ def _series(sample: Sample) -> tuple[str, frozenset[tuple[str, str]]]:
 
 def merge_files(files: list[tuple[str, list[Metric]]]) -> list[Metric]:
     """Families of all files by name. HELP-less families get node_exporter's
-    'Metric read from <files>' help."""
-    merged: dict[str, Metric] = {}
-    sources: dict[str, list[str]] = {}
-    series: dict[str, set[tuple[str, frozenset[tuple[str, str]]]]] = {}
+    'Metric read from <files>' help. A packed family only one file holds is passed on as it
+    is: its samples are neither decoded nor encoded again."""
+    by_name: dict[str, list[tuple[str, Metric]]] = {}
     for path, families in files:
         for family in families:
-            name = family.name
-            if name in OWN_NAMES:
+            if family.name in OWN_NAMES:
                 log.warning("dropping metric family the textfile collector exports itself",
-                            extra=kv(file=path, family=name))
+                            extra=kv(file=path, family=family.name))
                 continue
-            sources.setdefault(name, []).append(path)
-            known = merged.setdefault(name, Metric(name, family.documentation, family.type))
-            if (known.type, known.documentation) != (family.type, family.documentation):
+            by_name.setdefault(family.name, []).append((path, family))
+    out: list[Metric] = []
+    for name in sorted(by_name):
+        (_, first), *_ = parts = by_name[name]
+        kept = []
+        for path, family in parts:
+            if (family.type, family.documentation) != (first.type, first.documentation):
                 log.warning("dropping metric family that conflicts with an earlier file",
                             extra=kv(file=path, family=name,
                                      err=f"type {family.type} and help {family.documentation!r}"
-                                         f" but earlier {known.type} and {known.documentation!r}"))
+                                         f" but earlier {first.type} and {first.documentation!r}"))
                 continue
-            seen = series.setdefault(name, set())
+            kept.append((path, family))
+        documentation = (first.documentation
+                         or "Metric read from " + ", ".join(path for path, _ in parts))
+        only = kept[0][1] if len(kept) == 1 else None
+        if isinstance(only, PackedFamily) and only.unique:
+            if only.count:  # a family declared without samples is not exported
+                out.append(only.with_help(documentation))
+            continue
+        merged = Metric(name, documentation, first.type)
+        seen: set[tuple[str, frozenset[tuple[str, str]]]] = set()
+        for path, family in kept:
             for sample in family.samples:
                 if _series(sample) in seen:
                     log.warning("dropping repeated series", extra=kv(file=path, series=sample.name,
                                                                      labels=sample.labels))
                     continue
                 seen.add(_series(sample))
-                known.samples.append(sample)
-    for name, family in merged.items():
-        if not family.documentation:
-            family.documentation = "Metric read from " + ", ".join(sources[name])
-    # A family declared without samples is not exported, as in node_exporter.
-    return [merged[name] for name in sorted(merged) if merged[name].samples]
+                merged.samples.append(sample)
+        if merged.samples:
+            out.append(pack(merged))
+    return out
 
 
 # Limits. Parsed, a file takes about 20 times its size in memory for a moment (8 MB of text,
@@ -172,6 +185,8 @@ def merge_files(files: list[tuple[str, list[Metric]]]) -> list[Metric]:
 MAX_FILE_BYTES = 4 << 20
 MAX_TOTAL_BYTES = 8 << 20
 MAX_FILES = 1000
+# Parsing this much text in one run leaves enough short-lived objects to settle the heap after.
+SETTLE_BYTES = 256 << 10
 # Share of the collector's timeout spent parsing; files left after it are skipped, so a slow
 # file costs the files after it this tick, never every file (a timed-out run exports none).
 BUDGET_SHARE = 0.5
@@ -237,6 +252,7 @@ class TextfileCollector:
         # file -> the stamp and families of its last good parse: an unchanged file is not read
         # again (parsing costs far more than a stat). Only files of the latest run are kept.
         self._parsed: dict[str, tuple[Stamp, list[Metric]]] = {}
+        self._parsed_bytes = 0  # of text parsed in the current run
 
     def collect(self) -> list[Metric]:
         if self._directory is None:
@@ -253,6 +269,7 @@ class TextfileCollector:
             names, errored = [], True
         deadline = time.monotonic() + self._budget
         left = MAX_TOTAL_BYTES
+        self._parsed_bytes = 0
         for index, name in enumerate(names):
             # node_exporter labels the file with its joined, cleaned path.
             path = os.path.normpath(self._directory / name)
@@ -282,6 +299,8 @@ class TextfileCollector:
         for gone in [path for path in self._parsed if not outcomes.get(path)]:
             del self._parsed[gone]
         errored = errored or help_conflicts(files)
+        if self._parsed_bytes >= SETTLE_BYTES:
+            memory.settle()  # the parse's garbage, not what the render makes next, goes
         return textfile_families(merge_files(files), mtimes, errored, outcomes)
 
 
@@ -295,7 +314,10 @@ class TextfileCollector:
             if len(raw) > left:
                 raise TextfileError(f"skipped: with the files before it, over the total "
                                     f"limit of {MAX_TOTAL_BYTES} bytes")
-            cached = self._parsed[path] = (_stamp(info), parse_textfile(raw.decode("utf-8")))
+            # Kept packed: a large file's samples must not stay behind as small objects.
+            families = [pack(family) for family in parse_textfile(raw.decode("utf-8"))]
+            self._parsed_bytes += len(raw)
+            cached = self._parsed[path] = (_stamp(info), families)
         elif info.st_size > left:
             raise TextfileError(f"skipped: with the files before it, over the total "
                                 f"limit of {MAX_TOTAL_BYTES} bytes")

@@ -56,6 +56,12 @@ class _Families:
         return self._families
 
 
+def openmetrics_header(name: str, documentation: str, family_type: str, unit: str) -> str:
+    name = _family_name(name)
+    unit_line = f"# UNIT {name} {unit}\n" if unit else ""
+    return f"# HELP {name} {_escape(documentation)}\n# TYPE {name} {family_type}\n{unit_line}"
+
+
 def encode_openmetrics(families: Iterable[Metric]) -> bytes:
     """The families without the closing # EOF line, so bodies concatenate."""
     out: list[str] = []
@@ -64,10 +70,8 @@ def encode_openmetrics(families: Iterable[Metric]) -> bytes:
             body: bytes = generate_openmetrics(_Families([family]))  # type: ignore[no-untyped-call]
             out.append(body.removesuffix(EOF_LINE).decode())
             continue
-        name = _family_name(family.name)
-        out.append(f"# HELP {name} {_escape(family.documentation)}\n# TYPE {name} {family.type}\n")
-        if family.unit:
-            out.append(f"# UNIT {name} {family.unit}\n")
+        out.append(openmetrics_header(family.name, family.documentation, family.type,
+                                      family.unit))
         for sample in family.samples:
             labels = sample.labels
             if labels:

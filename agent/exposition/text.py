@@ -12,6 +12,8 @@ from decimal import Decimal
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
+from agent.exposition.packed import PackedFamily
+
 TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram",
          "summary": "summary", "unknown": "untyped", "untyped": "untyped",
          "info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram"}
@@ -94,11 +96,18 @@ def _ordered(family: Metric) -> list[Sample]:
 
 def header_name(family: Metric) -> str:
     """The name a family's # HELP line carries, by which Go's client sorts families."""
+    if isinstance(family, PackedFamily):
+        return family.text_name
     if family.type == "counter" and not family.name.endswith("_total"):
         # A counter declared without the suffix (parsed, or process-exporter's) keeps it off.
         bare = bool(family.samples) and all(s.name == family.name for s in family.samples)
         return family.name if bare else family.name + "_total"
     return family.name + "_info" if family.type == "info" else family.name
+
+
+def text_header(name: str, documentation: str, family_type: str) -> str:
+    kind = TYPES.get(family_type, "untyped")
+    return f"# HELP {name} {_escape_help(documentation)}\n# TYPE {name} {kind}\n"
 
 
 def encode_text(families: Iterable[Metric]) -> bytes:
@@ -107,9 +116,7 @@ def encode_text(families: Iterable[Metric]) -> bytes:
         samples = _ordered(family)
         if not samples:
             continue
-        name = header_name(family)
-        lines.append(f"# HELP {name} {_escape_help(family.documentation)}\n")
-        lines.append(f"# TYPE {name} {TYPES.get(family.type, 'untyped')}\n")
+        lines.append(text_header(header_name(family), family.documentation, family.type))
         for sample in samples:
             labels = sample.labels
             if labels:
