@@ -54,3 +54,37 @@ def test_a_shrunken_exposition_trims_at_once() -> None:
     assert memory.maybe_trim(now + 2, size=(5 << 20) - 1000) is False, "a small change"
     assert memory.maybe_trim(now + 3, size=100_000) is True, "it went: trimmed now"
     assert memory.maybe_trim(now + 4, size=100_000) is False
+
+
+# In a worker thread (its own glibc arena): a 2 MB block freed, which would raise glibc's
+# thresholds, then 600 kB blocks made and freed: they must not stay at the arena's top.
+THRESHOLDS = textwrap.dedent("""
+    import re, sys, threading
+    from pathlib import Path
+    from agent import memory
+
+    def rss_mb():
+        return int(re.search(r"VmRSS:\\s+(\\d+)", Path("/proc/self/status").read_text())[1]) / 1024
+
+    if sys.argv[1] == "tuned":
+        assert memory.tune()
+    def churn():
+        big = bytearray(2 << 20)
+        del big
+        blocks = [bytearray(600_000) for _ in range(6)]
+        del blocks
+    before = rss_mb()
+    worker = threading.Thread(target=churn)
+    worker.start()
+    worker.join()
+    memory.trim()
+    print(rss_mb() - before)
+""")
+
+
+def test_fixed_thresholds_give_freed_blocks_back() -> None:
+    def held(mode: str) -> float:
+        return float(subprocess.run([sys.executable, "-c", THRESHOLDS, mode], capture_output=True,
+                                    text=True, timeout=60, check=True).stdout)
+    assert held("tuned") < 1.0
+    assert held("default") > 2.0, "glibc's own thresholds keep them (the test's premise)"

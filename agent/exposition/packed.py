@@ -53,7 +53,7 @@ class PackedFamily(Metric):
         self.count = count
         self.unique = unique
 
-    @property  # type: ignore[override]
+    @property
     def samples(self) -> list[Sample]:
         return decode(self.lines["openmetrics"])
 
