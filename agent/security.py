@@ -227,7 +227,8 @@ def protect(app: web.Application, endpoint: Endpoint, settings: Callable[[], Web
         return await handler(request)
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers.update(endpoint.settings.headers)
+        if headers := endpoint.settings.headers:  # usually none: no update per request
+            response.headers.update(headers)
 
     app.middlewares.append(guard)
     app.on_response_prepare.append(add_headers)

@@ -16,6 +16,9 @@ log = logging.getLogger("hostagent.web")
 
 # aiohttp awaits drain only between writes, so large bodies go out in slices.
 WRITE_CHUNK = 256 * 1024
+# Room for a response's status line and headers, counted with its body against the transport's
+# buffer limits.
+HEAD_ROOM = 4096
 
 
 async def respond(request: web.Request, payload: bytes, headers: Mapping[str, str],
@@ -24,16 +27,19 @@ async def respond(request: web.Request, payload: bytes, headers: Mapping[str, st
     (web.max_requests) counts a slow reader too, and bounds it: a reader that has not taken
     the body within write_timeout loses its connection. The connection is aborted, not closed:
     a close would wait to flush the buffer the reader is not taking."""
-    response = web.StreamResponse(headers=headers)
-    response.content_length = len(payload)
+    if len(payload) <= WRITE_CHUNK:
+        # Head and body leave in one write (one send), where a StreamResponse sends its
+        # head on its own first.
+        response: web.StreamResponse = web.Response(body=payload, headers=headers)
+    else:
+        response = web.StreamResponse(headers=headers)
+        response.content_length = len(payload)
     try:
-        async with asyncio.timeout(write_timeout):
-            await response.prepare(request)
-            if request.method != "HEAD":
-                view = memoryview(payload)
-                for start in range(0, len(view), WRITE_CHUNK):
-                    await response.write(view[start:start + WRITE_CHUNK])
-            await response.write_eof()
+        if _cannot_wait(request.transport, len(payload)):
+            await _write(request, response, payload)
+        else:
+            async with asyncio.timeout(write_timeout):
+                await _write(request, response, payload)
     except TimeoutError:
         transport = request.transport
         if transport is not None:
@@ -46,6 +52,27 @@ async def respond(request: web.Request, payload: bytes, headers: Mapping[str, st
         request[CUT_OFF] = "client_gone"
         log.debug("client gone mid-reply", extra={"kv": {"path": request.path}})
     return response
+
+
+def _cannot_wait(transport: asyncio.WriteTransport | None, size: int) -> bool:
+    """Whether writing size more bytes cannot suspend the handler: a write only waits (in
+    aiohttp's drain) while the transport's buffer is over its high-water mark. When it is
+    empty (at the low-water mark) and the reply fits under the high one, the reply is handed
+    over at once, so no write timer is needed (one per request costs a timer in the loop)."""
+    if transport is None:
+        return False
+    low, high = transport.get_write_buffer_limits()
+    buffered = transport.get_write_buffer_size()
+    return buffered <= low and buffered + size + HEAD_ROOM <= high
+
+
+async def _write(request: web.Request, response: web.StreamResponse, payload: bytes) -> None:
+    await response.prepare(request)
+    if request.method != "HEAD" and not isinstance(response, web.Response):
+        view = memoryview(payload)
+        for start in range(0, len(view), WRITE_CHUNK):
+            await response.write(view[start:start + WRITE_CHUNK])
+    await response.write_eof()
 
 
 async def serve(request: web.Request, body: Body, gzipped: Callable[[Body], Awaitable[bytes]],
