@@ -311,3 +311,15 @@ def bare_counter(name: str, help_text: str, value: float) -> Metric:
     family = Metric(name, help_text, "counter")
     family.add_sample(name, {}, value)
     return family
+
+
+def gauge(name: str, help_text: str, value: float) -> Metric:
+    """GaugeMetricFamily(name, help_text, value=value), built directly (see family)."""
+    return family(name, help_text, "gauge", [sample(name, {}, value)])
+
+
+def counter(name: str, help_text: str, value: float) -> Metric:
+    """CounterMetricFamily(name, help_text, value=value), built directly (see family); name
+    with or without its _total."""
+    name = name.removesuffix("_total")
+    return family(name, help_text, "counter", [sample(name + "_total", {}, value)])

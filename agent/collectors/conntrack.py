@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import gauge, read_file_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -28,6 +30,8 @@ STATS: dict[int, tuple[str, str]] = {
                            "to hashtable resizes."),
 }
 STAT_FIELDS = 17
+_STAT_FAMILIES = [(key, f"node_nf_conntrack_stat_{key}", help_text)
+                  for key, help_text in STATS.values()]
 
 
 def parse_conntrack_stat(text: str) -> dict[str, int]:
@@ -46,9 +50,9 @@ def parse_conntrack_stat(text: str) -> dict[str, int]:
 class ConntrackCollector:
     def __init__(self, procfs: Path) -> None:
         netfilter = procfs / "sys" / "net" / "netfilter"
-        self._count = netfilter / "nf_conntrack_count"
-        self._max = netfilter / "nf_conntrack_max"
-        self._stat = procfs / "net" / "stat" / "nf_conntrack"
+        self._count = str(netfilter / "nf_conntrack_count")
+        self._max = str(netfilter / "nf_conntrack_max")
+        self._stat = str(procfs / "net" / "stat" / "nf_conntrack")
 
     def collect(self) -> list[Metric]:
         count = _read(self._count)
@@ -60,27 +64,24 @@ class ConntrackCollector:
                                   None if stat is None else parse_conntrack_stat(stat))
 
 
-def _read(path: Path) -> str | None:
+def _read(path: str) -> str | None:
     try:
-        return path.read_text()
+        return read_file_bytes(path).decode()
     except FileNotFoundError:
         return None
 
 
 def conntrack_families(entries: int, limit: int | None,
                        stats: dict[str, int] | None) -> list[Metric]:
-    families: list[Metric] = [GaugeMetricFamily(
+    families: list[Metric] = [gauge(
         "node_nf_conntrack_entries",
-        "Number of currently allocated flow entries for connection tracking.",
-        value=float(entries))]
+        "Number of currently allocated flow entries for connection tracking.", float(entries))]
     if limit is not None:
-        families.append(GaugeMetricFamily(
-            "node_nf_conntrack_entries_limit", "Maximum size of connection tracking table.",
-            value=float(limit)))
+        families.append(gauge("node_nf_conntrack_entries_limit",
+                              "Maximum size of connection tracking table.", float(limit)))
     if stats is not None:
-        families += [GaugeMetricFamily(f"node_nf_conntrack_stat_{name}", help_text,
-                                       value=float(stats[name]))
-                     for name, help_text in STATS.values()]
+        families += [gauge(name, help_text, float(stats[key]))
+                     for key, name, help_text in _STAT_FAMILIES]
     return families
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import gauge, read_file_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -13,20 +15,20 @@ if TYPE_CHECKING:
 
 class EntropyCollector:
     def __init__(self, procfs: Path) -> None:
-        self._random = procfs / "sys" / "kernel" / "random"
+        random = procfs / "sys" / "kernel" / "random"
+        self._available = str(random / "entropy_avail")
+        self._pool_size = str(random / "poolsize")
 
     def collect(self) -> list[Metric]:
-        available = int((self._random / "entropy_avail").read_text())
-        pool_size = int((self._random / "poolsize").read_text())
+        available = int(read_file_bytes(self._available).decode())
+        pool_size = int(read_file_bytes(self._pool_size).decode())
         return entropy_families(available, pool_size)
 
 
 def entropy_families(available: int, pool_size: int) -> list[Metric]:
     return [
-        GaugeMetricFamily("node_entropy_available_bits", "Bits of available entropy.",
-                          value=float(available)),
-        GaugeMetricFamily("node_entropy_pool_size_bits", "Bits of entropy pool.",
-                          value=float(pool_size)),
+        gauge("node_entropy_available_bits", "Bits of available entropy.", float(available)),
+        gauge("node_entropy_pool_size_bits", "Bits of entropy pool.", float(pool_size)),
     ]
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import gauge, read_file_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
 
 PERIODS = ("1", "5", "15")
+_FAMILIES = [(f"node_load{period}", f"{period}m load average.") for period in PERIODS]
 
 
 def parse_loadavg(text: str) -> tuple[float, float, float]:
@@ -23,17 +26,15 @@ def parse_loadavg(text: str) -> tuple[float, float, float]:
 
 class LoadCollector:
     def __init__(self, procfs: Path) -> None:
-        self._loadavg = procfs / "loadavg"
+        self._loadavg = str(procfs / "loadavg")
 
     def collect(self) -> list[Metric]:
-        return load_families(parse_loadavg(self._loadavg.read_text()))
+        return load_families(parse_loadavg(read_file_bytes(self._loadavg).decode()))
 
 
 def load_families(loads: tuple[float, float, float]) -> list[Metric]:
-    return [
-        GaugeMetricFamily(f"node_load{period}", f"{period}m load average.", value=value)
-        for period, value in zip(PERIODS, loads, strict=True)
-    ]
+    return [gauge(name, help_text, value)
+            for (name, help_text), value in zip(_FAMILIES, loads, strict=True)]
 
 
 def create(context: Context, settings: Any) -> LoadCollector:

@@ -11,7 +11,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import gauge, read_file_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -33,16 +35,25 @@ NODE_EXPORTER_FIELDS = frozenset({
     # Counts of huge pages, without a unit.
     "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp", "HugePages_Total",
 })
+# Each exported field's metric name and help, formatted once. None of them ends in _total,
+# so all are gauges.
+_FAMILIES = {key: (f"node_memory_{key}", f"Memory information field {key}.")
+             for key in NODE_EXPORTER_FIELDS}
 
 
-def parse_meminfo(text: str) -> dict[str, float]:
-    """'Active(anon):  123 kB' -> {'Active_anon_bytes': 125952.0}; unitless keys stay bare."""
+def parse_meminfo(text: str, names: dict[str, str] | None = None) -> dict[str, float]:
+    """'Active(anon):  123 kB' -> {'Active_anon_bytes': 125952.0}; unitless keys stay bare.
+    names: the normalised name of each raw one seen before, kept by the caller (the
+    kernel's set is fixed, and the regex substitution is most of a line's cost)."""
     fields: dict[str, float] = {}
+    names = {} if names is None else names
     for line in text.splitlines():
         parts = line.split()
         if len(parts) < 2 or not parts[0].endswith(":"):
             continue
-        key = _PARENS.sub(r"_\1", parts[0][:-1])
+        key = names.get(parts[0])
+        if key is None:
+            key = names[parts[0]] = _PARENS.sub(r"_\1", parts[0][:-1])
         value = float(parts[1])
         if len(parts) == 3 and parts[2] == "kB":
             key += "_bytes"
@@ -53,22 +64,20 @@ def parse_meminfo(text: str) -> dict[str, float]:
 
 class MemoryCollector:
     def __init__(self, procfs: Path) -> None:
-        self._meminfo = procfs / "meminfo"
+        self._meminfo = str(procfs / "meminfo")
+        self._names: dict[str, str] = {}
 
     def collect(self) -> list[Metric]:
-        return memory_families(parse_meminfo(self._meminfo.read_text()))
+        text = read_file_bytes(self._meminfo).decode()
+        return memory_families(parse_meminfo(text, self._names))
 
 
 def memory_families(fields: dict[str, float]) -> list[Metric]:
     families: list[Metric] = []
     for key, value in sorted(fields.items()):
-        if key not in NODE_EXPORTER_FIELDS:
-            continue
-        help_text = f"Memory information field {key}."
-        if key.endswith("_total"):
-            families.append(CounterMetricFamily(f"node_memory_{key}", help_text, value=value))
-        else:
-            families.append(GaugeMetricFamily(f"node_memory_{key}", help_text, value=value))
+        names = _FAMILIES.get(key)
+        if names is not None:
+            families.append(gauge(names[0], names[1], value))
     return families
 
 

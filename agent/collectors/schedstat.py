@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import family, read_file_bytes, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -28,28 +30,31 @@ def parse_schedstat(text: str) -> list[tuple[str, int, int, int]]:
 
 
 def schedstat_families(cpus: list[tuple[str, int, int, int]]) -> list[Metric]:
-    running = CounterMetricFamily("node_schedstat_running_seconds",
-                                  "Number of seconds CPU spent running a process.",
-                                  labels=["cpu"])
-    waiting = CounterMetricFamily("node_schedstat_waiting_seconds",
-                                  "Number of seconds spent by processing waiting for this CPU.",
-                                  labels=["cpu"])
-    timeslices = CounterMetricFamily("node_schedstat_timeslices",
-                                     "Number of timeslices executed by CPU.", labels=["cpu"])
+    if not cpus:
+        return []
+    running = family("node_schedstat_running_seconds",
+                     "Number of seconds CPU spent running a process.", "counter")
+    waiting = family("node_schedstat_waiting_seconds",
+                     "Number of seconds spent by processing waiting for this CPU.", "counter")
+    timeslices = family("node_schedstat_timeslices", "Number of timeslices executed by CPU.",
+                        "counter")
     for cpu, running_ns, waiting_ns, slices in cpus:
-        running.add_metric([cpu], running_ns / 1e9)
-        waiting.add_metric([cpu], waiting_ns / 1e9)
-        timeslices.add_metric([cpu], float(slices))
-    return [running, timeslices, waiting] if cpus else []
+        running.samples.append(sample("node_schedstat_running_seconds_total", {"cpu": cpu},
+                                      running_ns / 1e9))
+        waiting.samples.append(sample("node_schedstat_waiting_seconds_total", {"cpu": cpu},
+                                      waiting_ns / 1e9))
+        timeslices.samples.append(sample("node_schedstat_timeslices_total", {"cpu": cpu},
+                                         float(slices)))
+    return [running, timeslices, waiting]
 
 
 class SchedstatCollector:
     def __init__(self, procfs: Path) -> None:
-        self._path = procfs / "schedstat"
+        self._path = str(procfs / "schedstat")
 
     def collect(self) -> list[Metric]:
         try:
-            text = self._path.read_text()
+            text = read_file_bytes(self._path).decode()
         except FileNotFoundError:
             return []
         return schedstat_families(parse_schedstat(text))

@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import gauge, read_file_bytes
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -31,14 +33,14 @@ def parse_sockstat(text: str) -> Sockstat:
         if len(fields) < 3 or len(fields) % 2 == 0:
             raise ValueError(f"malformed sockstat line: {line!r}")
         pairs = fields[1:]
-        stats[fields[0].removesuffix(":")] = {
-            key: int(value) for key, value in zip(pairs[::2], pairs[1::2], strict=True)}
+        stats[fields[0].removesuffix(":")] = dict(zip(pairs[::2], map(int, pairs[1::2]),
+                                                      strict=True))
     return stats
 
 
 class SockstatCollector:
     def __init__(self, procfs: Path, page_size: int | None = None) -> None:
-        self._net = procfs / "net"
+        self._paths = {name: str(procfs / "net" / name) for name in ("sockstat", "sockstat6")}
         self._page_size = page_size if page_size is not None else os.sysconf("SC_PAGE_SIZE")
 
     def collect(self) -> list[Metric]:
@@ -46,7 +48,7 @@ class SockstatCollector:
 
     def _read(self, name: str) -> Sockstat | None:
         try:
-            return parse_sockstat((self._net / name).read_text())
+            return parse_sockstat(read_file_bytes(self._paths[name]).decode())
         except FileNotFoundError:  # that IP version is disabled
             return None
 
@@ -68,7 +70,7 @@ def sockstat_families(ipv4: Sockstat | None, ipv6: Sockstat | None,
             for key, value in found.items():
                 values[f"{protocol}_{key}"] = (
                     f"Number of {protocol} sockets in state {key}.", value)
-    return [GaugeMetricFamily(f"node_sockstat_{name}", help_text, value=value)
+    return [gauge(f"node_sockstat_{name}", help_text, value)
             for name, (help_text, value) in sorted(values.items())]
 
 

@@ -13,7 +13,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import family, read_file_bytes, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -62,42 +64,36 @@ def parse_softnet(text: str) -> list[Softnet]:
 
 class SoftnetCollector:
     def __init__(self, procfs: Path) -> None:
-        self._softnet_stat = procfs / "net" / "softnet_stat"
+        self._softnet_stat = str(procfs / "net" / "softnet_stat")
 
     def collect(self) -> list[Metric]:
-        return softnet_families(parse_softnet(self._softnet_stat.read_text()))
+        return softnet_families(parse_softnet(read_file_bytes(self._softnet_stat).decode()))
+
+
+# (Softnet field, metric name, help, type), in the order of the metric names.
+FAMILIES = (
+    ("backlog_len", "node_softnet_backlog_len", "Softnet backlog status", "gauge"),
+    ("cpu_collision", "node_softnet_cpu_collision",
+     "Number of collision occur while obtaining device lock while transmitting", "counter"),
+    ("dropped", "node_softnet_dropped", "Number of dropped packets", "counter"),
+    ("flow_limit_count", "node_softnet_flow_limit_count",
+     "Number of times flow limit has been reached", "counter"),
+    ("processed", "node_softnet_processed", "Number of processed packets", "counter"),
+    ("received_rps", "node_softnet_received_rps", "Number of times cpu woken up received_rps",
+     "counter"),
+    ("times_squeezed", "node_softnet_times_squeezed",
+     "Number of times processing packets ran out of quota", "counter"),
+)
 
 
 def softnet_families(stats: list[Softnet]) -> list[Metric]:
-    labels = ["cpu"]
-    backlog = GaugeMetricFamily("node_softnet_backlog_len", "Softnet backlog status",
-                                labels=labels)
-    collision = CounterMetricFamily(
-        "node_softnet_cpu_collision_total",
-        "Number of collision occur while obtaining device lock while transmitting",
-        labels=labels)
-    dropped = CounterMetricFamily("node_softnet_dropped_total", "Number of dropped packets",
-                                  labels=labels)
-    flow_limit = CounterMetricFamily("node_softnet_flow_limit_count_total",
-                                     "Number of times flow limit has been reached",
-                                     labels=labels)
-    processed = CounterMetricFamily("node_softnet_processed_total",
-                                    "Number of processed packets", labels=labels)
-    rps = CounterMetricFamily("node_softnet_received_rps_total",
-                              "Number of times cpu woken up received_rps", labels=labels)
-    squeezed = CounterMetricFamily("node_softnet_times_squeezed_total",
-                                   "Number of times processing packets ran out of quota",
-                                   labels=labels)
-    for stat in stats:
-        cpu = [str(stat.cpu)]
-        backlog.add_metric(cpu, stat.backlog_len)
-        collision.add_metric(cpu, stat.cpu_collision)
-        dropped.add_metric(cpu, stat.dropped)
-        flow_limit.add_metric(cpu, stat.flow_limit_count)
-        processed.add_metric(cpu, stat.processed)
-        rps.add_metric(cpu, stat.received_rps)
-        squeezed.add_metric(cpu, stat.times_squeezed)
-    return [backlog, collision, dropped, flow_limit, processed, rps, squeezed]
+    families = []
+    for field, name, help_text, typ in FAMILIES:
+        sample_name = name + "_total" if typ == "counter" else name
+        families.append(family(name, help_text, typ, [
+            sample(sample_name, {"cpu": str(stat.cpu)}, getattr(stat, field))
+            for stat in stats]))
+    return families
 
 
 def create(context: Context, settings: Any) -> SoftnetCollector:

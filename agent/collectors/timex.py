@@ -12,7 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import counter, gauge
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -130,14 +132,10 @@ def timex_families(t: Timex) -> list[Metric]:
         ("pps_stability_exceeded_total",
          "Pulse per second count of stability limit exceeded events.", t.stbcnt),
     ]
-    families: list[Metric] = [
-        GaugeMetricFamily(f"node_timex_{name}", help_text, value=value)
-        for name, help_text, value in gauges
-    ]
-    families += [
-        CounterMetricFamily(f"node_timex_{name}", help_text, value=float(value))
-        for name, help_text, value in counters
-    ]
+    families: list[Metric] = [gauge(f"node_timex_{name}", help_text, value)
+                              for name, help_text, value in gauges]
+    families += [counter(f"node_timex_{name}", help_text, float(value))
+                 for name, help_text, value in counters]
     return families
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import family, read_file_bytes, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -18,7 +20,7 @@ def parse_udp_queues(text: str) -> tuple[int, int]:
     """Sum the 'tx_queue:rx_queue' column (hex) of every socket line -> (tx, rx)."""
     tx = rx = 0
     for line in text.splitlines()[1:]:  # the first line is the header
-        fields = line.split()
+        fields = line.split(None, 8)  # only the fifth column is needed
         if len(fields) < 8:
             raise ValueError(f"socket line with fewer than 8 columns: {line!r}")
         tx_queue, sep, rx_queue = fields[4].partition(":")
@@ -31,13 +33,13 @@ def parse_udp_queues(text: str) -> tuple[int, int]:
 
 class UdpQueuesCollector:
     def __init__(self, procfs: Path) -> None:
-        self._files = {"v4": procfs / "net" / "udp", "v6": procfs / "net" / "udp6"}
+        self._files = {"v4": str(procfs / "net" / "udp"), "v6": str(procfs / "net" / "udp6")}
 
     def collect(self) -> list[Metric]:
         queues = {}
         for ip, path in self._files.items():
             try:
-                queues[ip] = parse_udp_queues(path.read_text())
+                queues[ip] = parse_udp_queues(read_file_bytes(path).decode())
             except FileNotFoundError:  # that IP version is disabled
                 continue
         if not queues:
@@ -46,11 +48,11 @@ class UdpQueuesCollector:
 
 
 def udp_queues_families(queues: dict[str, tuple[int, int]]) -> list[Metric]:
-    family = GaugeMetricFamily("node_udp_queues", HELP, labels=["queue", "ip"])
+    samples = []
     for ip, (tx, rx) in queues.items():
-        family.add_metric(["tx", ip], tx)
-        family.add_metric(["rx", ip], rx)
-    return [family]
+        samples.append(sample("node_udp_queues", {"queue": "tx", "ip": ip}, tx))
+        samples.append(sample("node_udp_queues", {"queue": "rx", "ip": ip}, rx))
+    return [family("node_udp_queues", HELP, "gauge", samples)]
 
 
 def create(context: Context, settings: Any) -> UdpQueuesCollector:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import Metric, UnknownMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import family, read_file_bytes, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -24,20 +27,26 @@ def parse_vmstat(text: str) -> dict[str, float]:
 
 class VmstatCollector:
     def __init__(self, procfs: Path, fields: str) -> None:
-        self._vmstat = procfs / "vmstat"
+        self._vmstat = str(procfs / "vmstat")
         self._fields = re.compile(fields)
+        # The kernel's field names, and the selected ones' (key, metric name, help) in
+        # output order: the names are the same every read, so the regex runs once per name.
+        self._keys: tuple[str, ...] = ()
+        self._selected: list[tuple[str, str, str]] = []
 
     def collect(self) -> list[Metric]:
-        stats = parse_vmstat(self._vmstat.read_text())
-        return vmstat_families({k: v for k, v in stats.items() if self._fields.search(k)})
+        stats = parse_vmstat(read_file_bytes(self._vmstat).decode())
+        keys = tuple(stats)
+        if keys != self._keys:
+            self._keys = keys
+            self._selected = _selection(k for k in stats if self._fields.search(k))
+        return [family(name, help_text, "unknown", [sample(name, {}, stats[key])])
+                for key, name, help_text in self._selected]
 
 
-def vmstat_families(fields: dict[str, float]) -> list[Metric]:
-    return [
-        UnknownMetricFamily(f"node_vmstat_{key}", f"/proc/vmstat information field {key}.",
-                            value=fields[key])
-        for key in sorted(fields)
-    ]
+def _selection(keys: Iterable[str]) -> list[tuple[str, str, str]]:
+    return [(key, f"node_vmstat_{key}", f"/proc/vmstat information field {key}.")
+            for key in sorted(keys)]
 
 
 def create(context: Context, settings: Any) -> VmstatCollector:
