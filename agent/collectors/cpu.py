@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from agent.collectors.common import family, parse_int, read_file_bytes, read_text, sample
 
@@ -37,16 +37,17 @@ class CpuTimes:
     guest_nice: float = 0.0
 
 
+_TIMES = tuple(f.name for f in fields(CpuTimes))
+
+
 def parse_stat_cpus(text: str, user_hz: float) -> dict[str, CpuTimes]:
     """Per-CPU lines of /proc/stat ('cpu0 ...'), in seconds; the aggregate 'cpu' line is skipped."""
     cpus = {}
-    names = [f.name for f in fields(CpuTimes)]
     for line in text.splitlines():
         if not line.startswith("cpu") or line.startswith("cpu "):
             continue
         label, *values = line.split()
-        seconds = [int(v) / user_hz for v in values[: len(names)]]
-        cpus[label[3:]] = CpuTimes(**dict(zip(names, seconds, strict=False)))
+        cpus[label[3:]] = CpuTimes(*[int(v) / user_hz for v in values[:len(_TIMES)]])
     return cpus
 
 
@@ -54,8 +55,7 @@ def keep_monotonic(old: CpuTimes | None, new: CpuTimes) -> CpuTimes:
     """Counters never go backwards (the kernel's can, by a tick): keep the larger value."""
     if old is None or old.idle - new.idle >= JUMP_BACK_SECONDS:
         return new
-    kept = {f.name: max(getattr(old, f.name), getattr(new, f.name)) for f in fields(CpuTimes)}
-    return replace(new, **kept)
+    return CpuTimes(*[max(getattr(old, name), getattr(new, name)) for name in _TIMES])
 
 
 class CpuCollector:
@@ -85,13 +85,11 @@ class CpuCollector:
                       for cpu, times in parsed.items()}
         families += cpu_families(self._last, guest_enabled=self._guest)
         if self._isolated:
-            isolated = GaugeMetricFamily(
+            families.append(family(
                 "node_cpu_isolated",
                 "Whether each core is isolated, information from /sys/devices/system/cpu/isolated.",
-                labels=["cpu"])
-            for cpu in self._isolated:
-                isolated.add_metric([str(cpu)], 1.0)
-            families.append(isolated)
+                "gauge", [sample("node_cpu_isolated", {"cpu": str(cpu)}, 1.0)
+                          for cpu in self._isolated]))
         if self._cpus is not None:
             dirs = _cpu_dirs(self._cpus)
             families += throttle_families(self._cpus, dirs) + online_families(self._cpus, dirs)
@@ -138,28 +136,25 @@ def throttle_families(cpus: str, dirs: list[str] | None = None) -> list[Metric]:
     cores: dict[tuple[int, int], int | None] = {}
     packages: dict[int, int | None] = {}
     for cpu in _cpu_dirs(cpus) if dirs is None else dirs:
-        package = _uint(os.path.join(cpu, "topology", "physical_package_id"))
-        core = _uint(os.path.join(cpu, "topology", "core_id"))
+        # cpu has no trailing slash: f-strings join as os.path.join would, at less cost.
+        package = _uint(f"{cpu}/topology/physical_package_id")
+        core = _uint(f"{cpu}/topology/core_id")
         if package is None or core is None:
             continue
         if (package, core) not in cores:
-            cores[(package, core)] = _uint(os.path.join(cpu, "thermal_throttle",
-                                                        "core_throttle_count"))
+            cores[(package, core)] = _uint(f"{cpu}/thermal_throttle/core_throttle_count")
         if package not in packages:
-            packages[package] = _uint(os.path.join(cpu, "thermal_throttle",
-                                                   "package_throttle_count"))
-    package_family = CounterMetricFamily(
+            packages[package] = _uint(f"{cpu}/thermal_throttle/package_throttle_count")
+    package_family = family(
         "node_cpu_package_throttles", "Number of times this CPU package has been throttled.",
-        labels=["package"])
-    for package, count in sorted(packages.items()):
-        if count is not None:
-            package_family.add_metric([str(package)], float(count))
-    core_family = CounterMetricFamily(
+        "counter", [sample("node_cpu_package_throttles_total", {"package": str(package)},
+                           float(count))
+                    for package, count in sorted(packages.items()) if count is not None])
+    core_family = family(
         "node_cpu_core_throttles", "Number of times this CPU core has been throttled.",
-        labels=["package", "core"])
-    for (package, core), count in sorted(cores.items()):
-        if count is not None:
-            core_family.add_metric([str(package), str(core)], float(count))
+        "counter", [sample("node_cpu_core_throttles_total",
+                           {"package": str(package), "core": str(core)}, float(count))
+                    for (package, core), count in sorted(cores.items()) if count is not None])
     return [f for f in (core_family, package_family) if f.samples]
 
 
@@ -167,14 +162,12 @@ def online_families(cpus: str, dirs: list[str] | None = None) -> list[Metric]:
     """node_cpu_online, where the kernel reports it: not at all when cpu0 has no online file
     (x86 without CPU hot-plug of the boot CPU), as node_exporter."""
     dirs = _cpu_dirs(cpus) if dirs is None else dirs
-    if not dirs or not os.path.exists(os.path.join(dirs[0], "online")):
+    if not dirs or not os.path.exists(f"{dirs[0]}/online"):
         return []
-    family = GaugeMetricFamily("node_cpu_online", "CPUs that are online and being scheduled.",
-                               labels=["cpu"])
-    for cpu in dirs:
-        online = read_text(os.path.join(cpu, "online"))
-        family.add_metric([os.path.basename(cpu)[3:]], 1.0 if online == "1" else 0.0)
-    return [family]
+    return [family("node_cpu_online", "CPUs that are online and being scheduled.", "gauge", [
+        sample("node_cpu_online", {"cpu": os.path.basename(cpu)[3:]},
+               1.0 if read_text(f"{cpu}/online") == "1" else 0.0)
+        for cpu in dirs])]
 
 
 CpuInfo = dict[str, str]  # /proc/cpuinfo key -> value, for one processor

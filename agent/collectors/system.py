@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
+
+from agent.collectors.common import counter, family, gauge, list_dir, read_file_bytes, sample
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -71,7 +73,8 @@ def parse_stat(text: str) -> dict[str, float]:
     """The system-wide lines of /proc/stat; for 'intr' only the first value (the total)."""
     out = {}
     for line in text.splitlines():
-        key, *values = line.split() or [""]
+        # Only the first value is needed: the intr line has hundreds.
+        key, *values = line.split(None, 2) or [""]
         if key in STAT and values:
             out[key] = float(values[0])
     return out
@@ -146,9 +149,9 @@ class SystemReadings:
     softirq: dict[str, float] | None = None  # with the stat collector's softirq option
 
 
-def _optional(path: Path, parse: Callable[[str], T]) -> T | None:
+def _optional(path: str, parse: Callable[[str], T]) -> T | None:
     try:
-        return parse(path.read_text())
+        return parse(read_file_bytes(path).decode())
     except (OSError, ValueError, KeyError) as exc:
         log.debug("optional source unavailable: %s: %s", path, exc)
         return None
@@ -159,9 +162,15 @@ class SystemCollector:
                  parts: frozenset[str] = PARTS, softirq: bool = False) -> None:
         self._parts = parts
         self._softirq = softirq
-        self._procfs = procfs
-        self._sysfs = sysfs
-        self._rootfs = rootfs
+        # Paths joined once, not every cycle.
+        self._stat = str(procfs / "stat")
+        self._pressure = {resource: str(procfs / "pressure" / resource)
+                          for resource in ("cpu", "io", "memory", "irq")}
+        self._file_nr = str(procfs / "sys" / "fs" / "file-nr")
+        self._domainname = str(procfs / "sys" / "kernel" / "domainname")
+        self._clocksource_dir = str(sysfs / CLOCKSOURCE_DIR)
+        self._os_release_paths = [(candidate, rootfs / candidate)
+                                  for candidate in ("etc/os-release", "usr/lib/os-release")]
         self._os_release_cache: tuple[tuple[object, ...], dict[str, str]] | None = None
 
     def collect(self) -> list[Metric]:
@@ -170,12 +179,12 @@ class SystemCollector:
     def read(self) -> SystemReadings:
         """Reads the sources of this collector's parts only."""
         parts = self._parts
-        stat_text = (self._procfs / "stat").read_text() if "stat" in parts else ""
+        stat_text = read_file_bytes(self._stat).decode() if "stat" in parts else ""
         stat = parse_stat(stat_text)
         now = time.time()
         local = time.localtime(now)
-        pressure = {resource: _optional(self._procfs / "pressure" / resource, parse_pressure)
-                    for resource in ("cpu", "io", "memory", "irq")} if "pressure" in parts else {}
+        pressure = {resource: _optional(path, parse_pressure)
+                    for resource, path in self._pressure.items()} if "pressure" in parts else {}
         return SystemReadings(
             stat=stat,
             now=now,
@@ -183,32 +192,34 @@ class SystemCollector:
             clocksources=self._clocksources() if "time" in parts else [],
             uname=self._uname() if "uname" in parts else {},
             os_release=self._os_release() if "os" in parts else None,
-            filefd=(_optional(self._procfs / "sys" / "fs" / "file-nr", parse_file_nr)
-                    if "filefd" in parts else None),
+            filefd=_optional(self._file_nr, parse_file_nr) if "filefd" in parts else None,
             pressure={resource: lines for resource, lines in pressure.items() if lines},
             softirq=parse_softirq(stat_text) if self._softirq else None,
         )
 
     def _clocksources(self) -> list[Clocksource]:
         found = []
-        for device in sorted((self._sysfs / CLOCKSOURCE_DIR).glob("clocksource*")):
+        for name in list_dir(self._clocksource_dir):  # as glob("clocksource*"), cheaper
+            if not name.startswith("clocksource"):
+                continue
+            device = f"{self._clocksource_dir}/{name}"
             try:
-                found.append(parse_clocksource((device / "available_clocksource").read_text(),
-                                               (device / "current_clocksource").read_text()))
+                found.append(parse_clocksource(
+                    read_file_bytes(f"{device}/available_clocksource").decode(),
+                    read_file_bytes(f"{device}/current_clocksource").decode()))
             except OSError as exc:
                 log.debug("clocksource unreadable: %s: %s", device, exc)
         return found
 
     def _uname(self) -> dict[str, str]:
         uts = os.uname()
-        domain = _optional(self._procfs / "sys" / "kernel" / "domainname", str.strip)
+        domain = _optional(self._domainname, str.strip)
         return {"domainname": domain or "(none)", "machine": uts.machine,
                 "nodename": uts.nodename, "release": uts.release, "sysname": uts.sysname,
                 "version": uts.version}
 
     def _os_release(self) -> dict[str, str] | None:
-        for candidate in ("etc/os-release", "usr/lib/os-release"):
-            path = self._rootfs / candidate
+        for candidate, path in self._os_release_paths:
             try:
                 # Parsed again only when the file changes: it almost never does.
                 stat = path.stat()
@@ -226,26 +237,23 @@ class SystemCollector:
 
 def stat_families(stat: dict[str, float]) -> list[Metric]:
     families: list[Metric] = []
-    for key, (name, help_text, counter) in STAT.items():
+    for key, (name, help_text, is_counter) in STAT.items():
         if key in stat:
-            kind = CounterMetricFamily if counter else GaugeMetricFamily
-            families.append(kind(name, help_text, value=stat[key]))
+            build = counter if is_counter else gauge
+            families.append(build(name, help_text, stat[key]))
     return families
 
 
 def time_seconds_family(now: float) -> Metric:
-    return GaugeMetricFamily("node_time_seconds", "System time in seconds since epoch (1970).",
-                             value=now)
+    return gauge("node_time_seconds", "System time in seconds since epoch (1970).", now)
 
 
 def system_families(r: SystemReadings, parts: frozenset[str] = PARTS) -> list[Metric]:
     families = stat_families(r.stat)
     if r.softirq is not None:
-        softirqs = CounterMetricFamily("node_softirqs", "Number of softirq calls.",
-                                       labels=["vector"])
-        for vector, calls in sorted(r.softirq.items()):
-            softirqs.add_metric([vector], calls)
-        families.append(softirqs)
+        families.append(family("node_softirqs", "Number of softirq calls.", "counter", [
+            sample("node_softirqs_total", {"vector": vector}, calls)
+            for vector, calls in sorted(r.softirq.items())]))
     if "time" in parts:
         families += _time_families(r)
     if "uname" in parts:
@@ -256,30 +264,31 @@ def system_families(r: SystemReadings, parts: frozenset[str] = PARTS) -> list[Me
         families += _os_families(r.os_release)
     if r.filefd is not None:
         for field, value in zip(("allocated", "maximum"), r.filefd, strict=True):
-            families.append(GaugeMetricFamily(
-                f"node_filefd_{field}", f"File descriptor statistics: {field}.", value=value))
+            families.append(gauge(f"node_filefd_{field}", f"File descriptor statistics: {field}.",
+                                  value))
     for resource, line, name, help_text in PRESSURE:
         seconds = r.pressure.get(resource, {}).get(line)
         if seconds is not None:
-            families.append(CounterMetricFamily(name, help_text, value=seconds))
+            families.append(counter(name, help_text, seconds))
     return families
 
 
 def _time_families(r: SystemReadings) -> list[Metric]:
     source = "'/sys/devices/system/clocksource'"
-    available = GaugeMetricFamily("node_time_clocksource_available_info",
-                                  f"Available clocksources read from {source}.",
-                                  labels=["clocksource", "device"])
-    current = GaugeMetricFamily("node_time_clocksource_current_info",
-                                f"Current clocksource read from {source}.",
-                                labels=["clocksource", "device"])
+    available = family("node_time_clocksource_available_info",
+                       f"Available clocksources read from {source}.", "gauge")
+    current = family("node_time_clocksource_current_info",
+                     f"Current clocksource read from {source}.", "gauge")
     for index, clocksource in enumerate(r.clocksources):
         for name in clocksource.available:
-            available.add_metric([name, str(index)], 1)
-        current.add_metric([clocksource.current, str(index)], 1)
-    zone = GaugeMetricFamily("node_time_zone_offset_seconds",
-                             "System time zone offset in seconds.", labels=["time_zone"])
-    zone.add_metric([r.zone[0]], r.zone[1])
+            available.samples.append(sample("node_time_clocksource_available_info",
+                                            {"clocksource": name, "device": str(index)}, 1))
+        current.samples.append(sample("node_time_clocksource_current_info",
+                                      {"clocksource": clocksource.current,
+                                       "device": str(index)}, 1))
+    zone = family("node_time_zone_offset_seconds", "System time zone offset in seconds.",
+                  "gauge", [sample("node_time_zone_offset_seconds", {"time_zone": r.zone[0]},
+                                   r.zone[1])])
     families: list[Metric] = [available, current] if r.clocksources else []
     return [*families, time_seconds_family(r.now), zone]
 
@@ -292,17 +301,14 @@ def _os_families(release: dict[str, str]) -> list[Metric]:
     version = os_version(release.get("VERSION_ID", ""))
     if version > 0:
         labels = {label: release.get(label.upper(), "") for label in ("id", "id_like", "name")}
-        family = GaugeMetricFamily("node_os_version",
-                                   "Metric containing the major.minor part of the OS version.",
-                                   labels=list(labels))
-        family.add_metric(list(labels.values()), version)
-        families.append(family)
+        families.append(family("node_os_version",
+                               "Metric containing the major.minor part of the OS version.",
+                               "gauge", [sample("node_os_version", labels, version)]))
     support_end = release.get("SUPPORT_END", "")
     if support_end:
-        families.append(GaugeMetricFamily(
-            "node_os_support_end_timestamp_seconds",
-            "Metric containing the end-of-life date timestamp of the OS.",
-            value=support_end_timestamp(support_end)))
+        families.append(gauge("node_os_support_end_timestamp_seconds",
+                              "Metric containing the end-of-life date timestamp of the OS.",
+                              support_end_timestamp(support_end)))
     return families
 
 
@@ -316,9 +322,7 @@ def support_end_timestamp(text: str) -> float:
 
 
 def _info(name: str, help_text: str, labels: dict[str, str]) -> Metric:
-    family = GaugeMetricFamily(name, help_text, labels=list(labels))
-    family.add_metric(list(labels.values()), 1)
-    return family
+    return family(name, help_text, "gauge", [sample(name, labels, 1)])
 
 
 def _part(name: str) -> Any:
