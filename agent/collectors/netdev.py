@@ -20,10 +20,17 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from agent.collectors import rtnetlink
-from agent.collectors.common import DeviceFilter, list_dir, read_file_bytes, read_text
+from agent.collectors.common import (
+    DeviceFilter,
+    family,
+    list_dir,
+    read_file_bytes,
+    read_text,
+    sample,
+)
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -83,6 +90,7 @@ def legacy_names(counters: dict[str, float]) -> dict[str, float]:
 IFLA_STATS64 = 23
 # struct rtnl_link_stats64: its first fields, in NETLINK_STATS's order (newer kernels add more).
 _STATS64 = struct.Struct(f"={len(NETLINK_STATS)}Q")
+_LINK_ATTRIBUTES = frozenset({rtnetlink.IFLA_IFNAME, IFLA_STATS64})
 
 
 def parse_link_stats(replies: list[tuple[int, bytes]]) -> dict[str, dict[str, float]]:
@@ -91,7 +99,7 @@ def parse_link_stats(replies: list[tuple[int, bytes]]) -> dict[str, dict[str, fl
     for kind, payload in replies:
         if kind != rtnetlink.RTM_NEWLINK or len(payload) < rtnetlink.IFINFOMSG.size:
             continue
-        attributes = rtnetlink.attribute_map(payload[rtnetlink.IFINFOMSG.size:])
+        attributes = rtnetlink.attribute_map(payload[rtnetlink.IFINFOMSG.size:], _LINK_ATTRIBUTES)
         name, raw = attributes.get(rtnetlink.IFLA_IFNAME), attributes.get(IFLA_STATS64)
         if name is None or raw is None or len(raw) < _STATS64.size:
             continue
@@ -152,7 +160,7 @@ class NetdevCollector:
                  sysfs: Path | None = None, netlink: bool = True,
                  detailed: bool = False, address_info: bool = False,
                  label_ifalias: bool = False) -> None:
-        self._net_dev = procfs / "net" / "dev"
+        self._net_dev = str(procfs / "net" / "dev")
         self._sysfs_net = sysfs / "class" / "net" if sysfs is not None else None
         self._host = sysfs is not None and os.path.realpath(sysfs) == "/sys"
         self._filter = DeviceFilter(device_include, device_exclude)
@@ -169,7 +177,7 @@ class NetdevCollector:
         elif self._netlink and self._sysfs_net is not None and self._sysfs_net.is_dir():
             stats = self._link_stats()
         else:
-            parsed = parse_net_dev(self._net_dev.read_text())
+            parsed = parse_net_dev(read_file_bytes(self._net_dev).decode())
             stats = {dev: counters for dev, counters in parsed.items()
                      if not self._filter.ignored(dev)}
             if self._detailed:
@@ -205,20 +213,31 @@ class NetdevCollector:
         return aliases
 
 
+_DEVICE, _DEVICE_ALIAS = ("device",), ("device", "ifalias")
+
+
 def netdev_families(stats: NetStats, aliases: dict[str, str] | None = None) -> list[Metric]:
     """One counter family per statistic; with aliases, the devices sysfs knows also carry
     the ifalias label (node_exporter's --collector.netdev.label-ifalias)."""
-    families: dict[str, CounterMetricFamily] = {}
+    # key -> (family, its samples' name, the label names of its first sample: as
+    # CounterMetricFamily's add_metric, later samples' values are zipped with those)
+    families: dict[str, tuple[Metric, str, tuple[str, ...]]] = {}
     for device, counters in stats.items():
         alias = aliases.get(device) if aliases is not None else None
-        labels = ["device"] if alias is None else ["device", "ifalias"]
-        values = [device] if alias is None else [device, alias]
+        labels = _DEVICE if alias is None else _DEVICE_ALIAS
+        values = (device,) if alias is None else (device, alias)
+        pairs = dict(zip(labels, values, strict=True))
         for key, value in counters.items():
-            if key not in families:
-                families[key] = CounterMetricFamily(
-                    f"node_network_{key}", f"Network device statistic {key}.", labels=labels)
-            families[key].add_metric(values, value)
-    return [families[key] for key in sorted(families)]
+            entry = families.get(key)
+            if entry is None:
+                name = f"node_network_{key}".removesuffix("_total")
+                entry = families[key] = (
+                    family(name, f"Network device statistic {key}.", "counter"),
+                    name + "_total", labels)
+            metric, sample_name, names = entry
+            own = pairs.copy() if names is labels else dict(zip(names, values, strict=False))
+            metric.samples.append(sample(sample_name, own, value))
+    return [families[key][0] for key in sorted(families)]
 
 
 # --- node_network_address_info (--collector.netdev.address-info) -------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +31,7 @@ def parse_netstat(text: str) -> NetStats:
     for names, values in zip(lines[::2], lines[1::2], strict=True):
         if not names[0].endswith(":") or len(names) != len(values):
             raise ValueError(f"field count mismatch for {names[0]!r}")
-        stats[names[0][:-1]] = {
-            name: float(value) for name, value in zip(names[1:], values[1:], strict=True)}
+        stats[names[0][:-1]] = dict(zip(names[1:], map(float, values[1:]), strict=True))
     return stats
 
 
@@ -41,8 +39,7 @@ def parse_snmp6(text: str) -> NetStats:
     """/proc/net/snmp6: 'Ip6InReceives  1' -> {'Ip6': {'InReceives': 1.0}}; the protocol
     runs up to the first '6', and lines without a '6' in the name are skipped."""
     stats: NetStats = {}
-    for line in text.splitlines():
-        parts = line.split()
+    for parts in map(str.split, text.splitlines()):
         if len(parts) < 2 or "6" not in parts[0]:
             continue
         protocol, six, name = parts[0].partition("6")
@@ -54,37 +51,37 @@ class NetstatCollector:
     def __init__(self, procfs: Path, fields: str) -> None:
         self._net = procfs / "net"
         self._fields = re.compile(fields)
-        self._decisions: dict[str, bool] = {}
+        # (protocol, its field names) -> the wanted fields' (name, metric name, help)
+        self._selections: dict[tuple[str, tuple[str, ...]], list[tuple[str, str, str]]] = {}
 
     def collect(self) -> list[Metric]:
         stats = parse_netstat(_read(f"{self._net}/netstat"))
         stats.update(parse_netstat(_read(f"{self._net}/snmp")))
         with contextlib.suppress(FileNotFoundError):  # no snmp6 when IPv6 is disabled
             stats.update(parse_snmp6(_read(f"{self._net}/snmp6")))
-        return netstat_families(stats, self._wanted)
+        families: dict[str, Metric] = {}
+        for protocol, values in stats.items():
+            for name, full, help_text in self._selection(protocol, values):
+                families[full] = family(full, help_text, "unknown",
+                                        [sample(full, {}, values[name])])
+        return [families[name] for name in sorted(families)]
 
-    def _wanted(self, key: str) -> bool:
-        """The fields regex, decided once per field name (the kernel's set is fixed)."""
-        wanted = self._decisions.get(key)
-        if wanted is None:
-            wanted = self._decisions[key] = bool(self._fields.search(key))
-        return wanted
+    def _selection(self, protocol: str, values: dict[str, float]) -> list[tuple[str, str, str]]:
+        """A protocol's wanted fields, decided once per set of field names: the kernel's is
+        fixed, and most of its ~400 fields are not wanted."""
+        key = (protocol, tuple(values))
+        selection = self._selections.get(key)
+        if selection is None:
+            if len(self._selections) > 256:  # bounded, should the names keep changing
+                self._selections.clear()
+            selection = self._selections[key] = [
+                (name, f"node_netstat_{protocol}_{name}", f"Statistic {protocol}{name}.")
+                for name in values if self._fields.search(f"{protocol}_{name}")]
+        return selection
 
 
 def _read(path: str) -> str:
     return read_file_bytes(path).decode(errors="replace")
-
-
-def netstat_families(stats: NetStats, wanted: Callable[[str], object]) -> list[Metric]:
-    families: dict[str, Metric] = {}
-    for protocol, values in stats.items():
-        for name, value in values.items():
-            key = f"{protocol}_{name}"
-            if wanted(key):
-                full = f"node_netstat_{key}"
-                families[full] = family(full, f"Statistic {protocol}{name}.", "unknown",
-                                        [sample(full, {}, value)])
-    return [families[name] for name in sorted(families)]
 
 
 def create(context: Context, settings: Any) -> NetstatCollector:

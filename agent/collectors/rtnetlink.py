@@ -9,7 +9,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
@@ -47,11 +47,21 @@ def attributes(data: bytes) -> Iterator[tuple[int, bytes]]:
         offset += (length + 3) & ~3
 
 
-def attribute_map(data: bytes) -> dict[int, bytes]:
-    """The attributes by type; a repeated type keeps its first value."""
+def attribute_map(data: bytes, kinds: Container[int] | None = None) -> dict[int, bytes]:
+    """The attributes by type (with kinds, only those types: the others' values are not
+    copied); a repeated type keeps its first value. attributes() as one loop: a link has
+    dozens, read every cycle."""
     found: dict[int, bytes] = {}
-    for kind, value in attributes(data):
-        found.setdefault(kind, value)
+    offset, end = 0, len(data)
+    unpack = _RTATTR.unpack_from
+    while offset + 4 <= end:  # _RTATTR.size
+        length, kind = unpack(data, offset)
+        if length < 4 or offset + length > end:
+            raise ValueError("malformed netlink attribute")
+        kind &= NLA_TYPE_MASK
+        if kind not in found and (kinds is None or kind in kinds):
+            found[kind] = data[offset + 4:offset + length]
+        offset += (length + 3) & ~3
     return found
 
 
