@@ -154,8 +154,10 @@ def render(
                 for name in remote]
     sources += [(name, snapshots[name].families) for name in local if name in policy.YIELDING]
     plan, headed = cache.arranger.arrange(sources)
-    # The agent's own families report what the check dropped: same names, so same outcome.
-    policy.replace(plan, OWN, collector_families(statuses, plan.dropped, aliased))
+    # The agent's own families report what the check dropped (built again only when it
+    # dropped something): same names, so same outcome.
+    if plan.dropped:
+        policy.replace(plan, OWN, collector_families(statuses, plan.dropped, aliased))
     encoded = cache.encode(plan, formats)
     bodies = {}
     for fmt in formats:
