@@ -7,14 +7,17 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    Metric,
-)
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from agent import __version__
 from agent.exposition.status import CollectorStatus
+
+
+def _family(name: str, help_text: str, typ: str, samples: list[Sample]) -> Metric:
+    family = Metric(name, help_text, typ)
+    family.samples = samples
+    return family
 
 
 def collector_families(
@@ -22,64 +25,61 @@ def collector_families(
     aliased: Collection[str] = (),
 ) -> list[Metric]:
     """aliased: the collectors node_exporter also has (same name), whose figures its meta
-    series repeat."""
-    duration = GaugeMetricFamily(
-        "hostagent_collector_duration_seconds",
-        "Duration of the collector's last run.", labels=["collector"])
-    success = GaugeMetricFamily(
-        "hostagent_collector_success",
-        "Whether the collector's last run succeeded (1) or failed or timed out (0).",
-        labels=["collector"])
-    last_success = GaugeMetricFamily(
-        "hostagent_collector_last_success_timestamp_seconds",
-        "Unix time of the collector's last successful run.", labels=["collector"])
-    interval = GaugeMetricFamily(
-        "hostagent_collector_interval_seconds",
-        "Configured seconds between the collector's runs.", labels=["collector"])
-    timeouts = CounterMetricFamily(
-        "hostagent_collector_timeouts",
-        "Runs abandoned because they exceeded the collector's timeout.", labels=["collector"])
-    skipped = CounterMetricFamily(
-        "hostagent_collector_skipped",
-        "Ticks skipped because the previous run had not returned yet.", labels=["collector"])
-    for status in statuses:
-        labels = [status.name]
-        if status.last_duration is not None:
-            duration.add_metric(labels, status.last_duration)
-        if status.success is not None:
-            success.add_metric(labels, 1.0 if status.success else 0.0)
-        if status.last_success_time is not None:
-            last_success.add_metric(labels, status.last_success_time)
-        interval.add_metric(labels, status.interval)
-        timeouts.add_metric(labels, status.timeouts)
-        skipped.add_metric(labels, status.skipped)
-    clashes = GaugeMetricFamily(
-        "hostagent_collector_dropped_families",
-        "Metric families dropped from a source's output because another source already "
-        "exposes that name.", labels=["collector"])
-    for name, count in sorted(dropped.items()):
-        clashes.add_metric([name], count)
-    return [duration, success, last_success, interval, timeouts, skipped, clashes,
-            *_node_exporter_aliases(duration, success, aliased)]
+    series repeat. Built every render, so samples are made directly (what GaugeMetricFamily's
+    add_metric makes, without its checks per call)."""
+    statuses = list(statuses)
+    labels = [{"collector": status.name} for status in statuses]
 
+    def samples(name: str, values: Iterable[float | None]) -> list[Sample]:
+        return [Sample(name, label, value) for label, value in zip(labels, values, strict=True)
+                if value is not None]
 
-def _node_exporter_aliases(duration: Metric, success: Metric,
-                           aliased: Collection[str]) -> list[Metric]:
-    """node_exporter's meta series, which dashboards chart, with hostagent's figures, under
-    node_exporter's collector names (the agent's own collectors, like runtime, have none)."""
-    aliases: list[Metric] = []
-    for family, name, help_text in (
+    duration = samples("hostagent_collector_duration_seconds",
+                       [s.last_duration for s in statuses])
+    success = samples("hostagent_collector_success",
+                      [None if s.success is None else 1.0 if s.success else 0.0
+                       for s in statuses])
+    families = [
+        _family("hostagent_collector_duration_seconds", "Duration of the collector's last run.",
+                "gauge", duration),
+        _family("hostagent_collector_success",
+                "Whether the collector's last run succeeded (1) or failed or timed out (0).",
+                "gauge", success),
+        _family("hostagent_collector_last_success_timestamp_seconds",
+                "Unix time of the collector's last successful run.", "gauge",
+                samples("hostagent_collector_last_success_timestamp_seconds",
+                        [s.last_success_time for s in statuses])),
+        _family("hostagent_collector_interval_seconds",
+                "Configured seconds between the collector's runs.", "gauge",
+                samples("hostagent_collector_interval_seconds",
+                        [float(s.interval) for s in statuses])),
+        _family("hostagent_collector_timeouts",
+                "Runs abandoned because they exceeded the collector's timeout.", "counter",
+                samples("hostagent_collector_timeouts_total",
+                        [float(s.timeouts) for s in statuses])),
+        _family("hostagent_collector_skipped",
+                "Ticks skipped because the previous run had not returned yet.", "counter",
+                samples("hostagent_collector_skipped_total",
+                        [float(s.skipped) for s in statuses])),
+        _family("hostagent_collector_dropped_families",
+                "Metric families dropped from a source's output because another source "
+                "already exposes that name.", "gauge",
+                [Sample("hostagent_collector_dropped_families", {"collector": name},
+                        float(count)) for name, count in sorted(dropped.items())]),
+    ]
+    for samples_of, name, help_text in (
         (duration, "node_scrape_collector_duration_seconds",
          "node_exporter: Duration of a collector scrape."),
         (success, "node_scrape_collector_success",
          "node_exporter: Whether a collector succeeded."),
     ):
-        alias = GaugeMetricFamily(name, help_text, labels=["collector"])
-        for sample in family.samples:
-            if sample.labels["collector"] in aliased:
-                alias.add_metric([sample.labels["collector"]], sample.value)
-        aliases.append(alias)
-    return aliases
+        # node_exporter's meta series, which dashboards chart, with hostagent's figures,
+        # under node_exporter's collector names (the agent's own collectors, like runtime,
+        # have none).
+        families.append(_family(name, help_text, "gauge", [
+            Sample(name, sample.labels, sample.value) for sample in samples_of
+            if sample.labels["collector"] in aliased]))
+    return families
 
 
 def build_info() -> Metric:
