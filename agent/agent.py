@@ -260,8 +260,7 @@ class Agent:
         """The families of the local host, or of one SSH target (its node module)."""
         if target != "local":
             remote = self.registry.targets.get(target)
-            return [] if remote is None else labelled(
-                [f for group in remote.modules.values() for f in group], remote.labels)
+            return [] if remote is None else labelled(remote.all_families(), remote.labels)
         return [family for name, snapshot in self.registry.snapshots.items()
                 if name != "remediation" for family in snapshot.families]
 

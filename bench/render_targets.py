@@ -112,12 +112,11 @@ def main() -> None:
                            ("ssh.node_on_metrics", frozenset({"login", "node"}))):
         measure(label, modules, targets, local, args.series, repeat)
 
-    every = [f for t in targets.values() for f in labelled(
-        [g for group in t.modules.values() for g in group], t.labels)]
+    every = [f for t in targets.values() for f in labelled(t.all_families(), t.labels)]
     every += local["cpu"].families
     peer = cpu_ms(lambda: gzip.compress(encode(every, OPENMETRICS), 1, mtime=0), 1)
     one = next(iter(targets.values()))
-    probe = cpu_ms(lambda: encode([f for g in one.modules.values() for f in g], OPENMETRICS),
+    probe = cpu_ms(lambda: encode(one.all_families(), OPENMETRICS),
                    repeat)
     print(f"\npeer: encode + gzip everything from scratch  {peer:8.1f} ms")
     print(f"/probe body of one target                     {probe:8.1f} ms")

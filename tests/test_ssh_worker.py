@@ -329,3 +329,45 @@ async def test_several_targets_on_one_server(ssh_lab: SshLab, reuse: bool) -> No
     async with worker(config) as ssh:
         await ssh.run_once()
         assert ssh.up_count() == (4, 4)
+
+
+def node_objects(*roots: object) -> int:
+    """node_* Metric objects reachable from the roots (classes, modules and code not
+    followed: they lead everywhere)."""
+    import gc
+    import types
+
+    skip = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+            types.CodeType)
+    seen: set[int] = set()
+    stack = list(roots)
+    found = 0
+    while stack and len(seen) < 200_000:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, skip):
+            continue
+        seen.add(id(obj))
+        found += isinstance(obj, Metric) and obj.name.startswith("node_")
+        stack.extend(gc.get_referents(obj))
+    return found
+
+
+@pytest.mark.parametrize("on_metrics", [False, True])
+async def test_node_series_are_kept_compressed_unless_metrics_carries_them(
+        ssh_lab: SshLab, on_metrics: bool) -> None:
+    sshd = ssh_lab.server()
+    name = f"127.0.0.1:{sshd.ports[0]}"
+    config = ssh_lab.config([name], modules={"node": {"enabled": True}},
+                            node_on_metrics=on_metrics)
+    registry = Registry()
+    async with worker(config, registry) as ssh:
+        await ssh.run_once()
+        modules = ssh.module_families(name)
+        assert modules is not None and len(modules["node"]) > 20
+        kept = node_objects(ssh._states[name], registry.targets[name])
+        if on_metrics:  # every render of /metrics reads them
+            assert kept == len(modules["node"])
+        else:  # only /probe and a few others: what the target keeps between rounds is bytes
+            assert kept == 0
+            assert {f.name for f in registry.targets[name].families("node")} == {
+                f.name for f in modules["node"]}

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from prometheus_client.metrics_core import Metric
+
+from agent.exposition.compressed import CompressedFamilies
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +39,23 @@ class Snapshot:
 @dataclass(frozen=True, slots=True)
 class TargetSnapshot:
     """One SSH target's latest round: families by probe module, without the target's labels
-    (`labels` holds them, the `target` label first)."""
+    (`labels` holds them, the `target` label first). A module only some readers ever need (the
+    node module's series when /metrics does not carry them) is kept compressed: read it through
+    families(), never .modules directly."""
 
     name: str
     labels: tuple[tuple[str, str], ...]
-    modules: Mapping[str, tuple[Metric, ...]]
+    modules: Mapping[str, tuple[Metric, ...] | CompressedFamilies]
     timestamp: float = field(default_factory=time.time)
+
+    def families(self, module: str) -> Sequence[Metric]:
+        group = self.modules.get(module, ())
+        return group.unpack() if isinstance(group, CompressedFamilies) else group
+
+    def all_families(self, modules: Container[str] | None = None) -> list[Metric]:
+        """Every module's families (or those of `modules`), in module order."""
+        return [family for module in self.modules if modules is None or module in modules
+                for family in self.families(module)]
 
 
 class Registry:

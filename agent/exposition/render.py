@@ -113,8 +113,7 @@ class Cache:
         cached = self._labelled.get(target.name)
         if cached is not None and cached[0] is target and cached[1] == modules:
             return cached[2]
-        families = labelled([f for module, group in target.modules.items() if module in modules
-                             for f in group], target.labels)
+        families = labelled(target.all_families(modules), target.labels)
         self._labelled[target.name] = (target, modules, families)
         return families
 
@@ -285,8 +284,8 @@ class Renderer:
             return cached[1][key]
 
         def build() -> Body:
-            families = (target.modules.get(module, ()) if module is not None
-                        else [f for group in target.modules.values() for f in group])
+            families = (target.families(module) if module is not None
+                        else target.all_families())
             plain = encode(families, fmt) + (OPENMETRICS_EOF if fmt == OPENMETRICS else b"")
             return Body(CONTENT_TYPES[fmt], plain)
 

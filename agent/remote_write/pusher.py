@@ -146,8 +146,7 @@ class Pusher:
         for name, target in targets.items():
             cached = self._targets.get(name)
             if cached is None or cached[0] is not target:
-                families = labelled([f for group in target.modules.values() for f in group],
-                                    target.labels)
+                families = labelled(target.all_families(), target.labels)
                 cached = self._targets[name] = (
                     target, Snapshot(SSH_PREFIX + name, tuple(families), target.timestamp))
             out[SSH_PREFIX + name] = cached[1]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.config import SshCheck
+from agent.exposition.compressed import CompressedFamilies
 from agent.matching import OutputMatcher
 from agent.ssh import remote_node
 from agent.ssh.connections import REASONS, ProbeError, Session
@@ -53,9 +55,11 @@ async def run_check(session: Session, check: SshCheck, timeout: float,
     return CheckResult(True, done.exit_status)
 
 
-async def run_node(session: Session, node: remote_node.RemoteNode, timeout: float
-                   ) -> list[Metric]:
-    """The node_* families, parsed in a thread. Raises ProbeError."""
+async def run_node(session: Session, node: remote_node.RemoteNode, timeout: float,
+                   executor: Executor | None = None, compress: bool = False
+                   ) -> tuple[Metric, ...] | CompressedFamilies:
+    """The node_* families, parsed in a thread of `executor` (and compressed there when `compress`:
+    the objects are dropped before the round ends). Raises ProbeError."""
     marker = remote_node.new_marker()
     done = await session.run(remote_node.command(marker), timeout)
     output = done.stdout.decode(errors="replace")
@@ -63,9 +67,12 @@ async def run_node(session: Session, node: remote_node.RemoteNode, timeout: floa
         detail = done.stderr.decode(errors="replace").strip().splitlines()[:1]
         raise ProbeError("command", f"node command failed (exit status {done.exit_status})"
                          + (f": {detail[0]}" if detail else ""))
+    def parse() -> tuple[Metric, ...] | CompressedFamilies:
+        families = node.families(remote_node.split_sections(output, marker))
+        return CompressedFamilies(families) if compress else tuple(families)
+
     try:
-        return await asyncio.to_thread(
-            node.families, remote_node.split_sections(output, marker))
+        return await asyncio.get_running_loop().run_in_executor(executor, parse)
     except ValueError as exc:
         raise ProbeError("output", f"node output: {exc}") from None
 

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING
 from prometheus_client.metrics_core import Metric
 
 from agent.config import SshConfig
+from agent.exposition.compressed import CompressedFamilies
 from agent.exposition.registry import Registry, TargetSnapshot
 from agent.logs import kv
 from agent.matching import OutputMatcher
+from agent.pool import DaemonThreadPool
 from agent.remediation.actions import Outcome
 from agent.ssh import MODULES, probes
 from agent.ssh.connections import (
@@ -50,7 +52,9 @@ class _State:
     login_error: ProbeError | None = None  # of the last round
     duration: float = 0.0
     checks: dict[str, probes.CheckResult] = field(default_factory=dict)
-    node: list[Metric] = field(default_factory=list)
+    # Compressed unless /metrics carries them (ssh.node_on_metrics): only /probe and a few
+    # readers need them, and as objects they would be most of a target's memory.
+    node: tuple[Metric, ...] | CompressedFamilies = ()
     node_error: ProbeError | None = None
     remote: RemoteNode = field(default_factory=RemoteNode)
     rounds: int = 0
@@ -94,6 +98,9 @@ class SshWorker:
         self._rounds = True
         self._sync_lock = asyncio.Lock()
         self._matcher = OutputMatcher()
+        # One thread parses every target's node output: with 64 targets in flight, a thread
+        # each would take turns holding the GIL against the event loop answering scrapes.
+        self._parser = DaemonThreadPool(1, "ssh-parse")
 
     def _new_pool(self, config: SshConfig) -> ConnectionPool:
         connector = Connector(connect_settings(config), asyncio.Semaphore(_handshakes(config)))
@@ -123,6 +130,7 @@ class SshWorker:
         await self._finish([self._detach(name) for name in list(self._states)])
         await self._pool.close_all()
         self._matcher.close()
+        self._parser.shutdown(wait=False, cancel_futures=True)
 
     async def apply(self, config: SshConfig) -> None:
         """A reload in one go: prepare, commit, retire."""
@@ -288,7 +296,7 @@ class SshWorker:
                     state.up, state.login_error = False, exc
                     state.checks = {c.name: probes.CheckResult(False, None, exc.reason, str(exc))
                                     for c in config.checks}
-                    state.node, state.node_error = [], exc
+                    state.node, state.node_error = (), exc
                 else:
                     state.up, state.login_error = True, None
                     await self._run_modules(state, session, modules, config)
@@ -303,10 +311,12 @@ class SshWorker:
                            config: SshConfig) -> None:
         if "node" in modules:
             try:
-                state.node = await probes.run_node(session, state.remote, config.command_timeout)
+                state.node = await probes.run_node(
+                    session, state.remote, config.command_timeout, self._parser,
+                    compress=not config.node_on_metrics)
                 state.node_error = None
             except ProbeError as exc:
-                state.node, state.node_error = [], exc
+                state.node, state.node_error = (), exc
         if "checks" in modules:
             state.checks = {check.name: await probes.run_check(
                 session, check, config.command_timeout, self._matcher)
@@ -350,23 +360,27 @@ class SshWorker:
         state = self._states.get(name)
         if state is None or state.rounds == 0:
             return None
-        families = {"login": probes.login_families(
-            state.up, state.duration, self._failure(state)[0], self._pool.is_open(name),
-            self._pool.handshakes[name])}
+        return {module: group.unpack() if isinstance(group, CompressedFamilies) else list(group)
+                for module, group in self._groups(state).items()}
+
+    def _groups(self, state: _State) -> dict[str, tuple[Metric, ...] | CompressedFamilies]:
+        name = state.target.name
+        groups: dict[str, tuple[Metric, ...] | CompressedFamilies] = {
+            "login": tuple(probes.login_families(
+                state.up, state.duration, self._failure(state)[0], self._pool.is_open(name),
+                self._pool.handshakes[name]))}
         if self._config.modules.checks.enabled:
-            families["checks"] = probes.check_families(self._checks(state))
+            groups["checks"] = tuple(probes.check_families(self._checks(state)))
         if self._config.modules.node.enabled:
-            families["node"] = list(state.node)
-        return families
+            groups["node"] = state.node
+        return groups
 
     def enabled_modules(self) -> list[str]:
         return [name for name in MODULES if getattr(self._config.modules, name).enabled]
 
     def _publish(self, state: _State) -> None:
         name = state.target.name
-        modules = self.module_families(name)
-        if modules is None or self._states.get(name) is not state:
+        if state.rounds == 0 or self._states.get(name) is not state:
             return
         labels = (("target", name), *state.target.labels)
-        self._registry.publish_target(TargetSnapshot(
-            name, labels, {module: tuple(group) for module, group in modules.items()}))
+        self._registry.publish_target(TargetSnapshot(name, labels, self._groups(state)))
