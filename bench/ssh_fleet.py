@@ -16,6 +16,7 @@ at a 60 s interval with its connections kept. Printed, against the same agent wi
 prints the memory per kept connection and the top allocation sites.
 
 usage: python bench/ssh_fleet.py [--targets 1000] [--settle 120] [--where 200] [--quick]
+                                [--max-in-flight 64]
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ INTERVAL = 60.0
 def ssh_section(spec: dict[str, Any], enabled: bool) -> dict[str, Any]:
     return {"enabled": enabled, "targets": spec["targets"], "user": spec["user"],
             "key_files": [spec["key"]], "known_hosts": spec["known_hosts"],
-            "checks": CHECKS,
+            "checks": CHECKS, "max_in_flight": spec.get("max_in_flight", 64),
             "modules": {"login": {"interval": INTERVAL}, "checks": {"interval": INTERVAL},
                         "node": {"enabled": True, "interval": INTERVAL}}}
 
@@ -260,6 +261,8 @@ def main() -> int:
                         help="seconds after every target is up (RSS again, CPU, scrapes)")
     parser.add_argument("--where", type=int, default=200,
                         help="targets for the in-process tracemalloc pass (0: skip)")
+    parser.add_argument("--max-in-flight", type=int, default=64,
+                        help="ssh.max_in_flight (the default: 64)")
     parser.add_argument("--quick", action="store_true", help="48 targets, 10 s, no --where")
     args = parser.parse_args()
     if args.quick:
@@ -271,8 +274,10 @@ def main() -> int:
     servers: list[Sshd] = []
     try:
         servers, spec = start_servers(directory, args.targets, user)
+        spec["max_in_flight"] = args.max_in_flight
         print(f"{args.targets} targets on {len(servers)} sshd processes; node module + "
-              f"{len(CHECKS)} checks every {INTERVAL:g} s, connections kept; {note}")
+              f"{len(CHECKS)} checks every {INTERVAL:g} s, connections kept, "
+              f"{args.max_in_flight} in flight; {note}")
         figures = run_agents(spec, directory, args.settle)
         off, on = figures["off"], figures["on"]
         print(f"\nevery target up {on['up_after']:.1f} s after start")
