@@ -124,7 +124,7 @@ class Agent:
                                    on_late=self.probes.loop_lag.observe)
         self.renderer = Renderer(self.registry, self.scheduler.statuses, self._render_pool,
                                  self.demand, not config.web.disable_exporter_metrics,
-                                 NODE_EXPORTER_NAMES)
+                                 NODE_EXPORTER_NAMES, self._settled)
         self.renderer.target_modules = target_modules(config)
         self.lifecycle = Lifecycle(self.notifier, self._status_line)
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
@@ -420,6 +420,11 @@ class Agent:
             line += ", last reload failed"
         return line
 
+    def _settled(self) -> bool:
+        """No snapshot about to follow the last: no collector running, and no SSH targets
+        (whose rounds end one by one)."""
+        return not self.registry.targets and self.scheduler.settled()
+
     async def _announce(self) -> None:
         """READY=1 once started and every collector has completed once (unless a stop or a
         reload came first: a reload says READY=1 when it ends); then a STATUS= line whenever
@@ -429,8 +434,10 @@ class Agent:
         last = self._status_line()
         self.lifecycle.announce_ready()
         loop = asyncio.get_running_loop()
+        if not self.notifier.enabled:  # no systemd to tell: no timer waking the loop for it
+            await loop.create_future()
         while True:
-            await asyncio.sleep(grid_delay(loop.time(), 5.0))  # with the loop-lag probe's timer
+            await asyncio.sleep(grid_delay(loop.time(), 5.0))
             if (line := self._status_line()) != last:
                 self.notifier.status(line)
                 last = line

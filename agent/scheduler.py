@@ -230,6 +230,10 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
 
+    def settled(self) -> bool:
+        """No collector is running: no snapshot is about to follow the last one."""
+        return all(s.in_flight is None or s.in_flight.done() for s in self._states.values())
+
     def statuses(self) -> list[CollectorStatus]:
         return [state.status() for state in self._states.values()]
 

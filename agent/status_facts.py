@@ -8,6 +8,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from agent.collectors.runtime import grid_delay
 from agent.status_page import PageFacts, Rule
 
 if TYPE_CHECKING:
@@ -50,4 +51,6 @@ async def sample_history(agent: Agent) -> None:
                                  time.time())
         except Exception:  # a chart is not worth the agent: the watchdog watches this task
             log.exception("status page history sample failed")
-        await asyncio.sleep(agent.config.web.status_history_step)
+        # On a grid of the loop's clock, as the loop-lag probe's timer: shared wake-ups.
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(grid_delay(loop.time(), agent.config.web.status_history_step))

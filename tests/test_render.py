@@ -378,6 +378,37 @@ async def test_the_renderer_paces_itself_by_how_long_its_last_render_took(monkey
     pool.shutdown(wait=False)
 
 
+async def test_a_change_with_nothing_else_running_is_rendered_without_the_coalescing_wait(
+        monkeypatch) -> None:
+    import asyncio
+
+    import agent.exposition.render as render_module
+    from agent.exposition.formats import Demand
+    from agent.exposition.render import Renderer
+
+    monkeypatch.setattr(render_module, "COALESCE_SECONDS", 60.0)  # a wait would show
+    registry = Registry()
+    pool = DaemonThreadPool(1)
+    settled = [True]
+    renderer = Renderer(registry, list, pool, Demand([TEXT]), settled=lambda: settled[0])
+    task = asyncio.create_task(renderer.run())
+    try:
+        registry.publish(Snapshot.of("load", [GaugeMetricFamily("node_load1", "Load.", 1)]))
+        for _ in range(500):
+            if renderer.current.generation == registry.generation:
+                break
+            await asyncio.sleep(0.01)
+        assert renderer.current.generation == registry.generation
+        assert b"node_load1 1" in renderer.current.bodies[TEXT].plain
+        settled[0] = False  # a collector still running: its snapshot is waited for
+        registry.touch()
+        await asyncio.sleep(0.3)
+        assert renderer.current.generation < registry.generation
+    finally:
+        task.cancel()
+        pool.shutdown(wait=False)
+
+
 def test_renders_with_a_kept_cache_equal_fresh_ones_as_values_and_names_change() -> None:
     # The clash check is worked out again only when names change; in between it is replayed
     # on new family objects: the textfile's clash stays dropped and flagged, merges stay.

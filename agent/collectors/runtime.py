@@ -73,7 +73,7 @@ class LoopLagProbe:
 
     TASKS_EVERY = 3
 
-    def __init__(self, period: float = 5.0) -> None:
+    def __init__(self, period: float = 15.0) -> None:
         self.period = period
         self.lag = Histogram(LAG_BUCKETS)
         self.tasks: int | None = None

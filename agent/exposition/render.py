@@ -196,15 +196,18 @@ class Renderer:
         demand: Demand,
         exporter_metrics: bool = True,
         aliased: Collection[str] = (),
+        settled: Callable[[], bool] = lambda: False,
     ) -> None:
         """exporter_metrics: False leaves out the agent's process_* and python_* series
         (node_exporter's --web.disable-exporter-metrics). aliased: the collectors whose
-        figures node_exporter's meta series repeat."""
+        figures node_exporter's meta series repeat. settled: whether no snapshot is about to
+        follow (no collector running), so a render need not wait for more."""
         self._registry = registry
         self._statuses = statuses
         self._executor = executor
         self._demand = demand
         self._aliased = aliased
+        self._settled = settled
         self._runtime = RuntimeFamilies(exporter_metrics)
         self._cache = Cache()
         self._probe_cache: dict[str, tuple[TargetSnapshot,
@@ -242,8 +245,9 @@ class Renderer:
         resume = 0.0  # no render before then (loop time)
         while True:
             await self._registry.changed.wait()
-            # Collectors due on the same tick finish within milliseconds of each other.
-            await asyncio.sleep(max(COALESCE_SECONDS, resume - loop.time()))
+            if resume > loop.time() or not self._settled():
+                # Collectors due on the same tick finish within milliseconds of each other.
+                await asyncio.sleep(max(COALESCE_SECONDS, resume - loop.time()))
             self._registry.changed.clear()
             started = loop.time()
             try:
