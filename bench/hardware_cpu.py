@@ -30,17 +30,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixture_host import (
-    config_for,
+    changed_cycle_cpu,
     fixture_host,
+    forget,
     hostagent_cycle_cpu,
     node_exporter_scrape_cpu,
     print_figures,
 )
 
-from agent.agent import build_collector
-from agent.collectors.common import DeviceFilter, Unchanged, UnchangedByKey
+from agent.collectors.common import DeviceFilter
 from agent.collectors.hwmon import HwmonCollector
-from agent.exposition.formats import OPENMETRICS, encode
 
 SHARED = ["cpu", "cpufreq", "dmi", "edac", "fibrechannel", "hwmon", "infiniband", "nvme",
           "powersupplyclass", "rapl", "schedstat", "selinux", "tapestats", "thermal_zone"]
@@ -91,27 +90,6 @@ def hwmon_scaling(cycles: int) -> list[tuple[int, int, float, float]]:
                 collector.collect()
             rows.append((chips, files, same, (time.process_time() - start) / runs))
     return rows
-
-
-def forget(collector: object) -> None:
-    """Drops what a collector remembers of its previous input, so it parses and builds all."""
-    for attribute, value in vars(collector).items():
-        if isinstance(value, Unchanged | UnchangedByKey):
-            setattr(collector, attribute, type(value)())
-
-
-def changed_cycle_cpu(proc: Path, sys_: Path, udev: Path, cycles: int,
-                      names: list[str]) -> float:
-    """CPU per cycle as when every file read other bytes than at the previous cycle: each
-    collector's memory of its previous input dropped before it collects, every family encoded."""
-    config = config_for(proc, sys_, udev)
-    collectors = [build_collector(name, config) for name in names]
-    start = time.process_time()
-    for _ in range(cycles):
-        for collector in collectors:
-            forget(collector)
-            encode(collector.collect(), OPENMETRICS)
-    return (time.process_time() - start) / cycles
 
 
 def main() -> int:
