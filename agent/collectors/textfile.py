@@ -14,14 +14,23 @@ outcome is hostagent_textfile_file_error{file}.
 
 A file whose stamp (device, inode, size, mtime, ctime) did not change since its last good
 parse is not read again: its families are reused. What a file gone or failing held goes with
-the run that notices it."""
+the run that notices it.
+
+Families are kept packed (their encoded lines, see agent.exposition.packed). A large file is
+parsed in a child process (`python -m agent.collectors.textfile`): a parse makes hundreds of
+short-lived objects per series, and whatever the agent's other threads allocate meanwhile
+settles among them and keeps Python's arenas after the parse is gone; in the child they live
+and die in its own heap, and only the packed families come back."""
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,6 +196,8 @@ MAX_TOTAL_BYTES = 8 << 20
 MAX_FILES = 1000
 # Parsing this much text in one run leaves enough short-lived objects to settle the heap after.
 SETTLE_BYTES = 256 << 10
+# Files from this size on are parsed in a child process (see the module's docstring).
+CHILD_PARSE_BYTES = 256 << 10
 # Share of the collector's timeout spent parsing; files left after it are skipped, so a slow
 # file costs the files after it this tick, never every file (a timed-out run exports none).
 BUDGET_SHARE = 0.5
@@ -242,6 +253,39 @@ def help_conflicts(files: list[tuple[str, list[Metric]]]) -> bool:
                 if first != family.documentation:
                     return True
     return False
+
+
+def parse_packed(raw: bytes) -> list[Metric]:
+    """A file's families, kept packed: a large file's samples must not stay behind as small
+    objects."""
+    return [pack(family) for family in parse_textfile(raw.decode("utf-8"))]
+
+
+# Exit status of the child for a file node_exporter would refuse (its reason on stderr).
+_REFUSED = 3
+
+
+def parse_in_child(raw: bytes, timeout: float) -> list[Metric]:
+    """parse_packed in a child process; in this one if the child cannot run at all."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    try:
+        done = subprocess.run([sys.executable, "-P", "-m", __name__], input=raw,
+                              capture_output=True, timeout=timeout, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        raise TextfileError(f"parse took longer than {timeout:g}s") from None
+    except OSError as exc:
+        log.warning("cannot start the textfile parser process, parsing in the agent",
+                    extra=kv(err=exc))
+        return parse_packed(raw)
+    if done.returncode == _REFUSED:
+        raise TextfileError(done.stderr.decode(errors="replace").strip())
+    if done.returncode != 0:
+        log.warning("the textfile parser process failed, parsing in the agent",
+                    extra=kv(status=done.returncode,
+                             err=done.stderr.decode(errors="replace").strip()[-200:]))
+        return parse_packed(raw)
+    families: list[Metric] = pickle.loads(done.stdout)  # made by this very module
+    return families
 
 
 class TextfileCollector:
@@ -314,8 +358,8 @@ class TextfileCollector:
             if len(raw) > left:
                 raise TextfileError(f"skipped: with the files before it, over the total "
                                     f"limit of {MAX_TOTAL_BYTES} bytes")
-            # Kept packed: a large file's samples must not stay behind as small objects.
-            families = [pack(family) for family in parse_textfile(raw.decode("utf-8"))]
+            families = (parse_in_child(raw, self._budget) if len(raw) >= CHILD_PARSE_BYTES
+                        else parse_packed(raw))
             self._parsed_bytes += len(raw)
             cached = self._parsed[path] = (_stamp(info), families)
         elif info.st_size > left:
@@ -349,3 +393,19 @@ def textfile_families(families: list[Metric], mtimes: dict[str, float],
 
 def create(context: Context, settings: Any) -> TextfileCollector:
     return TextfileCollector(settings.directory, settings.effective_timeout * BUDGET_SHARE)
+
+
+def _child() -> int:
+    """The child of parse_in_child: the file's bytes in, its packed families out (pickled)."""
+    raw = sys.stdin.buffer.read()
+    try:
+        families = parse_packed(raw)
+    except ValueError as exc:  # TextfileError, or not UTF-8
+        sys.stderr.write(str(exc))
+        return _REFUSED
+    sys.stdout.buffer.write(pickle.dumps(families, pickle.HIGHEST_PROTOCOL))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child())

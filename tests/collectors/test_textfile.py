@@ -359,3 +359,37 @@ def test_an_unchanged_file_is_parsed_once_and_a_changed_or_gone_one_let_go(
     families = collect_within(collector)
     assert "a_value" not in families and file_errors(families) == {"a.prom": 1}
     assert collector._parsed == {}, "nothing held for a file gone or failing"
+
+
+@pytest.mark.parametrize("fixture", ["types", "mixed"])
+def test_files_parsed_in_a_child_process_give_what_the_agent_parses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixture: str) -> None:
+    directory = copy_dir(fixture, tmp_path)
+    monkeypatch.setattr(textfile, "CHILD_PARSE_BYTES", 1 << 40)
+    here = TextfileCollector(directory).collect()
+    spawned: list[object] = []
+    real = textfile.subprocess.run
+
+    def counting(*args: object, **kwargs: object) -> object:
+        spawned.append(args)
+        return real(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(textfile, "CHILD_PARSE_BYTES", 0)
+    monkeypatch.setattr(textfile.subprocess, "run", counting)
+    there = TextfileCollector(directory).collect()
+    assert spawned, "parsed in a child"
+    for fmt in (TEXT, OPENMETRICS):
+        assert encode(there, fmt) == encode(here, fmt)
+
+
+def test_a_child_that_cannot_start_or_overruns_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = copy_dir("types", tmp_path)
+    expected = encode(TextfileCollector(directory).collect(), TEXT)
+    monkeypatch.setattr(textfile, "CHILD_PARSE_BYTES", 0)
+    monkeypatch.setattr(textfile.sys, "executable", str(tmp_path / "no-such-python"))
+    assert encode(TextfileCollector(directory).collect(), TEXT) == expected  # parsed here
+    monkeypatch.undo()
+    monkeypatch.setattr(textfile, "CHILD_PARSE_BYTES", 0)
+    families = by_name(TextfileCollector(directory, budget=1e-4).collect())
+    assert families["node_textfile_scrape_error"].samples[0].value == 1
