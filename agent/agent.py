@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -121,10 +122,10 @@ class Agent:
         self.demand = Demand([OPENMETRICS])
         self.scheduler = Scheduler(self._jobs.values(), self.registry, self._pool,
                                    config.scheduler.jitter,
-                                   on_late=self.probes.loop_lag.observe)
+                                   on_late=self.probes.loop_lag.observe_tick)
         self.renderer = Renderer(self.registry, self.scheduler.statuses, self._render_pool,
                                  self.demand, not config.web.disable_exporter_metrics,
-                                 NODE_EXPORTER_NAMES, self._settled)
+                                 NODE_EXPORTER_NAMES, self._settled, self._rendered)
         self.renderer.target_modules = target_modules(config)
         self.lifecycle = Lifecycle(self.notifier, self._status_line)
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
@@ -144,6 +145,7 @@ class Agent:
         self._last_reload_success = time.time()
         self._publish_reload_state()
         self.history = History()
+        self._history_at = -math.inf  # monotonic time of the last chart point
 
     @property
     def reload_state(self) -> tuple[bool, float]:
@@ -213,8 +215,7 @@ class Agent:
         background = [spawn(self.renderer.run(), "renderer"),
                       spawn(self.probes.loop_lag.run(), "loop-lag"),
                       spawn(self._announce(), "systemd-status"),
-                      spawn(self.endpoint.watch(), "web-config"),
-                      spawn(sample_history(self), "status-history")]
+                      spawn(self.endpoint.watch(), "web-config")]
         self._background = background
         if self.notifier.watchdog_interval:
             self._background.append(spawn(
@@ -419,6 +420,15 @@ class Agent:
         if not self._last_reload_ok:
             line += ", last reload failed"
         return line
+
+    def _rendered(self) -> None:
+        """After each render, on the loop: a status-page chart point when the last one is
+        web.status_history_step old (points follow the collections; no timer of their own
+        wakes the loop). The first point waits for every collector's first run."""
+        now = time.monotonic()
+        if now - self._history_at >= self.config.web.status_history_step and self.health.ready():
+            self._history_at = now
+            sample_history(self)
 
     def _settled(self) -> bool:
         """No snapshot about to follow the last: no collector running, and no SSH targets

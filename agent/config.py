@@ -67,8 +67,9 @@ class WebConfig(Strict):
                                 description="path under which the metrics are served")
     disable_exporter_metrics: bool = Field(False, description="leave out the agent's "
                                            "process_* and python_* series")
-    status_history_step: float = Field(10.0, gt=0, le=3600, description="seconds between "
-                                       "the status page's chart points (it keeps 360)")
+    status_history_step: float = Field(10.0, gt=0, le=3600, description="least seconds "
+                                       "between the status page's chart points, taken as "
+                                       "collections complete (it keeps 360)")
 
     @field_validator("listen_address")
     @classmethod

@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import Metric
 from agent.exposition.registry import Snapshot
 from agent.exposition.status import CollectorStatus
 
-POINTS = 360  # an hour at the default 10 s step
+POINTS = 360  # an hour and a half at one point per default 15 s collection
 
 
 class Ring:

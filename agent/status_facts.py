@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import time
 from typing import TYPE_CHECKING
 
-from agent.collectors.runtime import grid_delay
 from agent.status_page import PageFacts, Rule
 
 if TYPE_CHECKING:
@@ -40,17 +38,11 @@ def page_facts(agent: Agent) -> PageFacts:
         metrics_path=agent.config.web.telemetry_path)
 
 
-async def sample_history(agent: Agent) -> None:
-    """One point per web.status_history_step seconds, from the published snapshots (never a
-    collection of its own); a reload changes the step at the next point."""
-    while not agent.health.ready():  # the first point holds every collector's first run
-        await asyncio.sleep(0.1)
-    while True:
-        try:
-            agent.history.sample(agent.registry.snapshots.values(), agent.scheduler.statuses(),
-                                 time.time())
-        except Exception:  # a chart is not worth the agent: the watchdog watches this task
-            log.exception("status page history sample failed")
-        # On a grid of the loop's clock, as the loop-lag probe's timer: shared wake-ups.
-        loop = asyncio.get_running_loop()
-        await asyncio.sleep(grid_delay(loop.time(), agent.config.web.status_history_step))
+def sample_history(agent: Agent) -> None:
+    """A status-page chart point from the published snapshots (never a collection of its
+    own)."""
+    try:
+        agent.history.sample(agent.registry.snapshots.values(), agent.scheduler.statuses(),
+                             time.time())
+    except Exception:  # a chart is not worth the agent
+        log.exception("status page history sample failed")

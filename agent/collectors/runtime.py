@@ -105,23 +105,36 @@ class LoopLagProbe:
         """A timer that fired `late` seconds after it was due (any thread may call it)."""
         self.lag.observe(max(0.0, late))
 
+    def observe_tick(self, late: float) -> None:
+        """A collector tick's timer that fired `late` seconds after it was due, on the loop:
+        the loop was measured, so the probe's own timer is pushed back (two periods: ticks
+        come with jitter), and never wakes the loop while ticks come at least that often."""
+        self.observe(late)
+        if self._handle is not None:
+            self._handle.cancel()
+            self._count(asyncio.get_running_loop(), 2 * self.period)
+
     def _count_tasks(self) -> None:
         self.tasks = len(asyncio.all_tasks())
 
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _schedule(self, loop: asyncio.AbstractEventLoop, delay: float | None = None) -> None:
         # Due on a grid of the loop's clock, as the agent's other periodic timers, so that
         # they share wake-ups instead of each waking the loop on its own phase.
         now = loop.time()
-        delay = grid_delay(now, self.period)
+        delay = grid_delay(now, self.period) if delay is None else delay
         self._due = time.perf_counter() + delay
         self._handle = loop.call_at(now + delay, self._tick, loop)
 
-    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.lag.observe(max(0.0, time.perf_counter() - self._due))
+    def _count(self, loop: asyncio.AbstractEventLoop, delay: float | None = None) -> None:
+        """One more measurement: the tasks noted every TASKS_EVERY, the next one scheduled."""
         self._ticks += 1
         if self._ticks % self.TASKS_EVERY == 0:
             self._count_tasks()
-        self._schedule(loop)
+        self._schedule(loop, delay)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.lag.observe(max(0.0, time.perf_counter() - self._due))
+        self._count(loop)
 
 
 class GcPauses:

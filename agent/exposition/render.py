@@ -197,17 +197,20 @@ class Renderer:
         exporter_metrics: bool = True,
         aliased: Collection[str] = (),
         settled: Callable[[], bool] = lambda: False,
+        rendered: Callable[[], None] = lambda: None,
     ) -> None:
         """exporter_metrics: False leaves out the agent's process_* and python_* series
         (node_exporter's --web.disable-exporter-metrics). aliased: the collectors whose
         figures node_exporter's meta series repeat. settled: whether no snapshot is about to
-        follow (no collector running), so a render need not wait for more."""
+        follow (no collector running), so a render need not wait for more. rendered: called
+        on the loop after each render."""
         self._registry = registry
         self._statuses = statuses
         self._executor = executor
         self._demand = demand
         self._aliased = aliased
         self._settled = settled
+        self._rendered = rendered
         self._runtime = RuntimeFamilies(exporter_metrics)
         self._cache = Cache()
         self._probe_cache: dict[str, tuple[TargetSnapshot,
@@ -260,6 +263,7 @@ class Renderer:
                 self.failing = True
             else:
                 self.failing = False
+                self._rendered()
             ended = loop.time()
             resume = ended + pace(ended - started)
 
