@@ -191,7 +191,8 @@ class Agent:
         self.runner = runner
         host, port = parse_listen_address(self.config.web.listen_address)
         try:
-            await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context).start()
+            await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context,
+                              backlog=security.LISTEN_BACKLOG).start()
         except OSError as exc:
             # A resolver error's errno is negative (EAI_*): os.strerror knows none of them.
             reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 \

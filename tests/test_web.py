@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import json
 import os
+import select
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -280,3 +282,31 @@ async def test_a_cold_burst_of_prometheus_scrapes_gets_no_503() -> None:
 
         statuses = await asyncio.gather(*(scrape() for _ in range(30)))
     assert statuses == [200] * 30
+
+
+async def test_a_burst_of_connections_is_queued_not_dropped() -> None:
+    """200 scrapers connecting while the loop is busy all complete their handshake: the listen
+    queue is as deep as the kernel allows, where aiohttp's default of 128 drops the rest's SYNs
+    (they retry after a second, or their first request waits for a retransmission)."""
+    burst = 200
+    with open("/proc/sys/net/core/somaxconn") as file:
+        if int(file.read()) <= burst:
+            pytest.skip("net.core.somaxconn is too small to tell")
+    async with running(Agent(config())) as base:
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        clients = [socket.socket() for _ in range(burst)]
+        try:
+            # No await from here on: the agent accepts nothing, the kernel queues them all.
+            for client in clients:
+                client.setblocking(False)
+                client.connect_ex((host, int(port)))
+            pending = list(clients)
+            deadline = time.monotonic() + 3
+            while pending and time.monotonic() < deadline:
+                _, writable, _ = select.select([], pending, [], 0.1)
+                pending = [c for c in pending if c not in writable]
+            assert not pending, f"{len(pending)} of {burst} connections never completed"
+            assert all(c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for c in clients)
+        finally:
+            for client in clients:
+                client.close()

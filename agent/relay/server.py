@@ -329,7 +329,8 @@ class Relay:
             await runner.setup()
             host, port = parse_listen_address(self.config.listen_address)
             try:
-                await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context).start()
+                await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context,
+                                  backlog=security.LISTEN_BACKLOG).start()
             except OSError as exc:
                 await runner.cleanup()
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
