@@ -29,6 +29,7 @@ from agent.exposition.selfmetrics import RuntimeFamilies, collector_families
 from agent.health import Health
 from agent.history import History
 from agent.lifecycle import Lifecycle, State, Stopping
+from agent.listener import DrainingSite
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
 from agent.remediation.counters import Counters
@@ -191,8 +192,7 @@ class Agent:
         self.runner = runner
         host, port = parse_listen_address(self.config.web.listen_address)
         try:
-            await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context,
-                              backlog=security.LISTEN_BACKLOG).start()
+            await DrainingSite(runner, host, port, ssl_context=self.endpoint.context).start()
         except OSError as exc:
             # A resolver error's errno is negative (EAI_*): os.strerror knows none of them.
             reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 \

@@ -35,11 +35,6 @@ CHALLENGE = {hdrs.WWW_AUTHENTICATE: 'Basic realm="hostagent"'}
 POLL_INTERVAL = 3.0
 VERIFIED_CACHE = 256  # credentials remembered as good, so a scrape does not cost a bcrypt run
 MAX_WAITING = 64  # requests queued for a bcrypt check; beyond it, 429
-# The listen backlog asked for; the kernel caps it at net.core.somaxconn, so the queue is as
-# deep as the host allows, as with Go's listeners (node_exporter). aiohttp's default of 128
-# overflows when more scrapers connect at once: the kernel then drops their handshakes and
-# their first request waits for a TCP retransmission (0.2-1 s).
-LISTEN_BACKLOG = 65535
 
 
 class ServerContext(ssl.SSLContext):

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.agent import Agent
 from agent.config import Config
 from agent.exposition.formats import OPENMETRICS, TEXT
+from agent.listener import DrainingSite
 from agent.scheduler import Job
 from tests.test_render import PROMETHEUS_ACCEPT
 
@@ -310,3 +311,35 @@ async def test_a_burst_of_connections_is_queued_not_dropped() -> None:
         finally:
             for client in clients:
                 client.close()
+
+
+async def test_every_waiting_connection_is_accepted_at_once() -> None:
+    """uvloop's own listener takes one connection per loop iteration, so under load the last
+    of a burst of scrapers waited hundreds of iterations for its first reply."""
+    agent = Agent(config())
+    async with running(agent) as base:
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        assert agent.runner is not None
+        (site,) = agent.runner.sites
+        assert isinstance(site, DrainingSite)
+        (listening,) = site._server.sockets  # type: ignore[union-attr]
+        # No await from here on: the kernel completes the handshakes and queues them.
+        clients = [socket.create_connection((host, int(port)), timeout=5) for _ in range(50)]
+        try:
+            site.accept(listening)
+            with pytest.raises(BlockingIOError):  # nothing left in the queue
+                listening.accept()
+            for client in clients:  # and each one is served
+                client.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            replies = await asyncio.gather(*(asyncio.to_thread(_read_all, c) for c in clients))
+            assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
+        finally:
+            for client in clients:
+                client.close()
+
+
+def _read_all(client: socket.socket) -> bytes:
+    chunks = []
+    while chunk := client.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)

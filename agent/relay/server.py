@@ -24,6 +24,7 @@ from agent.config import ConfigError, WebConfig, parse_listen_address
 from agent.exposition.formats import CONTENT_TYPES
 from agent.exposition.negotiate import accepts_gzip, choose_format
 from agent.exposition.response import respond
+from agent.listener import LISTEN_BACKLOG
 from agent.logs import kv
 from agent.relay.config import RelayConfig, Route, read_secret
 from agent.relay.delivery import Outbox
@@ -330,7 +331,7 @@ class Relay:
             host, port = parse_listen_address(self.config.listen_address)
             try:
                 await web.TCPSite(runner, host, port, ssl_context=self.endpoint.context,
-                                  backlog=security.LISTEN_BACKLOG).start()
+                                  backlog=LISTEN_BACKLOG).start()
             except OSError as exc:
                 await runner.cleanup()
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
