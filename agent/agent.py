@@ -454,16 +454,19 @@ class Agent:
                 last = line
 
     async def _watchdog(self, interval: float, watched: list[asyncio.Task[None]]) -> None:
-        """Ping only while the loop turns (this task runs), the scheduler makes progress and
-        the other background tasks (the renderer above all) are still running."""
+        """Ping only while the loop turns (this task runs), the scheduler makes progress,
+        the other background tasks (the renderer above all) are still running and the SSH
+        worker's loop turns."""
         withheld = False
         while True:
             await asyncio.sleep(interval)
-            if self.scheduler.alive() and not any(task.done() for task in watched):
+            if self.scheduler.alive() and not any(task.done() for task in watched) \
+                    and await self.ssh.responsive(interval / 2):
                 self.notifier.watchdog()
                 withheld = False
             elif not withheld:
-                log.error("scheduler or renderer stalled, withholding the watchdog ping")
+                log.error("scheduler, renderer or SSH worker stalled, withholding the "
+                          "watchdog ping")
                 withheld = True
 
 

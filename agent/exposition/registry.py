@@ -100,6 +100,17 @@ class Registry:
                 {k: v for k, v in self._targets.items() if k != name})
         self.touch()
 
+    def update_targets(self, changes: Iterable[tuple[str, TargetSnapshot | None]]) -> None:
+        """Several targets published (or removed: None), in order, as one change."""
+        targets = dict(self._targets)
+        for name, target in changes:
+            if target is None:
+                targets.pop(name, None)
+            else:
+                targets[name] = target
+        self._targets = MappingProxyType(targets)
+        self.touch()
+
     def touch(self) -> None:
         """Something the exposition shows changed (also collector status, or a setting)."""
         self.generation += 1

@@ -1,7 +1,8 @@
 """SSH fan-out: probes remote hosts and feeds the registry; `hostagent ssh exec` for batch runs.
 
 The supervisor and two process-wide settings live here. asyncssh is imported when the worker
-starts (ssh.enabled) or a batch command runs, never by an agent that has SSH off.
+starts (ssh.enabled) or a batch command runs, never by an agent that has SSH off. The worker
+runs on an event loop of its own (agent.ssh.loop says why).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from agent.exposition.registry import Registry
 
 if TYPE_CHECKING:
     from agent.remediation.actions import Outcome
+    from agent.ssh.loop import WorkerLoop
     from agent.ssh.worker import Change, SshWorker
 
 log = logging.getLogger("hostagent.ssh")
@@ -43,13 +45,16 @@ def tune_gc() -> tuple[int, int, int]:
 
 
 class SshSupervisor:
-    """Starts, reconfigures and stops the worker as the configuration says."""
+    """Starts, reconfigures and stops the worker as the configuration says. Methods run on the
+    agent's loop; the worker's own runs on its loop (self._loop)."""
 
     def __init__(self, registry: Registry,
                  watch: Callable[[asyncio.Task[None]], None] = lambda task: None) -> None:
         self._registry = registry
         self._watch = watch
         self.worker: SshWorker | None = None
+        self._loop: WorkerLoop | None = None  # the worker's
+        self._ended: asyncio.Task[None] | None = None  # reports its loop's thread ending
         self._gc_threshold: tuple[int, int, int] | None = None
 
     async def apply(self, config: SshConfig) -> None:
@@ -63,32 +68,64 @@ class SshSupervisor:
         if not config.enabled:
             return SshPlan(self, None, None)
         if self.worker is None:
+            from agent.ssh.loop import Handoff, relay_watch
             from agent.ssh.worker import SshWorker
 
-            worker = SshWorker(config, self._registry, self._watch)
+            home = asyncio.get_running_loop()
+            worker = SshWorker(config, Handoff(self._registry, home),
+                               relay_watch(self._watch, home))
             return SshPlan(self, worker, await worker.prepare(config))
         return SshPlan(self, self.worker, await self.worker.prepare(config))
 
     async def stop(self) -> None:
-        if self.worker is not None:
-            worker, self.worker = self.worker, None
-            await worker.stop()
-        self._restore_gc()
+        retire = self._detach()
+        if retire is not None:
+            await retire()
 
     def commit(self, worker: SshWorker | None, change: Change | None
                ) -> Callable[[], Awaitable[None]] | None:
-        """Synchronous: switches to what prepare() made; returns what retires the rest."""
+        """Synchronous: switches to what prepare() made; returns what retires the rest. The
+        worker applies the change on its loop, whole, right after; retiring awaits that."""
         if worker is None or change is None:
-            old, self.worker = self.worker, None
-            self._restore_gc()
-            return old.stop if old is not None else None
+            return self._detach()
         if worker is self.worker:
-            return worker.commit(change)
+            loop = self._loop
+            assert loop is not None
+            applied = loop.call(worker.commit, change)
+
+            async def retire() -> None:
+                await loop.run((await asyncio.wrap_future(applied))())
+
+            return retire
+        from agent.ssh.loop import WorkerLoop
+
         quiet_asyncssh()
         self._gc_threshold = tune_gc()
-        worker.launch(change)
+        self._loop = WorkerLoop("ssh")
+        self._loop.call(worker.launch, change)
+        self._ended = asyncio.create_task(self._loop.ended(), name="ssh-loop")
+        self._watch(self._ended)
         self.worker = worker
         return None
+
+    def _detach(self) -> Callable[[], Awaitable[None]] | None:
+        """Synchronous: no worker from now on; returns what stops the one there was (its
+        connections closed on its loop, then the loop)."""
+        worker, loop, ended = self.worker, self._loop, self._ended
+        self.worker = self._loop = self._ended = None
+        self._restore_gc()
+        if worker is None or loop is None or ended is None:
+            return None
+
+        async def retire() -> None:
+            ended.cancel()  # the thread's end is expected now
+            try:
+                if loop.alive:  # else its end was reported already (ended)
+                    await loop.run(worker.stop())
+            finally:
+                await loop.close()
+
+        return retire
 
     def _restore_gc(self) -> None:
         if self._gc_threshold is not None:
@@ -99,13 +136,17 @@ class SshSupervisor:
         """A remediation action on a target, over the worker's connection to it."""
         from agent.remediation.actions import Outcome
 
-        if self.worker is None:
+        if self.worker is None or self._loop is None:
             return Outcome(None, b"", b"", 0.0, "the SSH worker is not running")
-        return await self.worker.run_on(target, command, timeout)
+        return await self._loop.run(self.worker.run_on(target, command, timeout))
 
     def check_success(self, target: str, check: str) -> bool | None:
         """The last result of a check on a target; None before the first or when unknown."""
         return self.worker.check_success(target, check) if self.worker is not None else None
+
+    async def responsive(self, timeout: float) -> bool:
+        """False while the worker's loop is stuck or its thread gone (for the watchdog)."""
+        return self._loop is None or await self._loop.responsive(timeout)
 
     def status(self) -> tuple[int, int] | None:
         """(targets up, targets) while the worker runs."""

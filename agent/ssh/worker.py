@@ -13,15 +13,15 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client.metrics_core import Metric
 
 from agent.config import SshConfig
 from agent.exposition.compressed import CompressedFamilies
-from agent.exposition.registry import Registry, TargetSnapshot
+from agent.exposition.registry import TargetSnapshot
 from agent.logs import kv
 from agent.matching import OutputMatcher
 from agent.pool import DaemonThreadPool
@@ -80,12 +80,25 @@ class Change:
 _Detached = tuple["asyncio.Task[None] | None", "asyncssh.SSHClientConnection | None"]
 
 
+class Targets(Protocol):
+    """Where the targets' snapshots go: the Registry, or its Handoff from the worker's own
+    loop (agent.ssh.loop)."""
+
+    def publish_target(self, target: TargetSnapshot) -> None: ...
+
+    def remove_target(self, name: str) -> None: ...
+
+
 def _handshakes(config: SshConfig) -> int:
     return min(config.max_handshakes, config.max_in_flight)
 
 
 class SshWorker:
-    def __init__(self, config: SshConfig, registry: Registry,
+    """Runs on one event loop. _states and _config are replaced whole, never changed in
+    place, so readers on another thread (target, targets, up_count, check_success,
+    enabled_modules) always see one version of them."""
+
+    def __init__(self, config: SshConfig, registry: Targets,
                  watch: Callable[[asyncio.Task[None]], None] = lambda task: None) -> None:
         self._config = config
         self._watch = watch  # sees every long-lived task the worker starts
@@ -127,7 +140,7 @@ class SshWorker:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
-        await self._finish([self._detach(name) for name in list(self._states)])
+        await self._finish(self._detach(list(self._states)))
         await self._pool.close_all()
         self._matcher.close()
         self._parser.shutdown(wait=False, cancel_futures=True)
@@ -142,7 +155,7 @@ class SshWorker:
         await asyncio.to_thread(source.refresh)
         return Change(config, source)
 
-    def commit(self, change: Change) -> Callable[[], Awaitable[None]]:
+    def commit(self, change: Change) -> Callable[[], Coroutine[Any, Any, None]]:
         """Switches to the prepared config, synchronously: targets whose settings did not
         change keep their connection and task. Returns what retires the replaced parts."""
         old, config = self._config, change.config
@@ -154,7 +167,7 @@ class SshWorker:
         detached = []
         if (connect_settings(config), config.reuse_connections, _handshakes(config)) != (
                 connect_settings(old), old.reuse_connections, _handshakes(old)):
-            detached = [self._detach(name) for name in list(self._states)]
+            detached = self._detach(list(self._states))
             self._pool = self._new_pool(config)
             self._warn_if_insecure()
         self._source = change.source
@@ -194,25 +207,33 @@ class SshWorker:
         """Makes the running targets those of the source: a changed or removed one stops
         (returned, to finish), a new one starts. Synchronous."""
         wanted = {target.name: target for target in self._source.targets}
-        stale = [self._detach(name) for name, state in list(self._states.items())
-                 if wanted.get(name) != state.target]
+        stale = self._detach([name for name, state in self._states.items()
+                              if wanted.get(name) != state.target])
+        states = dict(self._states)
         for name, target in wanted.items():
-            if name not in self._states:
-                state = self._states[name] = _State(target)
+            if name not in states:
+                state = states[name] = _State(target)
                 if self._rounds:
                     state.task = asyncio.create_task(self._target_loop(state),
                                                      name=f"ssh:{name}")
                     self._watch(state.task)
+        self._states = states
         return stale
 
-    def _detach(self, name: str) -> _Detached:
-        """Stops a target at once (its task is cancelled, its series go); _finish awaits it."""
-        state = self._states.pop(name)
-        if state.task is not None:
-            state.task.cancel()
-        self._pool.forget(name)
-        self._registry.remove_target(name)
-        return state.task, self._pool.take(name)
+    def _detach(self, names: list[str]) -> list[_Detached]:
+        """Stops targets at once (their tasks are cancelled, their series go); _finish awaits
+        them."""
+        states = dict(self._states)
+        detached = []
+        for name in names:
+            state = states.pop(name)
+            if state.task is not None:
+                state.task.cancel()
+            self._pool.forget(name)
+            self._registry.remove_target(name)
+            detached.append((state.task, self._pool.take(name)))
+        self._states = states
+        return detached
 
     @staticmethod
     async def _finish(detached: list[_Detached]) -> None:
