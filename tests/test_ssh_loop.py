@@ -16,7 +16,7 @@ import pytest
 
 from agent.agent import Agent
 from agent.config import Config
-from agent.exposition.registry import Registry
+from agent.exposition.registry import Registry, TargetSnapshot
 from agent.ssh import SshSupervisor
 from agent.ssh.worker import SshWorker
 from tests.sshd import SshLab
@@ -90,8 +90,9 @@ async def test_a_worker_task_that_dies_is_named_in_health(
         assert "RuntimeError: injected" in body["failed_tasks"]["ssh:127.0.0.1:1"]
 
 
-async def test_a_stuck_worker_loop_is_not_responsive(ssh_lab: SshLab) -> None:
-    ssh = SshSupervisor(Registry())
+async def test_a_stuck_or_gone_worker_loop_is_seen(ssh_lab: SshLab) -> None:
+    watched: list[asyncio.Task[None]] = []
+    ssh = SshSupervisor(Registry(), watched.append)
     await ssh.apply(ssh_lab.config(["127.0.0.1:1"]))
     release = threading.Event()
     try:
@@ -101,8 +102,37 @@ async def test_a_stuck_worker_loop_is_not_responsive(ssh_lab: SshLab) -> None:
         assert not await ssh.responsive(0.2)
         release.set()
         assert await ssh.responsive(10)
+        # The loop's thread ending on its own ends the watched "ssh-loop" task (a death).
+        ended = next(task for task in watched if task.get_name() == "ssh-loop")
+        assert not ended.done()
+        ssh._loop.loop.call_soon_threadsafe(ssh._loop.loop.stop)
+        await asyncio.wait_for(ended, 10)
+        assert not ended.cancelled() and not await ssh.responsive(0.2)
     finally:
         release.set()
         await ssh.stop()
     assert not ssh_threads()
     assert await ssh.responsive(0.2), "no worker: nothing to wait for"
+
+
+async def test_changes_of_one_turn_reach_the_registry_as_one() -> None:
+    from agent.ssh.loop import Handoff, WorkerLoop
+
+    registry = Registry()
+    handoff = Handoff(registry, asyncio.get_running_loop())
+    worker_loop = WorkerLoop("ssh")
+    try:
+        def turn() -> None:
+            for name in ("a", "b", "c"):
+                handoff.publish_target(TargetSnapshot(name, (("target", name),), {}))
+            handoff.remove_target("b")
+
+        async def arrived() -> bool:
+            return bool(registry.targets)
+
+        await asyncio.wrap_future(worker_loop.call(turn))
+        await wait_for(arrived, "the hand-off")
+        assert list(registry.targets) == ["a", "c"]
+        assert registry.generation == 1, "one change, one wake-up of the renderer"
+    finally:
+        await worker_loop.close()

@@ -8,6 +8,7 @@ runs on an event loop of its own (agent.ssh.loop says why).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import logging
 from collections.abc import Awaitable, Callable
@@ -102,8 +103,8 @@ class SshSupervisor:
         quiet_asyncssh()
         self._gc_threshold = tune_gc()
         self._loop = WorkerLoop("ssh")
-        self._loop.call(worker.launch, change)
-        self._ended = asyncio.create_task(self._loop.ended(), name="ssh-loop")
+        launched = self._loop.call(worker.launch, change)
+        self._ended = asyncio.create_task(_watch_loop(self._loop, launched), name="ssh-loop")
         self._watch(self._ended)
         self.worker = worker
         return None
@@ -151,6 +152,13 @@ class SshSupervisor:
     def status(self) -> tuple[int, int] | None:
         """(targets up, targets) while the worker runs."""
         return self.worker.up_count() if self.worker is not None else None
+
+
+async def _watch_loop(loop: WorkerLoop, launched: concurrent.futures.Future[None]) -> None:
+    """Ends when the worker's launch failed or its loop's thread ended (either is a death
+    for the lifecycle, unless cancelled first by a stop)."""
+    await asyncio.wrap_future(launched)
+    await loop.ended()
 
 
 class SshPlan:
