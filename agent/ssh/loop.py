@@ -7,7 +7,7 @@ worker shares only the GIL with the web server.
 
 The agent's loop (home) alone mutates the registry and the lifecycle's records; the worker's
 loop alone touches the worker's connections and tasks. What crosses: calls into the worker
-(WorkerLoop.call/run), the targets' snapshots (Handoff, batched) and the end of a watched
+(WorkerLoop.call/run), the targets' snapshots (Handoff, in batches) and the end of a watched
 task (relay_watch).
 """
 
@@ -62,7 +62,8 @@ class WorkerLoop:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        """False once the loop is closed (its thread ended or ending)."""
+        return not self._ended.done()
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
              ) -> concurrent.futures.Future[T]:
@@ -98,30 +99,43 @@ class WorkerLoop:
         self._thread.join()  # returning, if not gone already
 
 
+# How long a finished round's snapshot may wait for others to cross with it. Each crossing
+# wakes the agent's loop, whose thread then takes the GIL from the worker's: a crossing per
+# round made the first round of 1,000 targets take ~1.5x as long. Removals cross at the end
+# of the turn, so a stop or reload has them applied by the time it is done.
+BATCH_SECONDS = 0.1
+
+
 class Handoff:
-    """The registry as the worker's loop sees it: the changes made in one turn of that loop
-    are applied on the home loop in one go (one wake-up and one copy of the targets per turn,
-    however many targets finished in it)."""
+    """The registry as the worker's loop sees it: its changes applied on the home loop in
+    batches, in order (one wake-up of that loop and one copy of the targets per batch)."""
 
     def __init__(self, registry: Registry, home: asyncio.AbstractEventLoop) -> None:
         self._registry = registry
         self._home = home
-        self._pending: list[tuple[str, TargetSnapshot | None]] = []  # the worker's loop's
+        # The worker's loop's, like the timer.
+        self._pending: list[tuple[str, TargetSnapshot | None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._soon = False
 
     def publish_target(self, target: TargetSnapshot) -> None:
-        self._put(target.name, target)
+        self._pending.append((target.name, target))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(BATCH_SECONDS, self._send)
 
     def remove_target(self, name: str) -> None:
-        self._put(name, None)
-
-    def _put(self, name: str, target: TargetSnapshot | None) -> None:
-        if not self._pending:
+        self._pending.append((name, None))
+        if not self._soon:
+            self._soon = True
             asyncio.get_running_loop().call_soon(self._send)
-        self._pending.append((name, target))
 
     def _send(self) -> None:
-        batch, self._pending = self._pending, []
-        self._home.call_soon_threadsafe(self._registry.update_targets, batch)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._soon = None, False
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._home.call_soon_threadsafe(self._registry.update_targets, batch)
 
 
 def relay_watch(watch: Watch, home: asyncio.AbstractEventLoop) -> Watch:
