@@ -12,7 +12,7 @@ from pathlib import Path
 from common import ROOT, free_port, scrape_cpu, start, wait_http
 
 from agent.agent import build_collector
-from agent.collectors.common import Unchanged, UnchangedByKey
+from agent.collectors.common import Unchanged
 from agent.config import Config
 from agent.exposition.formats import OPENMETRICS, encode
 from agent.exposition.registry import Snapshot
@@ -76,7 +76,7 @@ def hostagent_cycle_cpu(proc: Path, sys_: Path, udev: Path, cycles: int,
 def forget(collector: object) -> None:
     """Drops what a collector remembers of its previous input, so it parses and builds all."""
     for attribute, value in vars(collector).items():
-        if isinstance(value, Unchanged | UnchangedByKey):
+        if isinstance(value, Unchanged):
             setattr(collector, attribute, type(value)())
 
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixture_host import fixture_host, hostagent_cycle_cpu, node_exporter_scrape_cpu, print_figures
 
-from agent.collectors.common import Unchanged, UnchangedByKey
+from agent.collectors.common import Unchanged
 
 T = TypeVar("T")
 COLLECTORS = ["bcache", "btrfs", "diskstats", "mdadm", "nfs", "nfsd", "xfs", "zfs"]
@@ -43,11 +43,7 @@ def build_every_time() -> None:
     def get(self: object, raw: Hashable, build: Callable[[], T]) -> T:
         return build()
 
-    def get_by_key(self: object, key: Hashable, raw: Hashable, build: Callable[[], T]) -> T:
-        return build()
-
     Unchanged.get = get  # type: ignore[method-assign]
-    UnchangedByKey.get = get_by_key  # type: ignore[method-assign]
 
 
 def main() -> int:

@@ -254,29 +254,6 @@ class Unchanged(Generic[T]):
         return self._output
 
 
-class UnchangedByKey(Generic[T]):
-    """Unchanged per key (a device, a file), for collectors whose output is made of parts
-    read separately; entries of keys not asked for since the previous `sweep` are dropped,
-    so a device that goes away is forgotten."""
-
-    __slots__ = ("_entries", "_next")
-
-    def __init__(self) -> None:
-        self._entries: dict[Hashable, tuple[Hashable, T]] = {}
-        self._next: dict[Hashable, tuple[Hashable, T]] = {}
-
-    def get(self, key: Hashable, raw: Hashable, build: Callable[[], T]) -> T:
-        entry = self._next.get(key) or self._entries.get(key)
-        if entry is None or entry[0] != raw:
-            entry = (raw, build())
-        self._next[key] = entry
-        return entry[1]
-
-    def sweep(self) -> None:
-        """Call once per collection, after its last get."""
-        self._entries, self._next = self._next, {}
-
-
 _NOTHING = object()
 
 

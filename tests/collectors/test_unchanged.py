@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.agent import build_collector
-from agent.collectors.common import Unchanged, UnchangedByKey
+from agent.collectors.common import Unchanged
 from agent.config import Config
 from tests.golden import FIXTURES
 
@@ -27,21 +27,6 @@ def test_unchanged_builds_again_only_when_the_input_differs() -> None:
     assert memo.get(b"1", lambda: build(b"1")) is first
     assert memo.get(b"2", lambda: build(b"2")) == [b"2"]
     assert built == [b"1", b"2"]
-
-
-def test_unchanged_by_key_forgets_keys_not_asked_for() -> None:
-    built: list[str] = []
-    memo: UnchangedByKey[str] = UnchangedByKey()
-
-    def get(key: str, raw: bytes) -> str:
-        return memo.get(key, raw, lambda: built.append(key) or key + raw.decode())
-
-    get("a", b"1"), get("b", b"1")
-    memo.sweep()
-    assert get("a", b"1") == "a1" and built == ["a", "b"]  # a reused
-    memo.sweep()  # b was not asked for in that collection: forgotten
-    get("b", b"1")
-    assert built == ["a", "b", "b"]
 
 
 # (collector, fixture tree, file under the tree to change, bytes in it, replacement): the
