@@ -194,7 +194,8 @@ def merge_files(files: list[tuple[str, list[Metric]]]) -> list[Metric]:
 MAX_FILE_BYTES = 4 << 20
 MAX_TOTAL_BYTES = 8 << 20
 MAX_FILES = 1000
-# Parsing this much text in one run leaves enough short-lived objects to settle the heap after.
+# Parsing this much text in this process in one run (several files under CHILD_PARSE_BYTES)
+# leaves enough short-lived objects to settle the heap after.
 SETTLE_BYTES = 256 << 10
 # Files from this size on are parsed in a child process (see the module's docstring).
 CHILD_PARSE_BYTES = 256 << 10
@@ -296,7 +297,7 @@ class TextfileCollector:
         # file -> the stamp and families of its last good parse: an unchanged file is not read
         # again (parsing costs far more than a stat). Only files of the latest run are kept.
         self._parsed: dict[str, tuple[Stamp, list[Metric]]] = {}
-        self._parsed_bytes = 0  # of text parsed in the current run
+        self._parsed_bytes = 0  # of text parsed in this process in the current run
 
     def collect(self) -> list[Metric]:
         if self._directory is None:
@@ -358,9 +359,11 @@ class TextfileCollector:
             if len(raw) > left:
                 raise TextfileError(f"skipped: with the files before it, over the total "
                                     f"limit of {MAX_TOTAL_BYTES} bytes")
-            families = (parse_in_child(raw, self._budget) if len(raw) >= CHILD_PARSE_BYTES
-                        else parse_packed(raw))
-            self._parsed_bytes += len(raw)
+            if len(raw) >= CHILD_PARSE_BYTES:
+                families = parse_in_child(raw, self._budget)
+            else:  # its garbage is this process's: counted towards a settle
+                families = parse_packed(raw)
+                self._parsed_bytes += len(raw)
             cached = self._parsed[path] = (_stamp(info), families)
         elif info.st_size > left:
             raise TextfileError(f"skipped: with the files before it, over the total "

@@ -393,3 +393,17 @@ def test_a_child_that_cannot_start_or_overruns_the_budget(
     monkeypatch.setattr(textfile, "CHILD_PARSE_BYTES", 0)
     families = by_name(TextfileCollector(directory, budget=1e-4).collect())
     assert families["node_textfile_scrape_error"].samples[0].value == 1
+
+
+def test_the_heap_is_settled_after_a_large_parse_in_this_process_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = copy_dir("types", tmp_path)
+    settles: list[None] = []
+    monkeypatch.setattr(textfile.memory, "settle", lambda: settles.append(None))
+    monkeypatch.setattr(textfile, "SETTLE_BYTES", 1)
+    monkeypatch.setattr(textfile, "CHILD_PARSE_BYTES", 1 << 40)
+    TextfileCollector(directory).collect()
+    assert len(settles) == 1, "parsed here: its garbage is this process's"
+    monkeypatch.setattr(textfile, "CHILD_PARSE_BYTES", 0)
+    TextfileCollector(directory).collect()
+    assert len(settles) == 1, "parsed in a child: nothing here to settle"
