@@ -4,6 +4,7 @@ can inject faults (status codes, Retry-After, hangs, connections closed mid-body
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import struct
@@ -40,6 +41,15 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30) -> 
             return result
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 20) -> None:
+    """wait_until for a test running on the event loop."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -3,9 +3,7 @@ hangs, connections closed mid-body, the disk budget and a restart with data on d
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import time
 from collections import Counter
 
 import pytest
@@ -16,7 +14,7 @@ from agent.remote_write.encode import Batch
 from agent.remote_write.pusher import Pusher
 from agent.remote_write.queue import Queue
 from agent.remote_write.settings import EndpointConfig, RemoteWriteConfig
-from tests.rw_receivers import Fault, FaultServer
+from tests.rw_receivers import Fault, FaultServer, until
 
 
 @pytest.fixture
@@ -39,14 +37,6 @@ def series(n: int, name: str = "m", ms: int = 0) -> list[Batch]:
     for i in range(n):
         family.add_metric([f"{i:03d}"], float(i))
     return [Batch(name, {"job": "t"}, [family], ms)]
-
-
-async def until(condition, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def started(queue: Queue) -> Queue:

@@ -3,8 +3,6 @@ push-only host has the series a scraped one has) and stale markers when series g
 
 from __future__ import annotations
 
-import asyncio
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from agent.exposition.registry import Registry, Snapshot
 from agent.remote_write.pusher import Pusher
 from agent.remote_write.settings import EndpointConfig, RemoteWriteConfig
-from tests.rw_receivers import FaultServer, Series, is_stale, wait_until
+from tests.rw_receivers import FaultServer, Series, is_stale, until, wait_until
 from tests.test_process import AgentProcess
 
 OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;q=0.1"
@@ -27,14 +25,6 @@ def server():
     srv = FaultServer()
     yield srv
     srv.close()
-
-
-async def until(condition, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def named(server: FaultServer, name: str) -> dict[Series, list[tuple[int, float]]]:
