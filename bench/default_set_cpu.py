@@ -33,6 +33,7 @@ from fixture_host import (
     hostagent_cycle_cpu,
     node_exporter_scrape_cpu,
     print_figures,
+    render_cpu,
 )
 
 from agent.agent import build_collector
@@ -70,6 +71,7 @@ def main() -> int:
         theirs, series = node_exporter_scrape_cpu(proc, sys_, udev, args.cycles,
                                                    theirs_names)
         changed = changed_cycle_cpu(proc, sys_, udev, args.cycles, names)
+        render_same, render_fresh = render_cpu(proc, sys_, udev, args.cycles, names)
     print(f"default set: {len(DEFAULT_SET)} collectors (fixture host, {args.cycles} cycles)")
     print(f"  node_exporter 1.5 runs the {len(theirs_names)} of them it has (Debian's "
           "build adds systemd to its own defaults, so the set is given explicitly)")
@@ -78,6 +80,8 @@ def main() -> int:
     print_figures(ours, fresh, None, lines, theirs, series)
     print(f"{'  every input changed, no reuse':36s} {changed * 1e3:8.3f} ms  "
           f"ratio {changed / theirs:.2f}")
+    print(f"{'render alone, nothing changed':36s} {render_same * 1e3:8.3f} ms")
+    print(f"{'render alone, fresh collections':36s} {render_fresh * 1e3:8.3f} ms")
     return 0
 
 

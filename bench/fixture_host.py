@@ -73,6 +73,28 @@ def hostagent_cycle_cpu(proc: Path, sys_: Path, udev: Path, cycles: int,
     return cached, fresh, collect, expo.bodies[OPENMETRICS].plain.count(b"\n")
 
 
+def render_cpu(proc: Path, sys_: Path, udev: Path, cycles: int,
+               names: list[str]) -> tuple[float, float]:
+    """CPU of the render alone: (the same snapshots rendered again, as when nothing changed;
+    each render of a fresh collection's snapshots, collected beforehand)."""
+    config = config_for(proc, sys_, udev)
+    collectors = {name: build_collector(name, config) for name in names}
+    collections = [{n: Snapshot.of(n, c.collect()) for n, c in collectors.items()}
+                   for _ in range(cycles)]
+    runtime, cache = RuntimeFamilies(), Cache()
+    for generation in range(3):  # warm up
+        render(generation, collections[0], [], runtime, [OPENMETRICS], cache=cache)
+    gc.collect()
+    start = time.process_time()
+    for generation in range(cycles):
+        render(3 + generation, collections[0], [], runtime, [OPENMETRICS], cache=cache)
+    same = (time.process_time() - start) / cycles
+    start = time.process_time()
+    for generation, snapshots in enumerate(collections):
+        render(3 + cycles + generation, snapshots, [], runtime, [OPENMETRICS], cache=cache)
+    return same, (time.process_time() - start) / cycles
+
+
 def forget(collector: object) -> None:
     """Drops what a collector remembers of its previous input, so it parses and builds all."""
     for attribute, value in vars(collector).items():
