@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -138,6 +136,9 @@ async def _collect_once(config: Config) -> int:
 
 
 def _profile(url: str, seconds: float, hz: float, output: Path | None) -> int:
+    import urllib.error  # here: an agent never needs urllib's client (http.client, email)
+    import urllib.request
+
     if not url.startswith(("http://", "https://")):
         print(f"hostagent: --url must look like http://HOST:PORT, got {url!r}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,93 @@
+"""agent.deferred: aiohttp and prometheus_client imported without their package __init__ until
+something asks for more, and then everything works as with a plain import. Each case runs in a
+fresh interpreter, where `import agent` is the first import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def run(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_the_server_side_loads_alone_and_the_rest_on_first_use() -> None:
+    run("""
+        import asyncio, importlib.metadata, sys
+        import agent
+        import aiohttp
+        from aiohttp import web
+        from prometheus_client.metrics_core import GaugeMetricFamily
+
+        deferred = ("aiohttp.client", "aiohttp.connector", "prometheus_client.exposition")
+        assert not any(name in sys.modules for name in deferred), sys.modules.keys()
+        assert aiohttp.__version__ == importlib.metadata.version("aiohttp")
+        # a submodule not imported yet comes alone, as attribute and in a from-import
+        assert aiohttp.formdata.FormData and "aiohttp.client" not in sys.modules
+        from aiohttp import cookiejar
+        assert "aiohttp.client" not in sys.modules
+
+        from aiohttp import ClientSession  # the package's own names: __init__ runs now
+        assert "aiohttp.client" in sys.modules and aiohttp.ClientTimeout
+        assert aiohttp.web is web and aiohttp.cookiejar is cookiejar
+        try:
+            aiohttp.no_such_name
+        except AttributeError:
+            pass
+        else:
+            raise AssertionError("aiohttp.no_such_name")
+
+        async def main():
+            app = web.Application()
+            app.router.add_get("/", lambda request: web.Response(text="served"))
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = runner.addresses[0][1]
+            async with ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/") as response:
+                    assert await response.text() == "served"
+            await runner.cleanup()
+
+        asyncio.run(main())
+        import prometheus_client
+        assert prometheus_client.generate_latest(prometheus_client.CollectorRegistry()) == b""
+        assert prometheus_client.metrics_core.GaugeMetricFamily is GaugeMetricFamily
+    """)
+
+
+def test_init_runs_once_whichever_thread_asks_first() -> None:
+    run("""
+        import sys, threading
+        import agent
+        import aiohttp
+        barrier, got = threading.Barrier(8), []
+
+        def ask():
+            barrier.wait()
+            got.append(aiohttp.ClientSession)
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(got) == 8 and len(set(got)) == 1
+        assert "__getattr__" not in vars(aiohttp) or vars(aiohttp)["__getattr__"].__module__ \\
+            == "aiohttp"
+    """)
+
+
+def test_an_already_imported_package_is_left_alone() -> None:
+    out = run("""
+        import aiohttp
+        from agent.deferred import defer_init
+        print(defer_init("aiohttp", ("web",)), "aiohttp.client" in __import__("sys").modules)
+    """)
+    assert out.split() == ["False", "True"]
