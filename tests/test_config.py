@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,24 @@ def test_every_collector_has_settings_and_a_factory() -> None:
     for name, declaration in BY_NAME.items():
         module, _, function = declaration.factory.partition(":")
         assert callable(getattr(importlib.import_module(module), function or "create")), name
+
+
+def test_collectors_share_their_settings_classes() -> None:
+    """One class per settings model and default, not one per collector: each model class
+    costs its validator, serializer and schema in memory."""
+    defaults = Config().collectors
+    for name, declaration in BY_NAME.items():
+        settings = defaults.get(name)
+        assert settings.enabled is declaration.default, name
+        assert isinstance(settings, declaration.settings), name
+    kinds = {(d.settings, d.default) for d in BY_NAME.values()}
+    assert len({type(defaults.get(name)) for name in BY_NAME}) == len(kinds) < len(BY_NAME)
+
+
+def test_a_configuration_pickles(tmp_path: Path) -> None:
+    config = load(write(tmp_path, "collectors:\n  ethtool: {enabled: true}\n"
+                                  "  cpu: {enabled: false, info: true}\n"))
+    assert pickle.loads(pickle.dumps(config)) == config
 
 
 def test_valid_file(tmp_path: Path) -> None:

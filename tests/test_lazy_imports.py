@@ -1,7 +1,7 @@
 """What only some configurations use is imported only by them: an agent on its defaults (SSH
 off, no rules, no remote write, no basic auth) never loads asyncssh, the remediation engine,
-the remote-write or relay clients, bcrypt or the SSH batch tool, nor aiohttp's client side or
-prometheus_client's HTTP servers."""
+the remote-write or relay clients, bcrypt or the SSH batch tool, nor aiohttp's client side,
+prometheus_client's HTTP servers or the YAML parser (no configuration file given)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ OPTIONAL = ("asyncssh", "bcrypt", "regex", "agent.ssh.worker", "agent.ssh.connec
             "agent.remediation.alertmanager", "agent.matching", "agent.remote_write.pusher",
             "agent.relay.server", "agent.relay.delivery", "agent.profiling.web",
             # the dependencies' parts a server never uses (agent.deferred)
-            "aiohttp.client", "aiohttp.connector", "prometheus_client.exposition")
+            "aiohttp.client", "aiohttp.connector", "prometheus_client.exposition",
+            "yaml")  # no configuration file
 
 
 def test_an_agent_on_its_defaults_loads_no_optional_part() -> None:
