@@ -87,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.shown:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
+    if args.command == "run":
+        from agent import memory
+
+        memory.tune()  # before the first thread (the log writer's), so that all share an arena
     logs.setup(config.logging.level, config.logging.format)
     if args.command == "collect":
         return runloop.run(_collect_once(config))
@@ -98,10 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(config: Config, source: ConfigSource) -> int:
-    from agent import memory
     from agent.agent import Agent, StartupError
-
-    memory.tune()
 
     async def serve() -> int:
         return await Agent(config, source=source).run()

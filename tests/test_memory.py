@@ -88,3 +88,33 @@ def test_fixed_thresholds_give_freed_blocks_back() -> None:
                                     text=True, timeout=60, check=True).stdout)
     assert held("tuned") < 1.0
     assert held("default") > 2.0, "glibc's own thresholds keep them (the test's premise)"
+
+
+# Threads allocating at once, each its first block from glibc: how many arenas serve them
+# (glibc's malloc_stats prints one "Arena N:" block per arena on stderr).
+ARENAS = textwrap.dedent("""
+    import ctypes, sys, threading
+    from agent import memory
+
+    if sys.argv[1] == "tuned":
+        assert memory.tune()
+    barrier, kept = threading.Barrier(6), []
+    def allocate():
+        barrier.wait()
+        kept.extend(bytearray(100_000) for _ in range(20))
+    threads = [threading.Thread(target=allocate) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ctypes.CDLL(None).malloc_stats()
+""")
+
+
+def test_threads_share_one_arena() -> None:
+    def arenas(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", ARENAS, mode], capture_output=True,
+                             text=True, timeout=60, check=True)
+        return out.stderr.count("Arena ")
+    assert arenas("tuned") == 1
+    assert arenas("default") > 1, "glibc gives threads arenas of their own (the premise)"
