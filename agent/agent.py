@@ -56,6 +56,14 @@ RESTART_ONLY = (("web", "listen_address"), ("scheduler", "workers"), ("debug", "
                 *(("remote_write", name) for name in RemoteWriteConfig.model_fields))
 
 
+# Young collections only when this many more container objects are alive than at the last
+# one. A tick's families live until the next tick replaces them (about 1,500 objects here at
+# its peak), so at Python's default of 700 every tick paid two young collections, and every
+# tenth an older one walking every live family (~0.6 ms of CPU per 15 s tick in all); cyclic
+# garbage, which is what collections are for, is rare in the agent and stays bounded by it.
+GC_YOUNG_THRESHOLD = 20_000
+
+
 class StartupError(Exception):
     """The agent could not start (e.g. cannot bind); exit code 3."""
 
@@ -147,6 +155,7 @@ class Agent:
         self._publish_reload_state()
         self.history = History()
         self._history_at = -math.inf  # monotonic time of the last chart point
+        self._gc_threshold: tuple[int, int, int] | None = None  # the thresholds before start
 
     @property
     def reload_state(self) -> tuple[bool, float]:
@@ -205,6 +214,8 @@ class Agent:
         # full collections, which then walk only what collection cycles leave (~30 ms -> ~0).
         gc.collect()
         gc.freeze()
+        self._gc_threshold = gc.get_threshold()
+        gc.set_threshold(max(self._gc_threshold[0], GC_YOUNG_THRESHOLD), *self._gc_threshold[1:])
         self.scheduler.start()
         ssh = await self.ssh.prepare(self.config.ssh)
         check()
@@ -249,6 +260,8 @@ class Agent:
         await asyncio.gather(*self._background, return_exceptions=True)
         self.probes.gc_pauses.stop()
         gc.unfreeze()  # what the agent held becomes collectable again (an agent in a test)
+        if self._gc_threshold is not None:
+            gc.set_threshold(*self._gc_threshold)
         # Threads stuck in a hung call are daemons: abandoned, they cannot block exit.
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._render_pool.shutdown(wait=False, cancel_futures=True)

@@ -250,3 +250,28 @@ async def test_collector_ticks_push_the_probes_own_timer_back() -> None:
         assert probe.lag.buckets()[1] == 0.002  # the tick's lateness counted
     finally:
         probe.stop()
+
+
+async def test_collection_ticks_run_no_young_garbage_collections() -> None:
+    """A tick's families live until the next tick replaces them: at Python's default young
+    threshold (700) each tick of the default set paid young collections. After start the
+    threshold is raised, so ticks run none; at shutdown it is put back."""
+    before = gc.get_threshold()
+    config = Config.model_validate({
+        "web": {"listen_address": "127.0.0.1:0"}, "scheduler": {"jitter": 0},
+        "collectors": {name: {"interval": 0.3} for name, d in BY_NAME.items() if d.default}})
+    agent = Agent(config)
+    async with running(agent) as base:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, base)
+
+        def runs() -> int:
+            return min(status.runs for status in agent.scheduler.statuses())
+
+        start, young = runs(), gc.get_stats()[0]["collections"]
+        deadline = time.monotonic() + 20
+        while runs() < start + 6:
+            assert time.monotonic() < deadline, "collectors did not tick"
+            await asyncio.sleep(0.05)
+        assert gc.get_stats()[0]["collections"] - young <= 1
+    assert gc.get_threshold() == before
