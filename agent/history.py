@@ -61,6 +61,14 @@ HOST_CHARTS = (
 )
 
 
+# The families _sums reads.
+_CHARTED = frozenset({
+    "node_cpu_seconds", "node_memory_MemTotal_bytes", "node_memory_MemAvailable_bytes",
+    "node_load1", "node_disk_read_bytes", "node_disk_written_bytes",
+    "node_network_receive_bytes", "node_network_transmit_bytes", "node_filesystem_size_bytes",
+    "node_filesystem_avail_bytes"})
+
+
 def _sums(families: Iterable[Metric]) -> dict[str, float]:
     """The figures the charts need, summed over the host's series (NaN when absent)."""
     out = dict.fromkeys(("cpu_busy", "cpu_total", "mem_total", "mem_available", "load", "disk",
@@ -74,6 +82,8 @@ def _sums(families: Iterable[Metric]) -> dict[str, float]:
 
     for family in families:
         name = family.name
+        if name not in _CHARTED:  # most of a snapshot's families: one set lookup each
+            continue
         if name == "node_cpu_seconds":
             for s in family.samples:
                 add("cpu_total", s.value)
