@@ -70,7 +70,7 @@ def tune() -> bool:
                 and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
                 and mallopt(M_ARENA_MAX, ARENA_MAX))
 _lock = threading.Lock()
-_last = time.monotonic()
+_last = time.monotonic() - TRIM_EVERY  # the first render after start trims: start-up is over
 _largest = 0  # the largest exposition rendered since the last trim
 
 

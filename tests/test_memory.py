@@ -45,6 +45,15 @@ def test_maybe_trim_runs_at_most_once_per_period() -> None:
     assert memory.maybe_trim(start + 2 * memory.TRIM_EVERY + 1) is True
 
 
+def test_the_first_render_after_start_trims() -> None:
+    """Start-up (imports, the configuration's models, the first collections) leaves free
+    heap behind: the first render hands it back rather than a minute later."""
+    out = subprocess.run([sys.executable, "-c", "from agent import memory; "
+                          "print(memory.maybe_trim(), memory.maybe_trim())"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["True", "False"]
+
+
 def test_a_shrunken_exposition_trims_at_once() -> None:
     start = memory._last
     assert memory.maybe_trim(start + memory.TRIM_EVERY) is True  # a fresh period
