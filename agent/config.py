@@ -96,7 +96,7 @@ def _collectors_model() -> type[BaseModel]:
     for declaration in DECLARATIONS:
         model = declaration.settings if declaration.default else \
             _off_by_default(declaration.settings)
-        fields[declaration.name] = (model, model())
+        fields[declaration.name] = (model, model.model_construct())
     return create_model("CollectorsModel", __base__=Strict, **fields)
 
 
@@ -187,9 +187,9 @@ class SshModuleSettings(Strict):
 
 
 class SshModulesConfig(Strict):
-    login: SshModuleSettings = SshModuleSettings()
-    checks: SshModuleSettings = SshModuleSettings(interval=60.0)
-    node: SshModuleSettings = SshModuleSettings(enabled=False, interval=60.0)
+    login: SshModuleSettings = SshModuleSettings.model_construct()
+    checks: SshModuleSettings = SshModuleSettings.model_construct(interval=60.0)
+    node: SshModuleSettings = SshModuleSettings.model_construct(enabled=False, interval=60.0)
 
     @model_validator(mode="after")
     def _one_enabled(self) -> SshModulesConfig:
@@ -220,7 +220,7 @@ class SshConfig(Strict):
     reuse_connections: bool = True
     keepalive_interval: float = Field(30.0, ge=0, description="0: no keepalives")
     checks: list[SshCheck] = []
-    modules: SshModulesConfig = SshModulesConfig()
+    modules: SshModulesConfig = SshModulesConfig.model_construct()
     node_on_metrics: bool = Field(False, description="also serve the node module's series on "
                                   "/metrics, with a target label (default: only on /probe)")
 
@@ -251,15 +251,17 @@ class SshConfig(Strict):
 
 
 class Config(Strict):
-    web: WebConfig = WebConfig()
-    collectors: CollectorsConfig = CollectorsConfig()
-    scheduler: SchedulerConfig = SchedulerConfig()
-    paths: PathsConfig = PathsConfig()
-    logging: LoggingConfig = LoggingConfig()
-    debug: DebugConfig = DebugConfig()
-    ssh: SshConfig = SshConfig()
-    remediation: RemediationConfig = RemediationConfig()
-    remote_write: RemoteWriteConfig = RemoteWriteConfig()
+    model_config = Strict.model_config | {"defer_build": False}  # the one validator built
+
+    web: WebConfig = WebConfig.model_construct()
+    collectors: CollectorsConfig = CollectorsConfig.model_construct()
+    scheduler: SchedulerConfig = SchedulerConfig.model_construct()
+    paths: PathsConfig = PathsConfig.model_construct()
+    logging: LoggingConfig = LoggingConfig.model_construct()
+    debug: DebugConfig = DebugConfig.model_construct()
+    ssh: SshConfig = SshConfig.model_construct()
+    remediation: RemediationConfig = RemediationConfig.model_construct()
+    remote_write: RemoteWriteConfig = RemoteWriteConfig.model_construct()
 
 
 def describe_error(error: dict[str, Any]) -> str:

@@ -60,7 +60,8 @@ def _unsupported(value: Any, info: ValidationInfo) -> Any:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True,
+                              defer_build=True)  # built only when a file is read
 
     @model_validator(mode="before")
     @classmethod
@@ -146,7 +147,7 @@ class HTTPServerConfig(_Strict):
 
 class WebConfigFile(_Strict):
     tls_server_config: TLSServerConfig | None = None
-    http_server_config: HTTPServerConfig = HTTPServerConfig()
+    http_server_config: HTTPServerConfig = HTTPServerConfig.model_construct()
     basic_auth_users: dict[str, str] = {}
     rate_limit: Any = None
 

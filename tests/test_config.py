@@ -10,6 +10,8 @@ from agent.cli import main, parser
 from agent.collectors.catalog import BY_NAME
 from agent.config import CollectorsConfig, Config, ConfigError, load, parse_listen_address
 from agent.flags import overrides
+from agent.remote_write.settings import EndpointConfig
+from agent.webconfig import WebConfigFile
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -48,6 +50,18 @@ def test_collectors_share_their_settings_classes() -> None:
         assert isinstance(settings, declaration.settings), name
     kinds = {(d.settings, d.default) for d in BY_NAME.values()}
     assert len({type(defaults.get(name)) for name in BY_NAME}) == len(kinds) < len(BY_NAME)
+
+
+def test_defaults_made_without_validation_equal_validated_ones() -> None:
+    """The sections' defaults are made with model_construct (no validator of their own is
+    built for them): given explicitly, every value validates to the same configuration."""
+    defaults = Config()
+    assert Config.model_validate(defaults.model_dump(by_alias=True)) == defaults
+    endpoint = {"url": "https://127.0.0.1/api/v1/write"}
+    explicit = EndpointConfig.model_validate(endpoint).model_dump(by_alias=True)
+    assert EndpointConfig.model_validate(explicit) == EndpointConfig.model_validate(endpoint)
+    assert WebConfigFile.model_validate({}) == WebConfigFile.model_validate(
+        {"http_server_config": {}})
 
 
 def test_a_configuration_pickles(tmp_path: Path) -> None:

@@ -10,7 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A built model class keeps a core schema, a validator and a serializer; the root
+    # configuration's validator holds every section's already, so the others are built
+    # only when used on their own. Defaults of a model type are made with model_construct()
+    # for that reason (tests/test_config.py checks they equal validated ones).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def check_regex(value: str | None) -> str | None:

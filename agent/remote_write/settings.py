@@ -15,7 +15,7 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # as Strict
 
 
 def _check_label_names(names: list[str]) -> list[str]:
@@ -132,11 +132,11 @@ class EndpointConfig(_Strict):
     headers: dict[str, str] = {}
     basic_auth: BasicAuth | None = None
     bearer_token_file: Path | None = None
-    tls_config: TlsConfig = TlsConfig()
+    tls_config: TlsConfig = TlsConfig.model_construct()
     write_relabel_configs: list[RelabelConfig] = []
-    queue_config: QueueConfig = QueueConfig()
-    wal: WalConfig = WalConfig()
-    metadata_config: MetadataConfig = MetadataConfig()
+    queue_config: QueueConfig = QueueConfig.model_construct()
+    wal: WalConfig = WalConfig.model_construct()
+    metadata_config: MetadataConfig = MetadataConfig.model_construct()
 
     @field_validator("url")
     @classmethod
