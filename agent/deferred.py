@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import threading
 
@@ -70,3 +71,21 @@ def defer_init(name: str, submodules: tuple[str, ...] = (),
 def _forget(name: str) -> None:
     for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
         del sys.modules[loaded]
+
+
+def import_pure_python(name: str, switch: str) -> bool:
+    """Import package `name` in its pure-Python form, which it picks when the environment
+    variable `switch` is set as it is imported (left as it was afterwards). False if the
+    package was imported already."""
+    if name in sys.modules:
+        return False
+    previous = os.environ.get(switch)
+    os.environ[switch] = "1"
+    try:
+        importlib.import_module(name)
+    finally:
+        if previous is None:
+            del os.environ[switch]
+        else:
+            os.environ[switch] = previous
+    return True

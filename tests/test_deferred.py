@@ -91,3 +91,20 @@ def test_an_already_imported_package_is_left_alone() -> None:
         print(defer_init("aiohttp", ("web",)), "aiohttp.client" in __import__("sys").modules)
     """)
     assert out.split() == ["False", "True"]
+
+
+def test_frozenlist_is_the_pure_python_one_and_the_environment_is_left_as_it_was() -> None:
+    out = run("""
+        import os, sys
+        import agent
+        from agent.deferred import import_pure_python
+        import frozenlist
+        assert frozenlist.FrozenList is frozenlist.PyFrozenList
+        assert "frozenlist._frozenlist" not in sys.modules
+        assert "FROZENLIST_NO_EXTENSIONS" not in os.environ
+        assert import_pure_python("frozenlist", "FROZENLIST_NO_EXTENSIONS") is False
+        os.environ["SWITCH"] = "kept"  # a value the caller had is restored
+        assert import_pure_python("colorsys", "SWITCH") and "colorsys" in sys.modules
+        print(os.environ["SWITCH"])
+    """)
+    assert out.split() == ["kept"]
