@@ -222,6 +222,51 @@ def test_virtual_memory_limit(tmp_path) -> None:
     assert virtual_memory_limit(tmp_path / "absent") is None
 
 
+def test_runtime_families_equal_prometheus_clients_collectors(tmp_path) -> None:
+    """The process_*, python_gc_* and python_info families are prometheus_client's own (same
+    names, help, types, values and order), read from one stat and one limits read."""
+    import gc
+
+    from prometheus_client.gc_collector import GCCollector
+    from prometheus_client.platform_collector import PlatformCollector
+    from prometheus_client.process_collector import ProcessCollector
+    from prometheus_client.registry import CollectorRegistry
+
+    (tmp_path / "stat").write_text("cpu  1 2 3 4\nbtime 1700000000\nprocesses 5\n")
+    own = tmp_path / "self"
+    (own / "fd").mkdir(parents=True)
+    for fd in range(7):
+        (own / "fd" / str(fd)).write_text("")
+    (own / "stat").write_text(
+        "4242 (python3 (agent)) S 1 4242 4242 0 -1 4194560 16000 0 0 0 123 45 0 0 20 0 6 0 "
+        "98765 812345344 14000 18446744073709551615 1 1 0 0 0 0 0 16781312 17642 0 0 0 17 1 "
+        "0 0 0 0 0\n")
+    (own / "limits").write_text(
+        "Limit                     Soft Limit           Hard Limit           Units\n"
+        "Max open files            1024                 524288               files\n"
+        "Max address space         unlimited            unlimited            bytes\n")
+    families = RuntimeFamilies(proc=str(tmp_path))
+    gc.disable()
+    try:
+        ours = list(families.collect())
+        reference = [*ProcessCollector(proc=str(tmp_path), registry=None).collect(),
+                     *GCCollector(registry=CollectorRegistry()).collect(),
+                     *PlatformCollector(registry=None).collect()]
+        again = list(families.collect())
+    finally:
+        gc.enable()
+    assert ours[0].name == "hostagent_build_info"
+    assert ours[-1] == GaugeMetricFamily(
+        "process_virtual_memory_max_bytes",
+        "Maximum amount of virtual memory available in bytes.", value=2.0**64 - 1)
+    assert ours[1:-1] == reference
+    # No collection since: the GC and platform families are the very same objects.
+    assert [a is b for a, b in zip(ours, again, strict=True)] == [
+        True, *[False] * 6, True, True, True, True, False]
+    gc.collect()
+    assert list(families.collect())[7] is not ours[7]
+
+
 def test_family_encoder_reencodes_only_changed_families(monkeypatch) -> None:
     import agent.exposition.encoding as registry_module
     from agent.exposition.encoding import Encoded, FamilyEncoder

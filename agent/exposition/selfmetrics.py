@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
 import platform
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import CollectorRegistry
 from prometheus_client.samples import Sample
 
 from agent import __version__
@@ -94,26 +94,119 @@ def build_info() -> Metric:
 
 
 class RuntimeFamilies:
-    """prometheus_client's process, GC and platform collectors, in a private registry."""
+    """The process_* and python_* series of prometheus_client's process, GC and platform
+    collectors (the same families, names, help and values), read at each render more cheaply:
+    /proc/self/stat and /proc/self/limits once each (the limits gave max_fds and the address
+    space limit in two reads), and the GC and platform families handed out again, the same
+    objects, while they do not change (the renderer then skips them at once)."""
 
-    def __init__(self, exporter_metrics: bool = True) -> None:
+    def __init__(self, exporter_metrics: bool = True, proc: str = "/proc") -> None:
         self._exporter_metrics = exporter_metrics
-        self._registry = CollectorRegistry(auto_describe=False)
-        if exporter_metrics:
-            for source in (ProcessCollector, GCCollector, PlatformCollector):
-                source(registry=self._registry)
+        self._self = f"{proc}/self"
         self._build_info = build_info()
+        self._platform: list[Metric] = []
+        self._gc: tuple[tuple[tuple[int, int, int], ...], list[Metric]] | None = None
+        self._btime = 0.0
+        if exporter_metrics:
+            self._platform = list(PlatformCollector(registry=None).collect())
+            with contextlib.suppress(OSError, ValueError):
+                self._btime = _boot_time(f"{proc}/stat")
+            self._ticks = float(os.sysconf("SC_CLK_TCK"))
+            self._pagesize = float(os.sysconf("SC_PAGE_SIZE"))
 
     def collect(self) -> Iterator[Metric]:
         yield self._build_info
         if not self._exporter_metrics:
             return
-        yield from self._registry.collect()
-        limit = virtual_memory_limit(Path("/proc/self/limits"))
+        try:
+            limits = _read(f"{self._self}/limits")
+        except OSError:
+            limits = None
+        if self._btime:  # as ProcessCollector: nothing without the boot time
+            yield from self._process(limits)
+        yield from self._gc_families()
+        yield from self._platform
+        limit = None if limits is None else _limit(limits, "Max address space")
         if limit is not None:
             yield GaugeMetricFamily(
                 "process_virtual_memory_max_bytes",
-                "Maximum amount of virtual memory available in bytes.", value=limit)
+                "Maximum amount of virtual memory available in bytes.",
+                value=UNLIMITED if limit == "unlimited" else float(limit))
+
+    def _process(self, limits: str | None) -> list[Metric]:
+        out: list[Metric] = []
+        try:
+            parts = _read(f"{self._self}/stat").rsplit(")", 1)[-1].split()
+        except OSError:
+            pass
+        else:
+            out += [
+                GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                                  value=float(parts[20])),
+                GaugeMetricFamily("process_resident_memory_bytes",
+                                  "Resident memory size in bytes.",
+                                  value=float(parts[21]) * self._pagesize),
+                GaugeMetricFamily("process_start_time_seconds",
+                                  "Start time of the process since unix epoch in seconds.",
+                                  value=float(parts[19]) / self._ticks + self._btime),
+                CounterMetricFamily("process_cpu_seconds_total",
+                                    "Total user and system CPU time spent in seconds.",
+                                    value=float(parts[11]) / self._ticks
+                                    + float(parts[12]) / self._ticks),
+            ]
+        max_fds = None if limits is None else _limit(limits, "Max open files")
+        if max_fds is not None:
+            try:
+                open_fds = len(os.listdir(f"{self._self}/fd"))
+            except OSError:
+                pass
+            else:
+                out += [GaugeMetricFamily("process_open_fds", "Number of open file descriptors.",
+                                          open_fds),
+                        GaugeMetricFamily("process_max_fds",
+                                          "Maximum number of open file descriptors.",
+                                          value=float(max_fds))]
+        return out
+
+    def _gc_families(self) -> list[Metric]:
+        stats = tuple((s["collected"], s["uncollectable"], s["collections"])
+                      for s in gc.get_stats())
+        if self._gc is not None and self._gc[0] == stats:
+            return self._gc[1]
+        families: list[Metric] = []
+        for index, (name, help_text) in enumerate((
+                ("python_gc_objects_collected", "Objects collected during gc"),
+                ("python_gc_objects_uncollectable", "Uncollectable objects found during GC"),
+                ("python_gc_collections", "Number of times this generation was collected"))):
+            family = CounterMetricFamily(name, help_text, labels=["generation"])
+            for generation, figures in enumerate(stats):
+                family.add_metric([str(generation)], value=figures[index])
+            families.append(family)
+        self._gc = (stats, families)
+        return families
+
+
+def _read(path: str) -> str:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 1 << 16).decode()
+    finally:
+        os.close(fd)
+
+
+def _boot_time(stat: str) -> float:
+    for line in _read(stat).splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def _limit(limits: str, name: str) -> str | None:
+    """The soft limit of one /proc/PID/limits line ('unlimited' or a number)."""
+    for line in limits.splitlines():
+        if line.startswith(name):
+            return line[len(name):].split()[0]
+    return None
 
 
 UNLIMITED = float(2**64 - 1)  # how Go's process collector reports "unlimited"
@@ -123,11 +216,7 @@ def virtual_memory_limit(limits: Path) -> float | None:
     """The soft 'Max address space' of /proc/self/limits, as node_exporter's Go runtime
     exports it (process_virtual_memory_max_bytes, charted by common node dashboards)."""
     try:
-        text = limits.read_text()
+        soft = _limit(limits.read_text(), "Max address space")
     except OSError:
         return None
-    for line in text.splitlines():
-        if line.startswith("Max address space"):
-            soft = line[len("Max address space"):].split()[0]
-            return UNLIMITED if soft == "unlimited" else float(soft)
-    return None
+    return None if soft is None else UNLIMITED if soft == "unlimited" else float(soft)
