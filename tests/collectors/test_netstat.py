@@ -94,3 +94,22 @@ def test_missing_snmp_fails_the_run(tmp_path: Path) -> None:
     shutil.copy(PROC / "net" / "netstat", tmp_path / "net" / "netstat")
     with pytest.raises(FileNotFoundError):
         NetstatCollector(tmp_path, DEFAULT_FIELDS).collect()
+
+
+def test_every_value_must_parse_wanted_or_not(tmp_path: Path) -> None:
+    """Only the wanted fields are converted, but a value that is no number anywhere in the
+    files still fails the run (as parsing them all did); a non-integer number still reads."""
+    net = tmp_path / "net"
+    net.mkdir()
+    (net / "netstat").write_text("TcpExt: SyncookiesSent Other\nTcpExt: 1e3 many\n")
+    (net / "snmp").write_text("Tcp: CurrEstab\nTcp: 5\n")
+    collector = NetstatCollector(tmp_path, DEFAULT_FIELDS)
+    with pytest.raises(ValueError, match="many"):
+        collector.collect()
+    (net / "netstat").write_text("TcpExt: SyncookiesSent Other\nTcpExt: 1e3 -7\n")
+    assert values(collector.collect()) == {"TcpExt_SyncookiesSent": 1000, "Tcp_CurrEstab": 5}
+    (net / "snmp6").write_text("Ip6InReceives  3\nIp6Forwarding x\nIcmpMsg 12\n")
+    with pytest.raises(ValueError, match="'x'"):
+        collector.collect()
+    (net / "snmp6").write_text("Ip6InReceives  3\nIp6InOctets 2.5\nIcmpMsg x\n")
+    assert values(collector.collect())["Ip6_InOctets"] == 2.5
