@@ -82,8 +82,6 @@ def _sums(families: Iterable[Metric]) -> dict[str, float]:
 
     for family in families:
         name = family.name
-        if name not in _CHARTED:  # most of a snapshot's families: one set lookup each
-            continue
         if name == "node_cpu_seconds":
             for s in family.samples:
                 add("cpu_total", s.value)
@@ -142,7 +140,11 @@ class History:
         figures: dict[str, float] = {}
         stamps: dict[str, float] = {}
         for snapshot in snapshots:
-            for key, value in _sums(snapshot.families).items():
+            # Most snapshots have no family the charts read: one set lookup per family.
+            charted = [family for family in snapshot.families if family.name in _CHARTED]
+            if not charted:
+                continue
+            for key, value in _sums(charted).items():
                 if not math.isnan(value):
                     figures[key], stamps[key] = value, snapshot.timestamp
 
