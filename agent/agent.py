@@ -140,7 +140,7 @@ class Agent:
         self.health = Health(self.scheduler.statuses, lambda: self.renderer.current)
         self.health.deaths = self.lifecycle.deaths
         self.scheduler.watch = self.lifecycle.watch
-        self.ssh = SshSupervisor(self.registry, self.lifecycle.watch)
+        self.ssh = SshSupervisor(self.registry, self.lifecycle.watch, self.lifecycle.recovered)
         # Made with the first rule (see _prepare_remediation): most agents never run one.
         self.remediation: Engine | None = None
         self.addresses: list[str] = []

@@ -175,6 +175,11 @@ class Lifecycle:
         self._watched.add(task)
         task.add_done_callback(self._ended)
 
+    def recovered(self, name: str) -> None:
+        """What ended under that name runs again (the SSH worker's process, started anew): no
+        longer a reason to be degraded."""
+        self.deaths.pop(name, None)
+
     def _ended(self, task: asyncio.Task[Any]) -> None:
         self._watched.discard(task)
         if task.cancelled():

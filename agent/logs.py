@@ -118,9 +118,10 @@ class QueueWriter(logging.handlers.QueueHandler):
     """Hands records to the writer thread without waiting: a full queue drops the record and
     counts it (the count is written with the next record that gets through)."""
 
-    def __init__(self, size: int = 10_000) -> None:
+    def __init__(self, size: int = 10_000, fmt: str = "logfmt") -> None:
         super().__init__(queue.Queue(size))
         self.dropped = 0
+        self.fmt = fmt  # what a child process of the agent writes its lines in
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         # The message and traceback as text now: the record crosses threads, and the
@@ -147,7 +148,7 @@ def setup(level: str, fmt: str = "logfmt", stream: Any = None) -> QueueWriter:
     handler = logging.StreamHandler(stream or sys.stderr)
     formatter = JsonFormatter if fmt == "json" else LogfmtFormatter
     handler.setFormatter(formatter(journald=stderr_is_journal(os.environ)))
-    writer = QueueWriter()
+    writer = QueueWriter(fmt=fmt)
     writer.addFilter(RepeatFilter())
     listener = logging.handlers.QueueListener(writer.queue, handler)
     listener.start()

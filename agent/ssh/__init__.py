@@ -1,26 +1,26 @@
 """SSH fan-out: probes remote hosts and feeds the registry; `hostagent ssh exec` for batch runs.
 
-The supervisor and two process-wide settings live here. asyncssh is imported when the worker
-starts (ssh.enabled) or a batch command runs, never by an agent that has SSH off. The worker
-runs on an event loop of its own (agent.ssh.loop says why).
+The supervisor and two process-wide settings live here. The worker runs in a process of its
+own (agent.ssh.child says why), started by the supervisor: the agent's process never imports
+asyncssh for it; `hostagent ssh exec` imports it in its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import builtins
 import gc
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.config import SshConfig
 from agent.exposition.registry import Registry
 
 if TYPE_CHECKING:
     from agent.remediation.actions import Outcome
-    from agent.ssh.loop import WorkerLoop
-    from agent.ssh.worker import Change, SshWorker
+    from agent.ssh.process import WorkerProcess, WorkerView
+    from agent.ssh.targets import Change
 
 log = logging.getLogger("hostagent.ssh")
 
@@ -29,6 +29,15 @@ MODULES = ("login", "checks", "node")
 # Every command makes thousands of short-lived objects, and each young collection that
 # cascades into a full one walks every kept connection: collect young objects less often.
 GC_YOUNG_THRESHOLD = 10_000
+# A worker process that ended is started again after RESTART_SECONDS, doubled after each
+# end that follows within a minute of its start, up to RESTART_MAX_SECONDS.
+RESTART_SECONDS = 1.0
+RESTART_MAX_SECONDS = 60.0
+# It is pinged every PING_SECONDS (which also carries the agent's log level to it); one that
+# does not answer within STUCK_SECONDS is killed, and so started again.
+PING_SECONDS = 5.0
+STUCK_SECONDS = 10.0
+DEATH = "ssh-worker"  # the name its ends have in /health
 
 
 def quiet_asyncssh() -> None:
@@ -46,17 +55,25 @@ def tune_gc() -> tuple[int, int, int]:
 
 
 class SshSupervisor:
-    """Starts, reconfigures and stops the worker as the configuration says. Methods run on the
-    agent's loop; the worker's own runs on its loop (self._loop)."""
+    """Starts, reconfigures and stops the worker process as the configuration says, and starts
+    it again when it ends on its own. Runs on the agent's loop. `worker` is the worker's state
+    as its process reports it (agent.ssh.process.WorkerView), None while SSH is off."""
 
     def __init__(self, registry: Registry,
-                 watch: Callable[[asyncio.Task[None]], None] = lambda task: None) -> None:
+                 watch: Callable[[asyncio.Task[Any]], None] = lambda task: None,
+                 recovered: Callable[[str], None] = lambda name: None) -> None:
+        """watch: sees the ends of the worker's tasks and process (the lifecycle logs them
+        and names them in /health); recovered: told when a new process replaced one that
+        ended."""
         self._registry = registry
         self._watch = watch
-        self.worker: SshWorker | None = None
-        self._loop: WorkerLoop | None = None  # the worker's
-        self._ended: asyncio.Task[None] | None = None  # reports its loop's thread ending
-        self._gc_threshold: tuple[int, int, int] | None = None
+        self._recovered = recovered
+        self.worker: WorkerView | None = None
+        self.command: tuple[str, ...] | None = None  # the child's argv head (tests: faults)
+        self._process: WorkerProcess | None = None
+        self._change: Change | None = None  # the last committed
+        self._keeper: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def apply(self, config: SshConfig) -> None:
         plan = await self.prepare(config)
@@ -64,119 +81,215 @@ class SshSupervisor:
         await plan.retire()
 
     async def prepare(self, config: SshConfig) -> SshPlan:
-        """What config asks for, read (targets) but not started: the running worker, if any,
-        goes on untouched until the plan is committed."""
+        """What config asks for, read (targets) and, for a first start, the process started
+        and answering; the running worker, if any, goes on untouched until the plan is
+        committed."""
         if not config.enabled:
             return SshPlan(self, None, None)
-        if self.worker is None:
-            from agent.ssh.loop import Handoff, relay_watch
-            from agent.ssh.worker import SshWorker
+        from agent.ssh.targets import Change, TargetSource
 
-            home = asyncio.get_running_loop()
-            worker = SshWorker(config, Handoff(self._registry, home),
-                               relay_watch(self._watch, home))
-            return SshPlan(self, worker, await worker.prepare(config))
-        return SshPlan(self, self.worker, await self.worker.prepare(config))
+        source = TargetSource(config)
+        await asyncio.to_thread(source.refresh)
+        change = Change(config, source)
+        if self.worker is not None:
+            return SshPlan(self, change, None)
+        from agent.ssh.process import WorkerView
+
+        return SshPlan(self, change, await self._start(WorkerView(config)))
+
+    async def _start(self, view: WorkerView) -> WorkerProcess:
+        from agent.ssh.process import COMMAND, WorkerProcess
+
+        process = WorkerProcess(self._registry, view, self._relay,
+                                self.command or COMMAND)
+        await process.started()
+        return process
 
     async def stop(self) -> None:
         retire = self._detach()
         if retire is not None:
             await retire()
 
-    def commit(self, worker: SshWorker | None, change: Change | None
+    def commit(self, change: Change | None, process: WorkerProcess | None
                ) -> Callable[[], Awaitable[None]] | None:
-        """Synchronous: switches to what prepare() made; returns what retires the rest. The
-        worker applies the change on its loop, whole, right after; retiring awaits that."""
-        if worker is None or change is None:
+        """Synchronous: switches to what prepare() made; returns what awaits the worker
+        having applied it (its replaced targets' connections closed)."""
+        if change is None:
             return self._detach()
-        if worker is self.worker:
-            loop = self._loop
-            assert loop is not None
-            applied = loop.call(worker.commit, change)
-
-            async def retire() -> None:
-                await loop.run((await asyncio.wrap_future(applied))())
-
-            return retire
-        from agent.ssh.loop import WorkerLoop
-
-        quiet_asyncssh()
-        self._gc_threshold = tune_gc()
-        self._loop = WorkerLoop("ssh")
-        launched = self._loop.call(worker.launch, change)
-        self._ended = asyncio.create_task(_watch_loop(self._loop, launched), name="ssh-loop")
-        self._watch(self._ended)
-        self.worker = worker
-        return None
-
-    def _detach(self) -> Callable[[], Awaitable[None]] | None:
-        """Synchronous: no worker from now on; returns what stops the one there was (its
-        connections closed on its loop, then the loop)."""
-        worker, loop, ended = self.worker, self._loop, self._ended
-        self.worker = self._loop = self._ended = None
-        self._restore_gc()
-        if worker is None or loop is None or ended is None:
+        self._change = change
+        if self.worker is None:
+            assert process is not None
+            self.worker = process.view
+            self._process = process
+            self._keeper = asyncio.create_task(self._keep(process), name="ssh-supervisor")
+            self._watch(self._keeper)
+        self.worker.config = change.config
+        if self._process is None:  # being started again: it will get the change
             return None
+        applied = self._process.send("commit", change)
 
         async def retire() -> None:
-            ended.cancel()  # the thread's end is expected now
             try:
-                if loop.alive:  # else its end was reported already (ended)
-                    await loop.run(worker.stop())
-            finally:
-                await loop.close()
+                await applied
+            except ConnectionError:
+                pass  # ended meanwhile: the next process gets the change
+            except RuntimeError as exc:
+                log.error("ssh worker could not apply the change", extra={"kv": {"err": exc}})
 
         return retire
 
-    def _restore_gc(self) -> None:
-        if self._gc_threshold is not None:
-            gc.set_threshold(*self._gc_threshold)
-            self._gc_threshold = None
+    def _detach(self) -> Callable[[], Awaitable[None]] | None:
+        """Synchronous: no worker from now on; returns what stops the process there was
+        (its connections closed, then its exit)."""
+        keeper, process = self._keeper, self._process
+        self.worker = self._process = self._keeper = self._change = None
+        if keeper is None:
+            return None
+        keeper.cancel()
+
+        async def retire() -> None:
+            await asyncio.gather(keeper, return_exceptions=True)
+            if process is not None:
+                await process.stop()
+            _drop_targets(self._registry)
+
+        return retire
+
+    def discard(self, process: WorkerProcess | None) -> None:
+        """A plan not committed: its process, if it made one, ends."""
+        if process is not None:
+            task = asyncio.create_task(process.stop())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _keep(self, process: WorkerProcess) -> None:
+        """Watches the process; when it ends (or stops answering and is killed), reports it
+        as a death and starts another with the last committed change, after a backoff."""
+        loop = asyncio.get_running_loop()
+        delay = RESTART_SECONDS
+        while True:
+            started = loop.time()
+            why = await self._until_ended(process)
+            self._process = None
+            view = process.view
+            view.forget_results()
+            _drop_targets(self._registry)
+            self._report(RuntimeError(f"the SSH worker process {why}"), DEATH)
+            if loop.time() - started > 60:
+                delay = RESTART_SECONDS
+            while True:
+                log.info("starting the SSH worker process again",
+                         extra={"kv": {"in_seconds": delay}})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_MAX_SECONDS)
+                try:
+                    process = await self._start(view)
+                except (OSError, RuntimeError) as exc:
+                    log.error("the SSH worker process could not be started",
+                              extra={"kv": {"err": exc}})
+                    continue
+                break
+            assert self._change is not None
+            process.send("commit", self._change)
+            self._process = process
+            self._recovered(DEATH)
+            log.info("ssh worker process started", extra={"kv": {"pid": process.pid}})
+
+    @staticmethod
+    async def _until_ended(process: WorkerProcess) -> str:
+        from agent.ssh.process import describe
+
+        ended = asyncio.ensure_future(process.ended())
+        while not ended.done():
+            await asyncio.wait({ended}, timeout=PING_SECONDS)
+            if not ended.done() and not await process.responsive(STUCK_SECONDS) \
+                    and not ended.done():
+                process.kill()
+                await ended
+                return f"stopped answering for {STUCK_SECONDS:g} s and was killed"
+        return describe(ended.result())
+
+    def _relay(self, name: str, kind: str | None, message: str, trace: str) -> None:
+        """A worker task's end, replayed as a task of this loop for `watch`."""
+        exc: BaseException
+        if kind is None:
+            exc = RuntimeError("returned")
+        else:
+            cls = getattr(builtins, kind, None)
+            exc = cls(message) if isinstance(cls, type) and issubclass(cls, Exception) \
+                else RuntimeError(f"{kind}: {message}")
+            exc.__cause__ = RemoteTraceback(trace)
+        self._report(exc, name)
+
+    def _report(self, exc: BaseException, name: str) -> None:
+        async def died() -> None:
+            raise exc
+
+        self._watch(asyncio.create_task(died(), name=name))
 
     async def run_on(self, target: str, command: str, timeout: float) -> Outcome:
         """A remediation action on a target, over the worker's connection to it."""
         from agent.remediation.actions import Outcome
 
-        if self.worker is None or self._loop is None:
+        if self._process is None:
             return Outcome(None, b"", b"", 0.0, "the SSH worker is not running")
-        return await self._loop.run(self.worker.run_on(target, command, timeout))
+        try:
+            outcome: Outcome = await self._process.call("run_on", target, command, timeout)
+        except (ConnectionError, RuntimeError) as exc:
+            return Outcome(None, b"", b"", 0.0, str(exc))
+        return outcome
 
     def check_success(self, target: str, check: str) -> bool | None:
         """The last result of a check on a target; None before the first or when unknown."""
         return self.worker.check_success(target, check) if self.worker is not None else None
 
     async def responsive(self, timeout: float) -> bool:
-        """False while the worker's loop is stuck or its thread gone (for the watchdog)."""
-        return self._loop is None or await self._loop.responsive(timeout)
+        """False while the worker process does not answer (for the watchdog); True while none
+        runs, or one is being started again."""
+        return self._process is None or await self._process.responsive(timeout)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def status(self) -> tuple[int, int] | None:
         """(targets up, targets) while the worker runs."""
         return self.worker.up_count() if self.worker is not None else None
 
 
-async def _watch_loop(loop: WorkerLoop, launched: concurrent.futures.Future[None]) -> None:
-    """Ends when the worker's launch failed or its loop's thread ended (either is a death
-    for the lifecycle, unless cancelled first by a stop)."""
-    await asyncio.wrap_future(launched)
-    await loop.ended()
+def _drop_targets(registry: Registry) -> None:
+    """The targets' series go (a worker process that ended can no longer vouch for them)."""
+    if registry.targets:
+        registry.update_targets([(name, None) for name in registry.targets])
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in the worker process, as text."""
+
+    def __init__(self, trace: str) -> None:
+        super().__init__(trace)
+
+    def __str__(self) -> str:
+        return f"\n\"\"\"\n{self.args[0]}\"\"\""
 
 
 class SshPlan:
-    """A prepared SSH change (see agent.lifecycle): start a worker, reconfigure the running
-    one, or stop it (worker None)."""
+    """A prepared SSH change (see agent.lifecycle): start a worker (with its process), reconfigure
+    the running one, or stop it (change None)."""
 
-    def __init__(self, supervisor: SshSupervisor, worker: SshWorker | None,
-                 change: Change | None) -> None:
+    def __init__(self, supervisor: SshSupervisor, change: Change | None,
+                 process: WorkerProcess | None) -> None:
         self._supervisor = supervisor
-        self._worker = worker
         self._change = change
+        self._process = process
         self._retire: Callable[[], Awaitable[None]] | None = None
 
     def commit(self) -> None:
-        self._retire = self._supervisor.commit(self._worker, self._change)
+        self._retire = self._supervisor.commit(self._change, self._process)
 
     def discard(self) -> None:
-        """Nothing prepared runs or holds a connection yet."""
+        """Nothing prepared runs or holds a connection: a process started for it ends."""
+        self._supervisor.discard(self._process)
 
     async def retire(self) -> None:
         if self._retire is not None:

@@ -176,3 +176,11 @@ def _first_of_each(targets: Iterable[Target]) -> list[Target]:
             continue
         seen[target.name] = target
     return list(seen.values())
+
+
+@dataclass(frozen=True)
+class Change:
+    """A prepared reconfiguration of the SSH worker: its config and the targets read for it."""
+
+    config: SshConfig
+    source: TargetSource

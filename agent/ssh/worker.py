@@ -36,7 +36,7 @@ from agent.ssh.connections import (
     close_connection,
 )
 from agent.ssh.remote_node import RemoteNode
-from agent.ssh.targets import Target, TargetSource
+from agent.ssh.targets import Change, Target, TargetSource
 
 if TYPE_CHECKING:
     import asyncssh
@@ -68,14 +68,6 @@ def connect_settings(config: SshConfig) -> ConnectSettings:
         connect_timeout=config.connect_timeout, login_timeout=config.login_timeout)
 
 
-@dataclass(frozen=True)
-class Change:
-    """A prepared reconfiguration of the worker: its config and the targets read for it."""
-
-    config: SshConfig
-    source: TargetSource
-
-
 # A stopped target: its task, cancelled, and its connection, to close once the task ended.
 _Detached = tuple["asyncio.Task[None] | None", "asyncssh.SSHClientConnection | None"]
 
@@ -103,6 +95,8 @@ class SshWorker:
         self._config = config
         self._watch = watch  # sees every long-lived task the worker starts
         self._registry = registry
+        # Told the targets whenever they change (the worker process sends them to the agent).
+        self.on_targets: Callable[[list[Target]], None] = lambda targets: None
         self._source = TargetSource(config)
         self._in_flight = asyncio.Semaphore(config.max_in_flight)
         self._pool = self._new_pool(config)
@@ -218,6 +212,7 @@ class SshWorker:
                                                      name=f"ssh:{name}")
                     self._watch(state.task)
         self._states = states
+        self.on_targets(self.targets())
         return stale
 
     def _detach(self, names: list[str]) -> list[_Detached]:
@@ -264,6 +259,13 @@ class SshWorker:
         state = self._states.get(name)
         result = state.checks.get(check) if state is not None else None
         return result.success if result is not None else None
+
+    def facts(self, name: str) -> tuple[bool, dict[str, bool]] | None:
+        """(up, each check's success) of the target's last round; None when unknown."""
+        state = self._states.get(name)
+        if state is None:
+            return None
+        return state.up, {check: result.success for check, result in state.checks.items()}
 
     def up_count(self) -> tuple[int, int]:
         return sum(state.up for state in self._states.values()), len(self._states)
