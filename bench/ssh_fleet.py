@@ -6,11 +6,12 @@ at a 60 s interval with its connections kept. Printed, against the same agent wi
 (measured first, in the same run):
 
 - seconds until every target is up (logged in, both checks succeeded);
-- agent RSS then (after the first round) and --settle seconds later;
-- steady-state CPU of the agent over the settle window (% of one core);
-- /metrics latency p50/p99 while rounds run (seconds in which the agent used > 20 % of a core)
-  and between rounds, against the SSH-off agent; /metrics size, plain and gzipped, and one
-  target's /probe body.
+- RSS then (after the first round) and --settle seconds later: the agent's process, its SSH
+  worker process and both together (and their PSS together: pages they share count once);
+- steady-state CPU over the settle window (% of one core), of each process and together;
+- /metrics latency p50/p99 while rounds run (seconds in which the agent and its worker used
+  > 20 % of a core) and between rounds, against the SSH-off agent; /metrics size, plain and
+  gzipped, and one target's /probe body.
 
 --where then runs the worker in process on a slice of the targets under tracemalloc and
 prints the memory per kept connection and the top allocation sites.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -83,21 +85,48 @@ def count_up(body: bytes, targets: int) -> int:
     return min(up, checks // len(CHECKS), targets)
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The agent's SSH worker process (none with SSH off)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"agent.ssh.child" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def pss_mb(pid: int) -> float:
+    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    match = re.search(r"^Pss:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def cpu_of(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 class Scraper:
     """Scrapes /metrics of both agents every `period` s in a thread (in alternating order);
     each pair is tagged with the SSH agent's CPU share over the second before it (above 20 %
     of a core: its rounds are running)."""
 
-    def __init__(self, busy_pid: int, ports: tuple[int, int], period: float = 0.25) -> None:
-        self.pid, self.ports, self.period = busy_pid, ports, period
+    def __init__(self, busy_pids: list[int], ports: tuple[int, int], period: float = 0.25
+                 ) -> None:
+        self.pids, self.ports, self.period = busy_pids, ports, period
         self.samples: list[tuple[float, float, float]] = []  # (off s, on s, CPU share)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        history: list[tuple[float, float]] = [(time.monotonic(), cpu_seconds(self.pid))]
+        history: list[tuple[float, float]] = [(time.monotonic(), cpu_of(self.pids))]
         while not self._stop.wait(self.period):
-            now, cpu = time.monotonic(), cpu_seconds(self.pid)
+            now, cpu = time.monotonic(), cpu_of(self.pids)
             history.append((now, cpu))
             past = next(h for h in reversed(history) if now - h[0] >= 1.0 or h is history[0])
             share = (cpu - past[1]) / max(now - past[0], 1e-3)
@@ -154,16 +183,22 @@ def run_agents(spec: dict[str, Any], directory: Path, settle: float
                 raise RuntimeError(f"only {count_up(body, targets)} of {targets} up")
             time.sleep(0.5)
         out["on"]["up_after"] = time.perf_counter() - start
-        cpu0 = {key: cpu_seconds(proc.pid) for key, (proc, _) in agents.items()}
+        pids = {key: [proc.pid, *worker_pids(proc.pid)] for key, (proc, _) in agents.items()}
+        if len(pids["on"]) != 2:
+            raise RuntimeError(f"expected one SSH worker process, found {pids['on'][1:]}")
+        cpu0 = {key: [cpu_seconds(pid) for pid in pids[key]] for key in agents}
         t0 = time.monotonic()
-        for key, (proc, _) in agents.items():
-            out[key]["rss_first"] = rss_mb(proc.pid)
-        with Scraper(agents["on"][0].pid, (agents["off"][1], on_port)) as scraper:
+        for key in agents:
+            out[key]["rss_first"] = [rss_mb(pid) for pid in pids[key]]
+        with Scraper(pids["on"], (agents["off"][1], on_port)) as scraper:
             time.sleep(settle)
-        for index, (key, (proc, port)) in enumerate(agents.items()):
+        for index, (key, (_, port)) in enumerate(agents.items()):
             figures = out[key]
-            figures["cpu"] = (cpu_seconds(proc.pid) - cpu0[key]) / (time.monotonic() - t0)
-            figures["rss_later"] = rss_mb(proc.pid)
+            took = time.monotonic() - t0
+            figures["cpu"] = [(cpu_seconds(pid) - before) / took
+                              for pid, before in zip(pids[key], cpu0[key], strict=True)]
+            figures["rss_later"] = [rss_mb(pid) for pid in pids[key]]
+            figures["pss_later"] = sum(pss_mb(pid) for pid in pids[key])
             figures["all"] = quantiles([s[index] for s in scraper.samples])
             busy = [s[index] for s in scraper.samples if s[2] > 0.2]
             quiet = [s[index] for s in scraper.samples if s[2] <= 0.2]
@@ -286,8 +321,13 @@ def main() -> int:
                 (f"RSS {args.settle:g} s later, MB", "rss_later", 1),
                 ("CPU, % of a core", "cpu", 100)]
         for label, key, scale in rows:
-            print(f"{label:<34}{off[key] * scale:>12.1f}{on[key] * scale:>12.1f}"
-                  f"{on[key] / off[key]:>9.1f}x")
+            total_off, total_on = sum(off[key]) * scale, sum(on[key]) * scale
+            print(f"{label:<34}{total_off:>12.1f}{total_on:>12.1f}{total_on / total_off:>9.1f}x")
+            print(f"{'  agent process / SSH worker':<34}{'':>12}"
+                  f"{on[key][0] * scale:>6.1f} / {on[key][1] * scale:.1f}")
+        print(f"{'PSS ' + format(args.settle, 'g') + ' s later (both), MB':<34}"
+              f"{off['pss_later']:>12.1f}{on['pss_later']:>12.1f}"
+              f"{on['pss_later'] / off['pss_later']:>9.1f}x")
         for span, name in (("busy", "while rounds run"), ("quiet", "between rounds"),
                            ("all", "overall")):
             for label, index in (("p50", 0), ("p99", 1)):

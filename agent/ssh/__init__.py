@@ -123,10 +123,10 @@ class SshSupervisor:
             self._process = process
             self._keeper = asyncio.create_task(self._keep(process), name="ssh-supervisor")
             self._watch(self._keeper)
-        self.worker.config = change.config
+        generation = self.worker.commit(change)
         if self._process is None:  # being started again: it will get the change
             return None
-        applied = self._process.send("commit", change)
+        applied = self._process.send("commit", change, generation)
 
         async def retire() -> None:
             try:
@@ -190,7 +190,7 @@ class SshSupervisor:
                     continue
                 break
             assert self._change is not None
-            process.send("commit", self._change)
+            process.send("commit", self._change, view.generation)
             self._process = process
             self._recovered(DEATH)
             log.info("ssh worker process started", extra={"kv": {"pid": process.pid}})

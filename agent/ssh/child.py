@@ -63,6 +63,7 @@ class Outbox:
         self._targets: list[Target] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._soon = False
+        self.generation = 0  # of the last change committed (see WorkerView.generation)
 
     def publish_target(self, target: TargetSnapshot) -> None:
         facts = self.worker.facts(target.name) if self.worker is not None else None
@@ -90,7 +91,7 @@ class Outbox:
         if self._pending or self._targets is not None:
             batch, targets = self._pending, self._targets
             self._pending, self._targets = [], None
-            self.send(("batch", batch, targets))
+            self.send(("batch", batch, targets, self.generation))
 
     def send(self, message: Any) -> None:
         if not self._writer.is_closing():
@@ -152,7 +153,7 @@ async def serve(sock: socket.socket) -> int:
             set_level(args[0])
             outbox.reply(seq, True, None)
         elif kind == "commit":
-            change = args[0]
+            change, outbox.generation = args
             if worker is None:
                 worker = SshWorker(change.config, outbox, outbox.watch)
                 worker.on_targets = outbox.targets_changed

@@ -25,7 +25,7 @@ from typing import Any
 from agent.config import SshConfig
 from agent.exposition.registry import Registry, TargetSnapshot
 from agent.ssh import MODULES, wire
-from agent.ssh.targets import Target
+from agent.ssh.targets import Change, Target
 
 log = logging.getLogger("hostagent.ssh")
 
@@ -44,6 +44,16 @@ class WorkerView:
         self.config = config  # the last committed
         self._targets: dict[str, Target] = {}
         self._facts: dict[str, tuple[bool, dict[str, bool]]] = {}
+        # Of the last commit: a target list the process sent before it had that commit is
+        # older than the commit's own list.
+        self.generation = 0
+
+    def commit(self, change: Change) -> int:
+        """The change's config and targets, at once; returns its generation."""
+        self.generation += 1
+        self.config = change.config
+        self._set_targets(change.source.targets)
+        return self.generation
 
     def targets(self) -> list[Target]:
         return list(self._targets.values())
@@ -63,15 +73,18 @@ class WorkerView:
         return facts[1].get(check) if facts is not None else None
 
     def apply(self, batch: list[tuple[str, TargetSnapshot | None, Any]],
-              targets: list[Target] | None) -> None:
+              targets: list[Target] | None, generation: int) -> None:
         for name, snapshot, facts in batch:
             if snapshot is None or facts is None:
                 self._facts.pop(name, None)
             else:
                 self._facts[name] = facts
-        if targets is not None:
-            self._targets = {target.name: target for target in targets}
-            self._facts = {name: f for name, f in self._facts.items() if name in self._targets}
+        if targets is not None and generation >= self.generation:
+            self._set_targets(targets)
+
+    def _set_targets(self, targets: list[Target]) -> None:
+        self._targets = {target.name: target for target in targets}
+        self._facts = {name: f for name, f in self._facts.items() if name in self._targets}
 
     def forget_results(self) -> None:
         """The worker process ended: no target is known up until the next one says so."""
@@ -148,8 +161,8 @@ class WorkerProcess:
                     break
                 kind = message[0]
                 if kind == "batch":
-                    _, batch, targets = message
-                    self.view.apply(batch, targets)
+                    _, batch, targets, generation = message
+                    self.view.apply(batch, targets, generation)
                     self._registry.update_targets([(name, snapshot)
                                                    for name, snapshot, _ in batch])
                 elif kind == "reply":
