@@ -178,10 +178,9 @@ class SshSupervisor:
             if loop.time() - started > 60:
                 delay = RESTART_SECONDS
             while True:
-                log.info("starting the SSH worker process again",
-                         extra={"kv": {"in_seconds": delay}})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RESTART_MAX_SECONDS)
+                log.info("starting the SSH worker process again")
                 try:
                     process = await self._start(view)
                 except (OSError, RuntimeError) as exc:
@@ -206,7 +205,7 @@ class SshSupervisor:
                     and not ended.done():
                 process.kill()
                 await ended
-                return f"stopped answering for {STUCK_SECONDS:g} s and was killed"
+                return f"did not answer for {STUCK_SECONDS:g} s and was killed"
         return describe(ended.result())
 
     def _relay(self, name: str, kind: str | None, message: str, trace: str) -> None:

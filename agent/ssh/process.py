@@ -238,10 +238,11 @@ class WorkerProcess:
 
 
 def describe(code: int | None) -> str:
+    """How a process ended, from its exit status."""
     if code is None:
-        return "running"
+        return "is running"
     if code < 0:
         with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"was killed by signal {-code}"
     return f"exited with status {code}"

@@ -73,8 +73,8 @@ _Detached = tuple["asyncio.Task[None] | None", "asyncssh.SSHClientConnection | N
 
 
 class Targets(Protocol):
-    """Where the targets' snapshots go: the Registry, or its Handoff from the worker's own
-    loop (agent.ssh.loop)."""
+    """Where the targets' snapshots go: the Registry, or in the worker process the Outbox
+    that sends them to the agent (agent.ssh.child)."""
 
     def publish_target(self, target: TargetSnapshot) -> None: ...
 
@@ -86,9 +86,8 @@ def _handshakes(config: SshConfig) -> int:
 
 
 class SshWorker:
-    """Runs on one event loop. _states and _config are replaced whole, never changed in
-    place, so readers on another thread (target, targets, up_count, check_success,
-    enabled_modules) always see one version of them."""
+    """Runs on one event loop (in the agent, that of its worker process: agent.ssh.child).
+    _states and _config are replaced whole, never changed in place."""
 
     def __init__(self, config: SshConfig, registry: Targets,
                  watch: Callable[[asyncio.Task[None]], None] = lambda task: None) -> None:
