@@ -137,7 +137,7 @@ async def test_a_reload_switches_targets_whole(ssh_lab: SshLab, tmp_path: Path) 
         path.write_text(yaml.safe_dump(data))
         await agent.reload()
         # Once the reload is done: the new target list, the old target's series gone.
-        status, text = await get(session, f"{base}/sd")
+        _, text = await get(session, f"{base}/sd")
         assert [group["targets"] for group in json.loads(text)] == [[second]]
         assert first not in agent.registry.targets
         assert (await get(session, f"{base}/probe?target={first}"))[0] == 404

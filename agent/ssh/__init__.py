@@ -14,10 +14,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from agent.config import SshConfig
-from agent.exposition.registry import Registry
-
 if TYPE_CHECKING:
+    from agent.config import SshConfig
+    from agent.exposition.registry import Registry
     from agent.remediation.actions import Outcome
     from agent.ssh.process import WorkerProcess, WorkerView
     from agent.ssh.targets import Change
@@ -126,7 +125,7 @@ class SshSupervisor:
         generation = self.worker.commit(change)
         if self._process is None:  # being started again: it will get the change
             return None
-        applied = self._process.send("commit", change, generation)
+        applied = self._process.send("commit", change.plain(), generation)
 
         async def retire() -> None:
             try:
@@ -189,7 +188,7 @@ class SshSupervisor:
                     continue
                 break
             assert self._change is not None
-            process.send("commit", self._change, view.generation)
+            process.send("commit", self._change.plain(), view.generation)
             self._process = process
             self._recovered(DEATH)
             log.info("ssh worker process started", extra={"kv": {"pid": process.pid}})

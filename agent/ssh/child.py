@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Coroutine
 from typing import Any
 
-from agent import logs, runloop
+from agent import logs, memory, runloop
 from agent.exposition.registry import TargetSnapshot
 from agent.remediation.actions import Outcome
 from agent.ssh import quiet_asyncssh, tune_gc, wire
@@ -95,6 +95,7 @@ class Outbox:
             batch, targets = self._pending, self._targets
             self._pending, self._targets = [], None
             self.send(("batch", batch, targets, self.generation))
+            memory.maybe_trim()  # a minute after the last: what rounds freed goes back
 
     def send(self, message: Any) -> None:
         if not self._writer.is_closing():
@@ -186,6 +187,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs.setup(level, fmt)
     set_level(level)
+    memory.tune()
     tune_gc()
     return runloop.run(serve(socket.socket(fileno=fd)))
 

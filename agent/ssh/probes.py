@@ -12,14 +12,17 @@ import asyncio
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.config import SshCheck
 from agent.exposition.compressed import CompressedFamilies
 from agent.matching import OutputMatcher
 from agent.ssh import remote_node
 from agent.ssh.connections import REASONS, ProbeError, Session
+
+if TYPE_CHECKING:
+    from agent.config import SshCheck
 
 NOOP = "exit 0"
 

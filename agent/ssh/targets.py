@@ -6,6 +6,7 @@ A target's name is the string as written (`db1`, `db1:2222`, `deploy@db1:2222`):
 
 from __future__ import annotations
 
+import copy
 import getpass
 import glob
 import hashlib
@@ -16,13 +17,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from agent.addresses import split_address
-from agent.config import SshConfig
 from agent.logs import kv
+
+if TYPE_CHECKING:
+    from agent.config import SshConfig
 
 log = logging.getLogger("hostagent.ssh")
 
@@ -184,3 +188,24 @@ class Change:
 
     config: SshConfig
     source: TargetSource
+
+    def plain(self) -> Change:
+        """The change as it crosses to the worker process: its config (the source's too)
+        as plain(config), so that process never loads the configuration's models."""
+        config: Any = plain(self.config)
+        source = copy.copy(self.source)
+        source._config = config
+        return Change(config, source)
+
+
+def plain(value: Any) -> Any:
+    """A settings model as nested namespaces with the same attributes (lists, dicts and
+    values kept as they are)."""
+    fields = getattr(type(value), "model_fields", None)
+    if isinstance(fields, dict):
+        return SimpleNamespace(**{name: plain(getattr(value, name)) for name in fields})
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value

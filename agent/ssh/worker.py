@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client.metrics_core import Metric
 
-from agent.config import SshConfig
 from agent.exposition.compressed import CompressedFamilies
 from agent.exposition.registry import TargetSnapshot
 from agent.logs import kv
@@ -40,6 +39,8 @@ from agent.ssh.targets import Change, Target, TargetSource
 
 if TYPE_CHECKING:
     import asyncssh
+
+    from agent.config import SshConfig
 
 log = logging.getLogger("hostagent.ssh")
 
