@@ -2,16 +2,17 @@
 
 Real OpenSSH sshd processes on loopback (16 `ListenAddress` ports each, the most sshd allows),
 an unprivileged /bin/sh user (as bench/ssh.py); the agent runs the node module and two checks
-at a 60 s interval with its connections kept. Printed, against the same agent with SSH off
-(measured first, in the same run):
+at a 60 s interval with its connections kept. Printed, against the same agent with SSH off,
+run side by side (and, for /metrics latency, also against an SSH-off agent serving as many
+bytes: a textfile holding the SSH agent's hostagent_ssh_* families, renamed):
 
 - seconds until every target is up (logged in, both checks succeeded);
 - RSS then (after the first round) and --settle seconds later: the agent's process, its SSH
   worker process and both together (and their PSS together: pages they share count once);
 - steady-state CPU over the settle window (% of one core), of each process and together;
 - /metrics latency p50/p99 while rounds run (seconds in which the agent and its worker used
-  > 20 % of a core) and between rounds, against the SSH-off agent; /metrics size, plain and
-  gzipped, and one target's /probe body.
+  > 20 % of a core) and between rounds, against both SSH-off agents; /metrics size, plain
+  and gzipped, and one target's /probe body.
 
 --where then runs the worker in process on a slice of the targets under tracemalloc and
 prints the memory per kept connection and the top allocation sites.
@@ -112,14 +113,14 @@ def cpu_of(pids: list[int]) -> float:
 
 
 class Scraper:
-    """Scrapes /metrics of both agents every `period` s in a thread (in alternating order);
-    each pair is tagged with the SSH agent's CPU share over the second before it (above 20 %
-    of a core: its rounds are running)."""
+    """Scrapes /metrics of every agent every `period` s in a thread (in rotating order); each
+    set is tagged with the SSH agent's CPU share over the second before it (above 20 % of a
+    core: its rounds are running)."""
 
-    def __init__(self, busy_pids: list[int], ports: tuple[int, int], period: float = 0.25
+    def __init__(self, busy_pids: list[int], ports: list[int], period: float = 0.25
                  ) -> None:
         self.pids, self.ports, self.period = busy_pids, ports, period
-        self.samples: list[tuple[float, float, float]] = []  # (off s, on s, CPU share)
+        self.samples: list[tuple[float, ...]] = []  # (seconds of each port..., CPU share)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -130,9 +131,10 @@ class Scraper:
             history.append((now, cpu))
             past = next(h for h in reversed(history) if now - h[0] >= 1.0 or h is history[0])
             share = (cpu - past[1]) / max(now - past[0], 1e-3)
-            order = self.ports if len(self.samples) % 2 == 0 else self.ports[::-1]
+            turn = len(self.samples) % len(self.ports)
+            order = self.ports[turn:] + self.ports[:turn]
             took = {port: get(port, "/metrics")[0] for port in order}
-            self.samples.append((took[self.ports[0]], took[self.ports[1]], share))
+            self.samples.append((*(took[port] for port in self.ports), share))
             del history[:-16]
 
     def __enter__(self) -> Scraper:
@@ -151,25 +153,47 @@ def quantiles(latencies: list[float]) -> tuple[float, float]:
     return statistics.median(latencies), cuts[98]
 
 
-def start_agent(spec: dict[str, Any], directory: Path, ssh: bool
-                ) -> tuple[subprocess.Popen[bytes], int]:
+def start_agent(spec: dict[str, Any], directory: Path, ssh: bool, name: str,
+                textfiles: Path | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    config = directory / f"agent-{ssh}.yml"
-    config.write_text(json.dumps({"web": {"listen_address": f"127.0.0.1:{port}"},
-                                  "ssh": ssh_section(spec, ssh)}))
+    config = directory / f"agent-{name}.yml"
+    settings: dict[str, Any] = {"web": {"listen_address": f"127.0.0.1:{port}"},
+                                "ssh": ssh_section(spec, ssh)}
+    if textfiles is not None:
+        settings["collectors"] = {"textfile": {"directory": str(textfiles), "interval": 5}}
+    config.write_text(json.dumps(settings))
     return subprocess.Popen([sys.executable, "-m", "agent", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=ROOT), port
 
 
+def same_size(on_port: int, same_port: int, textfiles: Path) -> None:
+    """Gives the `same` agent a /metrics of the SSH agent's size and shape: its hostagent_ssh_*
+    families, renamed, as a textfile."""
+    _, body = get(on_port, "/metrics")
+    lines = [line.replace("hostagent_ssh_", "bench_copy_ssh_")
+             for line in body.decode().splitlines() if "hostagent_ssh_" in line]
+    (textfiles / "copy.prom").write_text("\n".join(lines) + "\n")
+    deadline = time.monotonic() + 120
+    while len(get(same_port, "/metrics")[1]) < 0.95 * len(body):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the textfile did not reach the SSH-off agent's /metrics")
+        time.sleep(0.5)
+
+
 def run_agents(spec: dict[str, Any], directory: Path, settle: float
                ) -> dict[str, dict[str, Any]]:
-    """The agent with SSH off and the same agent with SSH on, run side by side: the SSH-off
-    one sees the same machine (sshd forking sessions on the same CPUs) without the rounds."""
+    """The agent with SSH off, the same with SSH off and a textfile making its /metrics as
+    large as the SSH agent's (same families, renamed), and the agent with SSH on, run side by
+    side: the SSH-off ones see the same machine (sshd forking sessions on the same CPUs)
+    without the rounds; the second serves as many bytes as the SSH agent."""
     targets = len(spec["targets"])
-    agents = {"off": start_agent(spec, directory, ssh=False),
-              "on": start_agent(spec, directory, ssh=True)}
-    out: dict[str, dict[str, Any]] = {"off": {}, "on": {}}
+    textfiles = directory / "textfiles"
+    textfiles.mkdir()
+    agents = {"off": start_agent(spec, directory, False, "off"),
+              "same": start_agent(spec, directory, False, "same", textfiles),
+              "on": start_agent(spec, directory, True, "on")}
+    out: dict[str, dict[str, Any]] = {key: {} for key in agents}
     try:
         start = time.perf_counter()
         for _, port in agents.values():
@@ -183,6 +207,7 @@ def run_agents(spec: dict[str, Any], directory: Path, settle: float
                 raise RuntimeError(f"only {count_up(body, targets)} of {targets} up")
             time.sleep(0.5)
         out["on"]["up_after"] = time.perf_counter() - start
+        same_size(on_port, agents["same"][1], textfiles)
         pids = {key: [proc.pid, *worker_pids(proc.pid)] for key, (proc, _) in agents.items()}
         if len(pids["on"]) != 2:
             raise RuntimeError(f"expected one SSH worker process, found {pids['on'][1:]}")
@@ -190,7 +215,7 @@ def run_agents(spec: dict[str, Any], directory: Path, settle: float
         t0 = time.monotonic()
         for key in agents:
             out[key]["rss_first"] = [rss_mb(pid) for pid in pids[key]]
-        with Scraper(pids["on"], (agents["off"][1], on_port)) as scraper:
+        with Scraper(pids["on"], [port for _, port in agents.values()]) as scraper:
             time.sleep(settle)
         for index, (key, (_, port)) in enumerate(agents.items()):
             figures = out[key]
@@ -200,8 +225,8 @@ def run_agents(spec: dict[str, Any], directory: Path, settle: float
             figures["rss_later"] = [rss_mb(pid) for pid in pids[key]]
             figures["pss_later"] = sum(pss_mb(pid) for pid in pids[key])
             figures["all"] = quantiles([s[index] for s in scraper.samples])
-            busy = [s[index] for s in scraper.samples if s[2] > 0.2]
-            quiet = [s[index] for s in scraper.samples if s[2] <= 0.2]
+            busy = [s[index] for s in scraper.samples if s[-1] > 0.2]
+            quiet = [s[index] for s in scraper.samples if s[-1] <= 0.2]
             figures["busy"], figures["quiet"] = quantiles(busy), quantiles(quiet)
             figures["busy_n"], figures["quiet_n"] = len(busy), len(quiet)
             _, body = get(port, "/metrics")
@@ -314,9 +339,10 @@ def main() -> int:
               f"{len(CHECKS)} checks every {INTERVAL:g} s, connections kept, "
               f"{args.max_in_flight} in flight; {note}")
         figures = run_agents(spec, directory, args.settle)
-        off, on = figures["off"], figures["on"]
+        off, same, on = figures["off"], figures["same"], figures["on"]
         print(f"\nevery target up {on['up_after']:.1f} s after start")
-        print(f"{'figure':<34}{'SSH off':>12}{'SSH on':>12}{'on / off':>10}")
+        print(f"{'figure':<34}{'SSH off':>12}{'SSH on':>12}{'on / off':>10}"
+              f"{'off, same size':>16}{'on / it':>9}")
         rows = [("RSS after the first round, MB", "rss_first", 1),
                 (f"RSS {args.settle:g} s later, MB", "rss_later", 1),
                 ("CPU, % of a core", "cpu", 100)]
@@ -333,10 +359,13 @@ def main() -> int:
             for label, index in (("p50", 0), ("p99", 1)):
                 print(f"{'/metrics ' + label + ', ' + name + ', ms':<34}"
                       f"{off[span][index] * 1e3:>12.2f}{on[span][index] * 1e3:>12.2f}"
-                      f"{on[span][index] / off[span][index]:>9.1f}x")
+                      f"{on[span][index] / off[span][index]:>9.1f}x"
+                      f"{same[span][index] * 1e3:>16.2f}"
+                      f"{on[span][index] / same[span][index]:>8.1f}x")
         print(f"(scrapes: {on['busy_n']} while rounds run, {on['quiet_n']} between rounds, "
               f"each agent)")
-        print(f"/metrics size: {off['size'] / 1e3:.1f} kB off, {on['size'] / 1e3:.1f} kB on "
+        print(f"/metrics size: {off['size'] / 1e3:.1f} kB off, {same['size'] / 1e3:.1f} kB "
+              f"off with the same size, {on['size'] / 1e3:.1f} kB on "
               f"({on['gzipped'] / 1e3:.1f} kB gzipped); /probe of one target "
               f"{on['probe'] / 1e3:.1f} kB")
         if args.where:
