@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,28 @@ def test_the_agent_process_never_loads_asyncssh(ssh_lab: SshLab, tmp_path: Path)
     assert len(warned) == 1 and warned[0].startswith("ts=") and "level=warning" in warned[0]
 
 
+def test_the_worker_process_dies_with_the_agent(ssh_lab: SshLab, tmp_path: Path) -> None:
+    path = tmp_path / "hostagent.yml"
+    path.write_text(yaml.safe_dump(agent_config(ssh_lab, ["127.0.0.1:1"])))
+    script = STARTED.replace("while self.ssh.status() != (1, 1):", "while False:").replace(
+        "self.request_stop()", "await asyncio.sleep(60)")
+    agent = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert agent.stdout is not None
+        worker = json.loads(agent.stdout.readline())["worker"]
+        assert not gone(worker)
+        agent.kill()
+        agent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while not gone(worker):
+            assert time.monotonic() < deadline, "the worker process outlived the agent"
+            time.sleep(0.05)
+    finally:
+        agent.kill()
+        agent.wait(timeout=30)
+
+
 async def test_a_reload_switches_targets_whole(ssh_lab: SshLab, tmp_path: Path) -> None:
     sshd = ssh_lab.server(ports=2)
     first, second = (f"127.0.0.1:{port}" for port in sshd.ports)
@@ -218,3 +241,14 @@ async def test_a_stopped_worker_process_is_seen(ssh_lab: SshLab) -> None:
         await ssh.stop()
     assert gone(pid) and ssh.pid is None
     assert await ssh.responsive(0.2), "no worker: nothing to wait for"
+
+
+def test_the_worker_process_loads_no_settings_models() -> None:
+    """Its memory: the configuration and collector settings models (pydantic) stay in the
+    agent; what the worker needs of them crosses as plain values."""
+    code = ("import sys, agent.ssh.child; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('pydantic', 'aiohttp') or m in ('agent.config', 'agent.collectors.catalog')))")
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

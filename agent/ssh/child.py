@@ -7,7 +7,8 @@ that work held the interpreter lock against the threads answering scrapes: with 
 /metrics p99 while rounds ran was 2.6-2.9x the SSH-off agent's. Here it shares only the CPUs.
 
 The process dies with the agent (PR_SET_PDEATHSIG, and the end of its socket) and ignores
-SIGINT (a Ctrl-C in a terminal reaches the whole process group: the agent stops it in order).
+SIGINT and SIGTERM (a Ctrl-C in a terminal reaches the whole process group, systemd signals
+the whole unit: the agent then stops it in order, its connections closed).
 Its log lines go to the same stderr, in the agent's format and at its level.
 """
 
@@ -184,7 +185,10 @@ async def serve(sock: socket.socket) -> int:
 def main(argv: list[str]) -> int:
     fd, parent, level, fmt = int(argv[0]), int(argv[1]), argv[2], argv[3]
     die_with_parent(parent)
+    # The agent stops it in order (its connections closed) when it stops itself: a SIGINT
+    # from a terminal or systemd's SIGTERM to the whole unit is for the agent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logs.setup(level, fmt)
     set_level(level)
     memory.tune()

@@ -118,6 +118,8 @@ class WorkerProcess:
         self._died = died
         ours, theirs = socket.socketpair()
         level, fmt = _log_settings()
+        # Started from the agent's loop thread, which lives as long as the agent: the
+        # child's PR_SET_PDEATHSIG fires when the thread that started it ends.
         try:
             self.process = subprocess.Popen(
                 [*command, str(theirs.fileno()), str(os.getpid()), level, fmt],
@@ -146,6 +148,7 @@ class WorkerProcess:
             if kind != "hello":
                 raise RuntimeError(f"unexpected first message {kind!r}")
         except (TimeoutError, EOFError, RuntimeError, ValueError) as exc:
+            self._writer.close()
             self.kill()
             code = await asyncio.to_thread(self.process.wait)
             why = "no answer" if isinstance(exc, TimeoutError) else describe(code)
@@ -198,6 +201,9 @@ class WorkerProcess:
     def send(self, kind: str, *args: Any) -> asyncio.Future[Any]:
         """Sends a request; the future is its reply (ConnectionError if the child ends)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # Not every reply is awaited (a change committed at start): an ended process's
+        # ConnectionError is then no "exception never retrieved".
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
         if self._writer is None or self._writer.is_closing():
             future.set_exception(ConnectionError("the SSH worker process ended"))
             return future

@@ -14,10 +14,10 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.catalog import DiskstatsSettings, FilesystemSettings
 from agent.collectors.common import DeviceFilter
 from agent.collectors.cpu import CpuTimes, cpu_families, keep_monotonic, parse_stat_cpus
 from agent.collectors.diskstats import diskstats_families, parse_diskstats
@@ -73,17 +73,36 @@ def parse_df(text: str) -> dict[str, tuple[int, int, int]]:
     return rows
 
 
+@dataclass(frozen=True)
+class NodeFilters:
+    """The local collectors' default device, mount point and filesystem type filters."""
+
+    device_include: str | None
+    device_exclude: str | None
+    mount_points_exclude: str
+    fs_types_exclude: str
+
+    @classmethod
+    def defaults(cls) -> NodeFilters:
+        # The settings models (pydantic, every collector's) are loaded here, not with the
+        # module: the SSH worker process gets these values from the agent instead.
+        from agent.collectors.catalog import DiskstatsSettings, FilesystemSettings
+
+        disks, fs = DiskstatsSettings(), FilesystemSettings()
+        return cls(disks.device_include, disks.device_exclude, fs.mount_points_exclude,
+                   fs.fs_types_exclude)
+
+
 class RemoteNode:
     """Turns one target's command output into node_* families. Keeps the CPU counters of the
     previous round, so they never go backwards (as the local cpu collector does)."""
 
-    def __init__(self) -> None:
+    def __init__(self, filters: NodeFilters | None = None) -> None:
         self._cpus: dict[str, CpuTimes] = {}
-        disks = DiskstatsSettings()
-        self._disk_filter = DeviceFilter(disks.device_include, disks.device_exclude)
-        fs = FilesystemSettings()
-        self._mount_points_exclude = re.compile(fs.mount_points_exclude)
-        self._fs_types_exclude = re.compile(fs.fs_types_exclude)
+        filters = filters or NodeFilters.defaults()
+        self._disk_filter = DeviceFilter(filters.device_include, filters.device_exclude)
+        self._mount_points_exclude = re.compile(filters.mount_points_exclude)
+        self._fs_types_exclude = re.compile(filters.fs_types_exclude)
 
     def families(self, sections: Mapping[str, str]) -> list[Metric]:
         """Raises ValueError when an essential source is missing or a source is malformed."""

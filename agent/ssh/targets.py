@@ -191,8 +191,12 @@ class Change:
 
     def plain(self) -> Change:
         """The change as it crosses to the worker process: its config (the source's too)
-        as plain(config), so that process never loads the configuration's models."""
+        as plain(config), with the node module's filters, so that process never loads the
+        configuration's and the collectors' settings models."""
+        from agent.ssh.remote_node import NodeFilters
+
         config: Any = plain(self.config)
+        config.node_filters = NodeFilters.defaults()
         source = copy.copy(self.source)
         source._config = config
         return Change(config, source)

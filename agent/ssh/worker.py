@@ -34,7 +34,7 @@ from agent.ssh.connections import (
     Session,
     close_connection,
 )
-from agent.ssh.remote_node import RemoteNode
+from agent.ssh.remote_node import NodeFilters, RemoteNode
 from agent.ssh.targets import Change, Target, TargetSource
 
 if TYPE_CHECKING:
@@ -101,6 +101,9 @@ class SshWorker:
         self._in_flight = asyncio.Semaphore(config.max_in_flight)
         self._pool = self._new_pool(config)
         self._states: dict[str, _State] = {}
+        # Given by the agent to its worker process (see Change.plain), else the defaults.
+        self._node_filters: NodeFilters = getattr(config, "node_filters", None) \
+            or NodeFilters.defaults()
         self._refresher: asyncio.Task[None] | None = None
         self._rounds = True
         self._sync_lock = asyncio.Lock()
@@ -206,7 +209,7 @@ class SshWorker:
         states = dict(self._states)
         for name, target in wanted.items():
             if name not in states:
-                state = states[name] = _State(target)
+                state = states[name] = _State(target, remote=RemoteNode(self._node_filters))
                 if self._rounds:
                     state.task = asyncio.create_task(self._target_loop(state),
                                                      name=f"ssh:{name}")
