@@ -1,5 +1,5 @@
-"""The SSH worker's process: `python -P -m agent.ssh.child FD PARENT_PID LEVEL FORMAT`, started
-by the agent (agent.ssh.process) with FD one end of a socketpair.
+"""The SSH worker's process: main(FD, PARENT_PID, LEVEL, FORMAT), started by the agent
+(agent.ssh.process.COMMAND) with FD one end of a socketpair.
 
 asyncssh does its per-packet work (framing, cipher calls, one send() per packet) in the
 process that owns the connection. In the agent's process, even on an event loop of its own,
@@ -189,9 +189,9 @@ def main(argv: list[str]) -> int:
     # from a terminal or systemd's SIGTERM to the whole unit is for the agent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    memory.tune()  # before the first thread (the log writer's), as the agent does
     logs.setup(level, fmt)
     set_level(level)
-    memory.tune()
     tune_gc()
     return runloop.run(serve(socket.socket(fileno=fd)))
 
