@@ -146,6 +146,17 @@ class Scraper:
         self._thread.join(timeout=60)
 
 
+def gc_pauses(body: bytes) -> dict[str, tuple[float, float]]:
+    """(collections, seconds) per generation over the agent's life, from its /metrics."""
+    found: dict[str, list[float]] = {}
+    for line in body.decode().splitlines():
+        for part, index in (("_count{", 0), ("_sum{", 1)):
+            if line.startswith("hostagent_gc_pause_seconds" + part):
+                generation = line.split('generation="', 1)[1].split('"', 1)[0]
+                found.setdefault(generation, [0.0, 0.0])[index] = float(line.rsplit(" ", 1)[1])
+    return {generation: (count, total) for generation, (count, total) in found.items()}
+
+
 def quantiles(latencies: list[float]) -> tuple[float, float]:
     if len(latencies) < 2:
         return (latencies[0] if latencies else float("nan"),) * 2
@@ -232,6 +243,7 @@ def run_agents(spec: dict[str, Any], directory: Path, settle: float
             _, body = get(port, "/metrics")
             _, zipped = get(port, "/metrics", gzipped=True)
             figures["size"], figures["gzipped"] = len(body), len(zipped)
+            figures["gc"] = gc_pauses(body)
         _, probe = get(on_port, f"/probe?target={spec['targets'][0]}")
         out["on"]["probe"] = len(probe)
         _, body = get(on_port, "/metrics")
@@ -365,6 +377,10 @@ def main() -> int:
                       f"{on[span][index] / same[span][index]:>8.1f}x")
         print(f"(scrapes: {on['busy_n']} while rounds run, {on['quiet_n']} between rounds, "
               f"each agent)")
+        for key, name in (("off", "SSH off"), ("same", "off, same size"), ("on", "SSH on")):
+            pauses = ", ".join(f"gen {generation}: {count:.0f} in {total * 1e3:.0f} ms"
+                               for generation, (count, total) in sorted(figures[key]["gc"].items()))
+            print(f"garbage collections since start, {name}: {pauses}")
         print(f"/metrics size: {off['size'] / 1e3:.1f} kB off, {same['size'] / 1e3:.1f} kB "
               f"off with the same size, {on['size'] / 1e3:.1f} kB on "
               f"({on['gzipped'] / 1e3:.1f} kB gzipped); /probe of one target "

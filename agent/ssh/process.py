@@ -140,7 +140,6 @@ class WorkerProcess:
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._seq = itertools.count()
         self._reader: asyncio.Task[int] | None = None
-        self.stopping = False
 
     @property
     def pid(self) -> int:
@@ -231,7 +230,6 @@ class WorkerProcess:
 
     async def stop(self) -> None:
         """Asks it to close its connections and exit; kills it after STOP_SECONDS."""
-        self.stopping = True
         with contextlib.suppress(TimeoutError, ConnectionError):
             await asyncio.wait_for(self.send("stop"), STOP_SECONDS)
         if self._reader is None:
