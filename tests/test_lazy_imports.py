@@ -50,7 +50,7 @@ OPTIONAL = ("asyncssh", "bcrypt", "regex", "agent.ssh.worker", "agent.ssh.connec
             "agent.relay.server", "agent.relay.delivery", "agent.profiling.web",
             # the dependencies' parts a server never uses (agent.deferred)
             "aiohttp.client", "aiohttp.connector", "prometheus_client.exposition",
-            "frozenlist._frozenlist",
+            "frozenlist._frozenlist", "pickle", "logging.handlers",
             "yaml")  # no configuration file
 
 

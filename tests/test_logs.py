@@ -171,3 +171,14 @@ def test_a_traceback_crosses_the_queue_as_the_exc_field() -> None:
     queued = writer.prepare(rec)
     line = LogfmtFormatter().format(queued)
     assert 'msg="died x"' in line and "exc=" in line and "ValueError: boom" in line
+
+
+def test_what_is_queued_at_exit_is_written_in_order() -> None:
+    code = ("import logging; from agent import logs; logs.setup('info')\n"
+            "for n in range(500):\n"
+            "    logging.getLogger('t').warning(f'line {n}')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=30)
+    lines = out.stderr.splitlines()
+    assert [line.rpartition("msg=")[2] for line in lines] == \
+        [f'"line {n}"' for n in range(500)], out.stderr[-500:]

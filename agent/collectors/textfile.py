@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 import stat
 import subprocess
@@ -285,6 +284,8 @@ def parse_in_child(raw: bytes, timeout: float) -> list[Metric]:
                     extra=kv(status=done.returncode,
                              err=done.stderr.decode(errors="replace").strip()[-200:]))
         return parse_packed(raw)
+    import pickle  # here: an agent without large textfiles never loads it
+
     families: list[Metric] = pickle.loads(done.stdout)  # made by this very module
     return families
 
@@ -406,6 +407,8 @@ def _child() -> int:
     except ValueError as exc:  # TextfileError, or not UTF-8
         sys.stderr.write(str(exc))
         return _REFUSED
+    import pickle
+
     sys.stdout.buffer.write(pickle.dumps(families, pickle.HIGHEST_PROTOCOL))
     return 0
 

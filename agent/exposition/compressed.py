@@ -11,7 +11,6 @@ families it built itself.
 
 from __future__ import annotations
 
-import pickle
 import zlib
 from collections.abc import Iterable
 
@@ -24,10 +23,14 @@ class CompressedFamilies:
     __slots__ = ("_data",)
 
     def __init__(self, families: Iterable[Metric]) -> None:
+        import pickle  # here: a default agent (no SSH) never compresses families
+
         self._data = zlib.compress(pickle.dumps(list(families), pickle.HIGHEST_PROTOCOL), LEVEL)
 
     def unpack(self) -> list[Metric]:
         """New objects on every call: callers may label or change them freely."""
+        import pickle
+
         families: list[Metric] = pickle.loads(zlib.decompress(self._data))
         return families
 
