@@ -1,6 +1,7 @@
 """hostagent: a host metrics agent with scheduled collectors and pre-rendered exposition."""
 
 import importlib.metadata
+import sys
 
 from agent.deferred import defer_init, import_pure_python
 
@@ -14,6 +15,11 @@ def _defer_dependency_inits() -> None:
     # frozen at start-up, never touched per request: the compiled FrozenList would cost
     # ~1 MB of RSS (its extension and the Cython runtime it brings) for nothing.
     import_pure_python("frozenlist", "FROZENLIST_NO_EXTENSIONS")
+    # aiohttp.web imports its websocket support; its compiled reader and mask are extension
+    # modules of their own (~0.25 MB). The agent serves no websocket: blocked, aiohttp falls
+    # back on its pure-Python ones (as where they were not built).
+    for extension in ("aiohttp._websocket.reader_c", "aiohttp._websocket.mask"):
+        sys.modules.setdefault(extension, None)  # type: ignore[arg-type]  # None: blocked
     try:
         aiohttp_version = importlib.metadata.version("aiohttp")  # aiohttp.http imports it
     except importlib.metadata.PackageNotFoundError:

@@ -26,6 +26,9 @@ def test_the_server_side_loads_alone_and_the_rest_on_first_use() -> None:
 
         deferred = ("aiohttp.client", "aiohttp.connector", "prometheus_client.exposition")
         assert not any(name in sys.modules for name in deferred), sys.modules.keys()
+        # the websocket reader is aiohttp's pure-Python one (its compiled one is blocked)
+        from aiohttp._websocket.reader import WebSocketReader
+        assert WebSocketReader.__module__ == "aiohttp._websocket.reader_py"
         assert aiohttp.__version__ == importlib.metadata.version("aiohttp")
         # a submodule not imported yet comes alone, as attribute and in a from-import
         assert aiohttp.formdata.FormData and "aiohttp.client" not in sys.modules

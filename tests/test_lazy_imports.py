@@ -37,7 +37,8 @@ STARTED_MODULES = textwrap.dedent("""
 
         built = {m.__qualname__ for m in models(BaseModel)
                  if m.__module__.startswith("agent.") and m.__pydantic_complete__}
-        print(json.dumps({"modules": sorted(sys.modules), "built": sorted(built)}), flush=True)
+        loaded = [name for name, module in sys.modules.items() if module is not None]
+        print(json.dumps({"modules": sorted(loaded), "built": sorted(built)}), flush=True)
         self.request_stop()
 
     Agent._start = started
@@ -51,6 +52,7 @@ OPTIONAL = ("asyncssh", "bcrypt", "regex", "agent.ssh.worker", "agent.ssh.connec
             # the dependencies' parts a server never uses (agent.deferred)
             "aiohttp.client", "aiohttp.connector", "prometheus_client.exposition",
             "frozenlist._frozenlist", "pickle", "logging.handlers",
+            "aiohttp._websocket.reader_c", "aiohttp._websocket.mask",
             "yaml")  # no configuration file
 
 
