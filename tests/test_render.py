@@ -267,6 +267,59 @@ def test_runtime_families_equal_prometheus_clients_collectors(tmp_path) -> None:
     assert list(families.collect())[7] is not ours[7]
 
 
+def test_changed_values_of_the_same_series_are_written_without_encoding_again(
+        monkeypatch) -> None:
+    """Most families that change between ticks keep their series and change values: their
+    OpenMetrics lines are the previous ones with the values written anew, byte for byte what
+    a full encoding gives; new series, a new header or labels fall back to it."""
+    import random
+
+    import agent.exposition.encoding as encoding_module
+    from agent.exposition.encoding import FamilyEncoder
+    from agent.exposition.formats import encode
+
+    encoded: list[str] = []
+    real = encoding_module.encode
+
+    def counting(families, fmt):  # type: ignore[no-untyped-def]
+        families = list(families)
+        encoded.extend(f"{f.name}:{fmt}" for f in families)
+        return real(families, fmt)
+
+    monkeypatch.setattr(encoding_module, "encode", counting)
+    rng = random.Random(7)
+    values = [0.0, 1.0, -1.0, 1e21, 2.5e-7, float("inf"), float("nan"), 123456789.0, 0.1]
+
+    def tick(devices: list[str], documentation: str = "Bytes read.") -> list:  # type: ignore[type-arg]
+        read = CounterMetricFamily("disk_read_bytes", documentation, labels=["device", "mode"])
+        for device in devices:
+            read.add_metric([device, 'a "b"\\c\n'], rng.choice(values) + rng.random())
+        temp = GaugeMetricFamily("temperature_celsius", "Temperature.", unit="celsius",
+                                 labels=["chip"])
+        temp.add_metric(["cpu 0"], rng.choice(values))
+        return [read, temp, GaugeMetricFamily("up", "Up.", value=rng.choice(values))]
+
+    encoder = FamilyEncoder()
+    for devices, documentation, full in (
+            (["sda", "sdb"], "Bytes read.", 3),
+            (["sda", "sdb"], "Bytes read.", 0),
+            (["sda", "sdb"], "Bytes read.", 0),
+            (["sda", "sdc"], "Bytes read.", 1),  # another series: encoded again
+            (["sda", "sdc"], "Read.", 1),  # another header
+            (["sda", "sdc"], "Read.", 0)):
+        encoded.clear()
+        families = tick(devices, documentation)
+        got = encoder.encode(families, [OPENMETRICS, TEXT])
+        assert len([c for c in encoded if c.endswith(OPENMETRICS)]) == full, encoded
+        for family in families:
+            for fmt in (OPENMETRICS, TEXT):
+                assert got[family.name][fmt].whole == encode([family], fmt)
+                whole, samples = got[family.name][fmt]
+                header = whole[:len(whole) - len(samples)]
+                assert whole.endswith(samples) and all(
+                    line.startswith(b"# ") for line in header.splitlines())
+
+
 def test_family_encoder_reencodes_only_changed_families(monkeypatch) -> None:
     import agent.exposition.encoding as registry_module
     from agent.exposition.encoding import Encoded, FamilyEncoder

@@ -44,6 +44,11 @@ def _go_float(value: float) -> str:
     return text
 
 
+def value_text(value: float | None) -> str:
+    """A sample's value as its line carries it."""
+    return "" if value is None else _go_float(value)
+
+
 def _plain(family: Metric) -> bool:
     return all(s.exemplar is None and s.native_histogram is None for s in family.samples)
 
@@ -80,7 +85,7 @@ def encode_openmetrics(families: Iterable[Metric]) -> bytes:
                 head = f"{_sample_name(sample.name)}{{{pairs}}}"
             else:
                 head = _sample_name(sample.name)
-            value = "" if sample.value is None else _go_float(sample.value)
+            value = value_text(sample.value)
             stamp = "" if sample.timestamp is None else f" {sample.timestamp}"
             out.append(f"{head} {value}{stamp}\n")
     return "".join(out).encode()
