@@ -320,6 +320,33 @@ def test_changed_values_of_the_same_series_are_written_without_encoding_again(
                     line.startswith(b"# ") for line in header.splitlines())
 
 
+def test_collector_families_unchanged_since_the_last_render_are_the_same_objects() -> None:
+    """The agent's per-collector families are built every render; those whose samples did
+    not change (intervals, timeouts, states) are handed out again, so the encoder skips them
+    at once. Each equals a fresh build."""
+    from agent.exposition.selfmetrics import CollectorFamilies, collector_families
+    from agent.exposition.status import CollectorStatus
+
+    def statuses(duration: float, success: bool | None = True) -> list[CollectorStatus]:
+        return [CollectorStatus("cpu", 15, 10, 3, success, duration, 100.0, None, 0, 1),
+                CollectorStatus("runtime", 15, 10, 3, True, 0.5, 100.0, None, 2, 0),
+                CollectorStatus("new", 15, 10, 0, None, None, None, None, 0, 0)]
+
+    aliased = {"cpu", "new"}
+    built = CollectorFamilies()
+    first = built(statuses(0.1), {}, aliased)
+    assert first == collector_families(statuses(0.1), {}, aliased)
+    second = built(statuses(0.2), {"textfile": 1}, aliased)
+    assert second == collector_families(statuses(0.2), {"textfile": 1}, aliased)
+    changed = {"hostagent_collector_duration_seconds", "node_scrape_collector_duration_seconds",
+               "hostagent_collector_dropped_families"}
+    assert {f.name for f, g in zip(first, second, strict=True) if f is not g} == changed
+    third = built(statuses(0.2, success=False), {"textfile": 1}, aliased)
+    assert third == collector_families(statuses(0.2, False), {"textfile": 1}, aliased)
+    assert {f.name for f, g in zip(second, third, strict=True) if f is not g} == {
+        "hostagent_collector_success", "node_scrape_collector_success"}
+
+
 def test_family_encoder_reencodes_only_changed_families(monkeypatch) -> None:
     import agent.exposition.encoding as registry_module
     from agent.exposition.encoding import Encoded, FamilyEncoder

@@ -28,7 +28,7 @@ from agent.exposition.encoding import Encoded, FamilyEncoder, labelled
 from agent.exposition.formats import CONTENT_TYPES, OPENMETRICS, OPENMETRICS_EOF, Demand, encode
 from agent.exposition.gzipruns import RunGzip, starts_run
 from agent.exposition.registry import Registry, Snapshot, TargetSnapshot
-from agent.exposition.selfmetrics import RuntimeFamilies, collector_families
+from agent.exposition.selfmetrics import CollectorFamilies, RuntimeFamilies
 from agent.exposition.status import CollectorStatus
 
 log = logging.getLogger("hostagent.render")
@@ -94,6 +94,7 @@ class Cache:
         self._encoders: dict[str, FamilyEncoder] = {}
         self.arranger = policy.Arranger()
         self._gzips: dict[str, RunGzip] = {}
+        self.collector_families = CollectorFamilies()
         # Target -> (the snapshot and modules its labelled copies were made from, copies).
         self._labelled: dict[str, tuple[TargetSnapshot, frozenset[str], list[Metric]]] = {}
 
@@ -145,7 +146,7 @@ def render(
     local = sorted(snapshots, key=lambda n: (n in policy.YIELDING, n))
     remote = sorted(targets)
     cache.forget_targets(remote)
-    own = [*collector_families(statuses, {}, aliased), *runtime.collect()]
+    own = [*cache.collector_families(statuses, {}, aliased), *runtime.collect()]
     sources: list[tuple[str, Sequence[Metric]]] = [(OWN, own)]
     sources += [(name, snapshots[name].families) for name in local
                 if name not in policy.YIELDING]
@@ -156,7 +157,7 @@ def render(
     # The agent's own families report what the check dropped (built again only when it
     # dropped something): same names, so same outcome.
     if plan.dropped:
-        policy.replace(plan, OWN, collector_families(statuses, plan.dropped, aliased))
+        policy.replace(plan, OWN, cache.collector_families(statuses, plan.dropped, aliased))
     encoded = cache.encode(plan, formats)
     bodies = {}
     for fmt in formats:

@@ -6,7 +6,7 @@ import contextlib
 import gc
 import os
 import platform
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,66 +23,100 @@ def _family(name: str, help_text: str, typ: str, samples: list[Sample]) -> Metri
     return family
 
 
+# (name, help, type, sample name, the collectors and their values, samples' labels)
+_Spec = tuple[str, str, str, str, tuple[str, ...], tuple[float, ...]]
+
+
+def _specs(statuses: Sequence[CollectorStatus], dropped: Mapping[str, int],
+           aliased: Collection[str]) -> list[_Spec]:
+    """What each of the families holds, without building them."""
+
+    def series(values: Iterable[float | None]) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        kept = [(status.name, value) for status, value in zip(statuses, values, strict=True)
+                if value is not None]
+        return tuple(name for name, _ in kept), tuple(value for _, value in kept)
+
+    duration = series([s.last_duration for s in statuses])
+    success = series([None if s.success is None else 1.0 if s.success else 0.0
+                      for s in statuses])
+
+    def meta(of: tuple[tuple[str, ...], tuple[float, ...]]
+             ) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        # node_exporter's meta series, which dashboards chart, with hostagent's figures,
+        # under node_exporter's collector names (the agent's own collectors, like runtime,
+        # have none).
+        kept = [(name, value) for name, value in zip(*of, strict=True) if name in aliased]
+        return tuple(name for name, _ in kept), tuple(value for _, value in kept)
+
+    dropped_names = tuple(sorted(dropped))
+    return [
+        ("hostagent_collector_duration_seconds", "Duration of the collector's last run.",
+         "gauge", "hostagent_collector_duration_seconds", *duration),
+        ("hostagent_collector_success",
+         "Whether the collector's last run succeeded (1) or failed or timed out (0).",
+         "gauge", "hostagent_collector_success", *success),
+        ("hostagent_collector_last_success_timestamp_seconds",
+         "Unix time of the collector's last successful run.", "gauge",
+         "hostagent_collector_last_success_timestamp_seconds",
+         *series([s.last_success_time for s in statuses])),
+        ("hostagent_collector_interval_seconds",
+         "Configured seconds between the collector's runs.", "gauge",
+         "hostagent_collector_interval_seconds", *series([float(s.interval) for s in statuses])),
+        ("hostagent_collector_timeouts",
+         "Runs abandoned because they exceeded the collector's timeout.", "counter",
+         "hostagent_collector_timeouts_total", *series([float(s.timeouts) for s in statuses])),
+        ("hostagent_collector_skipped",
+         "Ticks skipped because the previous run had not returned yet.", "counter",
+         "hostagent_collector_skipped_total", *series([float(s.skipped) for s in statuses])),
+        ("hostagent_collector_dropped_families",
+         "Metric families dropped from a source's output because another source "
+         "already exposes that name.", "gauge", "hostagent_collector_dropped_families",
+         dropped_names, tuple(float(dropped[name]) for name in dropped_names)),
+        ("node_scrape_collector_duration_seconds",
+         "node_exporter: Duration of a collector scrape.", "gauge",
+         "node_scrape_collector_duration_seconds", *meta(duration)),
+        ("node_scrape_collector_success", "node_exporter: Whether a collector succeeded.",
+         "gauge", "node_scrape_collector_success", *meta(success)),
+    ]
+
+
+def _build(spec: _Spec) -> Metric:
+    name, help_text, typ, sample_name, collectors, values = spec
+    # Samples made directly: what GaugeMetricFamily's add_metric makes, without its checks.
+    return _family(name, help_text, typ, [
+        Sample(sample_name, {"collector": collector}, value)
+        for collector, value in zip(collectors, values, strict=True)])
+
+
 def collector_families(
     statuses: Iterable[CollectorStatus], dropped: Mapping[str, int],
     aliased: Collection[str] = (),
 ) -> list[Metric]:
     """aliased: the collectors node_exporter also has (same name), whose figures its meta
-    series repeat. Built every render, so samples are made directly (what GaugeMetricFamily's
-    add_metric makes, without its checks per call)."""
-    statuses = list(statuses)
-    labels = [{"collector": status.name} for status in statuses]
+    series repeat."""
+    return [_build(spec) for spec in _specs(list(statuses), dropped, aliased)]
 
-    def samples(name: str, values: Iterable[float | None]) -> list[Sample]:
-        return [Sample(name, label, value) for label, value in zip(labels, values, strict=True)
-                if value is not None]
 
-    duration = samples("hostagent_collector_duration_seconds",
-                       [s.last_duration for s in statuses])
-    success = samples("hostagent_collector_success",
-                      [None if s.success is None else 1.0 if s.success else 0.0
-                       for s in statuses])
-    families = [
-        _family("hostagent_collector_duration_seconds", "Duration of the collector's last run.",
-                "gauge", duration),
-        _family("hostagent_collector_success",
-                "Whether the collector's last run succeeded (1) or failed or timed out (0).",
-                "gauge", success),
-        _family("hostagent_collector_last_success_timestamp_seconds",
-                "Unix time of the collector's last successful run.", "gauge",
-                samples("hostagent_collector_last_success_timestamp_seconds",
-                        [s.last_success_time for s in statuses])),
-        _family("hostagent_collector_interval_seconds",
-                "Configured seconds between the collector's runs.", "gauge",
-                samples("hostagent_collector_interval_seconds",
-                        [float(s.interval) for s in statuses])),
-        _family("hostagent_collector_timeouts",
-                "Runs abandoned because they exceeded the collector's timeout.", "counter",
-                samples("hostagent_collector_timeouts_total",
-                        [float(s.timeouts) for s in statuses])),
-        _family("hostagent_collector_skipped",
-                "Ticks skipped because the previous run had not returned yet.", "counter",
-                samples("hostagent_collector_skipped_total",
-                        [float(s.skipped) for s in statuses])),
-        _family("hostagent_collector_dropped_families",
-                "Metric families dropped from a source's output because another source "
-                "already exposes that name.", "gauge",
-                [Sample("hostagent_collector_dropped_families", {"collector": name},
-                        float(count)) for name, count in sorted(dropped.items())]),
-    ]
-    for samples_of, name, help_text in (
-        (duration, "node_scrape_collector_duration_seconds",
-         "node_exporter: Duration of a collector scrape."),
-        (success, "node_scrape_collector_success",
-         "node_exporter: Whether a collector succeeded."),
-    ):
-        # node_exporter's meta series, which dashboards chart, with hostagent's figures,
-        # under node_exporter's collector names (the agent's own collectors, like runtime,
-        # have none).
-        families.append(_family(name, help_text, "gauge", [
-            Sample(name, sample.labels, sample.value) for sample in samples_of
-            if sample.labels["collector"] in aliased]))
-    return families
+class CollectorFamilies:
+    """collector_families(), built every render: a family whose samples are the same as at
+    the previous call is handed out again, the same object (the renderer then skips it at
+    once): intervals, timeouts and most states stay the same tick after tick. One caller at
+    a time."""
+
+    def __init__(self) -> None:
+        self._previous: dict[str, tuple[_Spec, Metric]] = {}
+
+    def __call__(self, statuses: Iterable[CollectorStatus], dropped: Mapping[str, int],
+                 aliased: Collection[str] = ()) -> list[Metric]:
+        families = []
+        previous, current = self._previous, {}
+        for spec in _specs(list(statuses), dropped, aliased):
+            cached = previous.get(spec[0])
+            family = cached[1] if cached is not None and cached[0] == spec else _build(spec)
+            current[spec[0]] = (spec, family)
+            families.append(family)
+        self._previous = current
+        return families
 
 
 def build_info() -> Metric:
