@@ -108,6 +108,27 @@ def test_gc_histogram_counts_a_forced_collection() -> None:
     assert samples(collector.collect())[count] == found[count]
 
 
+def test_gc_pauses_family_is_handed_out_again_until_a_collection() -> None:
+    """Collections are rare: while none ran, the same family object (skipped at once by the
+    renderer); after one, a new family counting it."""
+    pauses = GcPauses()
+    collector = RuntimeCollector(RuntimeProbes(gc_pauses=pauses))
+
+    def family() -> Metric:
+        return next(f for f in collector.collect() if f.name == "hostagent_gc_pause_seconds")
+
+    first = family()
+    assert family() is first
+    pauses.start()
+    try:
+        gc.collect()
+    finally:
+        pauses.stop()
+    second = family()
+    assert second is not first and second != first
+    assert family() is second
+
+
 def test_threads_and_queued_work() -> None:
     pool = DaemonThreadPool(1, "runtime-test")
     gate = threading.Event()

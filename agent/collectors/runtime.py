@@ -36,6 +36,7 @@ class Histogram:
         self._labels = [*map(floatToGoString, self.bounds), "+Inf"]
         self._counts = [0] * len(self._labels)  # the last one is +Inf
         self._sum = 0.0
+        self.observed = 0  # observations so far: whether anything changed since a reading
         # Reentrant: a collection can start inside buckets() (it allocates) and the GC
         # probe's callback then observes on the same thread.
         self._lock = threading.RLock()
@@ -45,6 +46,7 @@ class Histogram:
         with self._lock:
             self._counts[index] += 1
             self._sum += value
+            self.observed += 1
 
     def buckets(self) -> tuple[list[tuple[str, float]], float]:
         """Cumulative (le, count) pairs as HistogramMetricFamily takes them, and the sum."""
@@ -173,6 +175,9 @@ class RuntimeProbes:
 class RuntimeCollector:
     def __init__(self, probes: RuntimeProbes) -> None:
         self._probes = probes
+        # The GC pauses family and the observation counts it was built at: collections are
+        # rare, so it is handed out again most ticks (the renderer skips it at once).
+        self._pauses: tuple[tuple[int, ...], Metric] | None = None
 
     def collect(self) -> list[Metric]:
         probes = self._probes
@@ -180,12 +185,7 @@ class RuntimeCollector:
             "hostagent_event_loop_lag_seconds",
             "How late timers on the event loop fired (loop responsiveness).")
         lag.add_metric([], *probes.loop_lag.lag.buckets())
-        pauses = HistogramMetricFamily(
-            "hostagent_gc_pause_seconds", "Duration of garbage collections.",
-            labels=["generation"])
-        for generation, histogram in probes.gc_pauses.pauses.items():
-            pauses.add_metric([str(generation)], *histogram.buckets())
-        out: list[Metric] = [lag, pauses, GaugeMetricFamily(
+        out: list[Metric] = [lag, self._gc_pauses(), GaugeMetricFamily(
             "hostagent_threads", "Threads in the agent process.", value=threading.active_count())]
         if probes.loop_lag.tasks is not None:
             out.append(GaugeMetricFamily("hostagent_asyncio_tasks",
@@ -197,6 +197,19 @@ class RuntimeCollector:
                 value=probes.pool.pending))
         out.extend(probes.requests.collect())
         return out
+
+    def _gc_pauses(self) -> Metric:
+        histograms = self._probes.gc_pauses.pauses
+        observed = tuple(histogram.observed for histogram in histograms.values())
+        if self._pauses is not None and self._pauses[0] == observed:
+            return self._pauses[1]
+        pauses = HistogramMetricFamily(
+            "hostagent_gc_pause_seconds", "Duration of garbage collections.",
+            labels=["generation"])
+        for generation, histogram in histograms.items():
+            pauses.add_metric([str(generation)], *histogram.buckets())
+        self._pauses = (observed, pauses)
+        return pauses
 
 
 def create(context: Context, settings: Any) -> RuntimeCollector:
