@@ -436,7 +436,7 @@ class Agent:
         return line
 
     def _rendered(self) -> None:
-        """After each render, on the loop: a status-page chart point when the last one is
+        """As each render starts, on the loop: a status-page chart point when the last one is
         web.status_history_step old (points follow the collections; no timer of their own
         wakes the loop). The first point waits for every collector's first run."""
         now = time.monotonic()

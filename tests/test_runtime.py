@@ -296,3 +296,31 @@ async def test_collection_ticks_run_no_young_garbage_collections() -> None:
             await asyncio.sleep(0.05)
         assert gc.get_stats()[0]["collections"] - young <= 1
     assert gc.get_threshold() == before
+
+
+def test_a_tick_wakes_the_loop_for_its_timer_and_its_batch_only() -> None:
+    """Per tick the loop wakes when the tick is due and when the batch's collectors are done;
+    the render that follows installs itself from the render thread (its end woke the loop
+    too, a third wake-up per tick)."""
+    config = Config.model_validate({
+        "web": {"listen_address": "127.0.0.1:0"}, "scheduler": {"jitter": 0},
+        "collectors": {name: {"enabled": name == "cpu", "interval": 1.0} for name in BY_NAME}})
+
+    async def scenario() -> tuple[int, int]:
+        agent = Agent(config)
+        async with running(agent) as base:
+            async with aiohttp.ClientSession() as session:
+                await wait_ready(session, base)
+            await asyncio.sleep(0.3)  # start-up settles, the client's connection closes
+            runs, before = agent.scheduler.statuses()[0].runs, CountingSelector.waits
+            generation = agent.renderer.current.generation
+            await asyncio.sleep(5.1)
+            assert agent.renderer.current.generation > generation, "ticks were rendered"
+            return agent.scheduler.statuses()[0].runs - runs, CountingSelector.waits - before
+
+    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(CountingSelector())
+                        ) as runner:
+        ticks, waits = runner.run(scenario())
+    assert ticks >= 4, ticks
+    # The test's own sleep and a stray timer may add one each.
+    assert waits <= 2 * ticks + 3, (ticks, waits)

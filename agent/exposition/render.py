@@ -12,12 +12,14 @@ SSH targets' series are served per target (/probe), and on /metrics only for the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gzip
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import Metric
@@ -187,7 +189,9 @@ def _render_then_trim(job: Callable[[], Exposition]) -> Exposition:
 
 
 class Renderer:
-    """Re-renders in its own thread whenever the registry changes; bursts coalesce."""
+    """Re-renders in its own thread whenever the registry changes; bursts coalesce. The render
+    thread installs each render as `current` itself, so a tick costs the loop no wake-up for
+    it."""
 
     def __init__(
         self,
@@ -204,7 +208,8 @@ class Renderer:
         (node_exporter's --web.disable-exporter-metrics). aliased: the collectors whose
         figures node_exporter's meta series repeat. settled: whether no snapshot is about to
         follow (no collector running), so a render need not wait for more. rendered: called
-        on the loop after each render."""
+        on the loop as each render after a change starts (what it shows is published by
+        then; its end does not wake the loop)."""
         self._registry = registry
         self._statuses = statuses
         self._executor = executor
@@ -217,6 +222,11 @@ class Renderer:
         self._probe_cache: dict[str, tuple[TargetSnapshot,
                                            dict[tuple[str | None, str], Body]]] = {}
         self._lock = asyncio.Lock()
+        # Renders submitted and the last installed, by number; the render in flight.
+        self._installing = threading.Lock()
+        self._submitted = self._installed = 0
+        self._pending: Future[Exposition] | None = None
+        self._resume = 0.0  # no render before then (time.monotonic()), after a long one
         # Which SSH probe modules /metrics carries (with a `target` label); a setting.
         self.target_modules: frozenset[str] = frozenset()
         self.failing = False
@@ -233,40 +243,61 @@ class Renderer:
             self._demand.formats, registry.targets, self.target_modules, self._aliased,
             self._cache)
 
+    def _submit(self) -> Future[Exposition]:
+        """A render of the registry as it is now (inputs are captured on the loop, so the
+        render thread sees one consistent generation), run in the render thread, which also
+        installs it: the loop is not woken when it ends, unless something awaits it."""
+        with self._installing:
+            self._submitted += 1
+            number = self._submitted
+        future = self._executor.submit(self._render_and_install, self._inputs(), number)
+        self._pending = future
+        return future
+
+    def _render_and_install(self, job: Callable[[], Exposition], number: int) -> Exposition:
+        """In the render thread. A failure keeps the last good exposition: /health and the
+        watchdog see it through `failing`, and the next change tries again."""
+        started = time.monotonic()
+        try:
+            exposition = _render_then_trim(job)
+        except Exception as exc:
+            if not self.failing:
+                log.error("rendering the exposition failed", extra={"kv": {"err": repr(exc)}})
+            self.failing = True
+            raise
+        ended = time.monotonic()
+        with self._installing:
+            # Renders run one at a time in submission order; should they not, an older one
+            # never replaces a newer.
+            if number > self._installed:
+                self._installed = number
+                self.current = exposition
+                self.failing = False
+                self._resume = ended + pace(ended - started)
+        return exposition
+
     async def _render(self, missing: str | None = None) -> None:
-        # Inputs are captured on the loop so the render thread sees one consistent generation;
-        # renders never overlap, so an older one cannot replace a newer one, and the cache
-        # is used by one thread at a time.
+        """A render now, awaited (the first request for a format waits for it)."""
         async with self._lock:
             if missing is not None and missing in self.current.bodies:
                 return  # rendered while this request waited: one render serves the burst
-            job = self._inputs()
-            self.current = await asyncio.get_running_loop().run_in_executor(
-                self._executor, _render_then_trim, job)
+            await asyncio.wrap_future(self._submit())
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        resume = 0.0  # no render before then (loop time)
         while True:
             await self._registry.changed.wait()
-            if resume > loop.time() or not self._settled():
+            pending = self._pending
+            if pending is not None and not pending.done():
+                # A long render (many SSH targets) is still running: one at a time.
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(pending)
+            wait = self._resume - time.monotonic()
+            if wait > 0 or not self._settled():
                 # Collectors due on the same tick finish within milliseconds of each other.
-                await asyncio.sleep(max(COALESCE_SECONDS, resume - loop.time()))
+                await asyncio.sleep(max(COALESCE_SECONDS, wait))
             self._registry.changed.clear()
-            started = loop.time()
-            try:
-                await self._render()
-            except Exception as exc:
-                # Keep serving the last good exposition; /health and the watchdog see the
-                # failure through `failing`, and the next change tries again.
-                if not self.failing:
-                    log.error("rendering the exposition failed", extra={"kv": {"err": repr(exc)}})
-                self.failing = True
-            else:
-                self.failing = False
-                self._rendered()
-            ended = loop.time()
-            resume = ended + pace(ended - started)
+            self._rendered()
+            self._submit()
 
     async def body(self, fmt: str) -> Body:
         """The current body in a format, rendering it now if nobody asked for it before."""
