@@ -1,6 +1,5 @@
 """hostagent: a host metrics agent with scheduled collectors and pre-rendered exposition."""
 
-import importlib.metadata
 import sys
 
 from agent.deferred import defer_init, import_pure_python
@@ -20,13 +19,16 @@ def _defer_dependency_inits() -> None:
     # back on its pure-Python ones (as where they were not built).
     for extension in ("aiohttp._websocket.reader_c", "aiohttp._websocket.mask"):
         sys.modules.setdefault(extension, None)  # type: ignore[arg-type]  # None: blocked
-    try:
-        aiohttp_version = importlib.metadata.version("aiohttp")  # aiohttp.http imports it
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    else:
-        defer_init("aiohttp", ("web",), {"__version__": aiohttp_version})
-    defer_init("prometheus_client", ("metrics_core",))
+    defer_init("aiohttp", {"__version__": _aiohttp_version})
+    defer_init("prometheus_client")
+
+
+def _aiohttp_version() -> str:
+    """aiohttp.http imports the package's __version__ (the Server header): asked for only
+    when a process imports aiohttp's server side, not by every child process of the agent."""
+    import importlib.metadata
+
+    return importlib.metadata.version("aiohttp")
 
 
 _defer_dependency_inits()

@@ -17,32 +17,37 @@ import importlib.util
 import os
 import sys
 import threading
+from collections.abc import Callable, Mapping
 
 
-def defer_init(name: str, submodules: tuple[str, ...] = (),
-               attributes: dict[str, object] | None = None) -> bool:
-    """Register package `name` with its __init__ deferred, import its `submodules` (those
-    `from name import submodule` would otherwise reach through the package's attributes,
-    running __init__), and bind `attributes` its submodules import from the package (such
-    as aiohttp's __version__). False, and nothing done, if the package is already imported
-    or is not a plain package."""
+def defer_init(name: str, lazy: Mapping[str, Callable[[], object]] | None = None) -> bool:
+    """Register package `name` with its __init__ deferred. `lazy`: attributes its submodules
+    import from the package (such as aiohttp's __version__), each made by its function when
+    first asked for (if that raises, __init__ runs instead). False, and nothing done, if the
+    package is already imported or is not a plain package."""
     if name in sys.modules:
         return False
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None or spec.submodule_search_locations is None:
         return False
     package = importlib.util.module_from_spec(spec)
-    package.__dict__.update(attributes or {})
     lock = threading.RLock()
     state = "deferred"
 
     def __getattr__(attribute: str) -> object:
         nonlocal state
         if importlib.util.find_spec(f"{name}.{attribute}") is not None:
-            # a submodule (`from . import hdrs` in a submodule asks for it this way): that
-            # alone, as __init__ would have imported it
+            # a submodule (`from aiohttp import web`, `from . import hdrs` in a submodule ask
+            # for it this way): that alone, as __init__ would have imported it
             return importlib.import_module(f"{name}.{attribute}")
         with lock:  # another thread waits here until __init__ has run
+            if state == "deferred" and lazy and attribute in lazy:
+                try:
+                    value = package.__dict__[attribute] = lazy[attribute]()
+                except Exception:
+                    pass  # __init__ binds it
+                else:
+                    return value
             if state == "deferred":
                 state = "running"
                 try:
@@ -59,18 +64,7 @@ def defer_init(name: str, submodules: tuple[str, ...] = (),
 
     package.__dict__["__getattr__"] = __getattr__
     sys.modules[name] = package
-    try:
-        for submodule in submodules:
-            importlib.import_module(f"{name}.{submodule}")
-    except BaseException:
-        _forget(name)
-        raise
     return True
-
-
-def _forget(name: str) -> None:
-    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
-        del sys.modules[loaded]
 
 
 def import_pure_python(name: str, switch: str) -> bool:

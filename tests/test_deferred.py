@@ -65,6 +65,18 @@ def test_the_server_side_loads_alone_and_the_rest_on_first_use() -> None:
     """)
 
 
+def test_the_agent_package_alone_imports_neither() -> None:
+    """What a child process of the agent (a textfile parse, the SSH worker) imports from the
+    package stays light: aiohttp's server side and its version come with their first use."""
+    out = run("""
+        import sys
+        import agent
+        print(sorted(m for m in ("aiohttp.web", "aiohttp.http", "importlib.metadata",
+                                 "prometheus_client.metrics_core") if m in sys.modules))
+    """)
+    assert out.split() == ["[]"]
+
+
 def test_init_runs_once_whichever_thread_asks_first() -> None:
     run("""
         import sys, threading
@@ -91,7 +103,7 @@ def test_an_already_imported_package_is_left_alone() -> None:
     out = run("""
         import aiohttp
         from agent.deferred import defer_init
-        print(defer_init("aiohttp", ("web",)), "aiohttp.client" in __import__("sys").modules)
+        print(defer_init("aiohttp"), "aiohttp.client" in __import__("sys").modules)
     """)
     assert out.split() == ["False", "True"]
 
