@@ -17,7 +17,6 @@ hundred survivors then keep many megabytes. settle() after such a burst empties 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import threading
 import time
@@ -27,13 +26,20 @@ TRIM_EVERY = 60.0
 SHRINK_BYTES = 1 << 20
 
 
-def _load_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+def _libc() -> ctypes.CDLL | None:
+    """The C library, as the process already has it: dlopen(NULL) sees the program's global
+    symbols, libc's among them (ctypes.util.find_library would run ldconfig in a subprocess,
+    and its imports alone cost ~1 MB of RSS)."""
     try:
-        function = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
+def _load_trim() -> Callable[[int], int] | None:
+    try:
+        function = _libc().malloc_trim  # type: ignore[union-attr]
+    except AttributeError:  # no C library, or not glibc (musl has no malloc_trim)
         return None
     function.argtypes, function.restype = [ctypes.c_size_t], ctypes.c_int
     return function
@@ -58,12 +64,9 @@ ARENA_MAX = 1
 def tune() -> bool:
     """Fixes glibc's thresholds and arena count (once, as the agent starts, before its
     threads); False where there is no glibc."""
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
+        mallopt = _libc().mallopt  # type: ignore[union-attr]
+    except AttributeError:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)

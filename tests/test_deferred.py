@@ -123,3 +123,23 @@ def test_frozenlist_is_the_pure_python_one_and_the_environment_is_left_as_it_was
         print(os.environ["SWITCH"])
     """)
     assert out.split() == ["kept"]
+
+
+def test_pydantic_builds_validators_without_walking_installed_metadata() -> None:
+    run("""
+        import sys
+        import agent
+        from pydantic import BaseModel, ValidationError
+
+        class Settings(BaseModel):
+            port: int
+
+        assert Settings(port="9100").port == 9100
+        try:
+            Settings(port="x")
+        except ValidationError:
+            pass
+        else:
+            raise AssertionError("port='x' accepted")
+        assert "importlib.metadata" not in sys.modules, "plugin discovery ran"
+    """)

@@ -53,6 +53,7 @@ OPTIONAL = ("asyncssh", "bcrypt", "regex", "agent.ssh.worker", "agent.ssh.connec
             "aiohttp.client", "aiohttp.connector", "prometheus_client.exposition",
             "frozenlist._frozenlist", "pickle", "logging.handlers",
             "aiohttp._websocket.reader_c", "aiohttp._websocket.mask",
+            "importlib.metadata",  # pydantic plugin discovery, aiohttp.__version__
             "yaml")  # no configuration file
 
 
