@@ -172,23 +172,32 @@ class SystemCollector:
         self._os_release_paths = [(candidate, rootfs / candidate)
                                   for candidate in ("etc/os-release", "usr/lib/os-release")]
         self._os_release_cache: tuple[tuple[object, ...], dict[str, str]] | None = None
+        # The last readings and their families: uname and os read the same tick after tick,
+        # and the same families handed out again are skipped at once by the renderer.
+        self._last: tuple[SystemReadings, list[Metric]] | None = None
 
     def collect(self) -> list[Metric]:
-        return system_families(self.read(), self._parts)
+        readings = self.read()
+        if self._last is not None and self._last[0] == readings:
+            return self._last[1]
+        families = system_families(readings, self._parts)
+        self._last = (readings, families)
+        return families
 
     def read(self) -> SystemReadings:
         """Reads the sources of this collector's parts only."""
         parts = self._parts
         stat_text = read_file_bytes(self._stat).decode() if "stat" in parts else ""
         stat = parse_stat(stat_text)
-        now = time.time()
-        local = time.localtime(now)
+        # The clock and zone only for the time part (the others would never read the same).
+        now = time.time() if "time" in parts else 0.0
+        local = time.localtime(now) if "time" in parts else None
         pressure = {resource: _optional(path, parse_pressure)
                     for resource, path in self._pressure.items()} if "pressure" in parts else {}
         return SystemReadings(
             stat=stat,
             now=now,
-            zone=(local.tm_zone, local.tm_gmtoff),
+            zone=("", 0) if local is None else (local.tm_zone, local.tm_gmtoff),
             clocksources=self._clocksources() if "time" in parts else [],
             uname=self._uname() if "uname" in parts else {},
             os_release=self._os_release() if "os" in parts else None,

@@ -86,20 +86,38 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def adjtimex() -> Timex:
-    """Read the kernel's clock state; raises OSError if the call fails."""
+_FIELDS = tuple(name for name in Timex.__dataclass_fields__ if name != "state")
+
+
+def _adjtimex_fields() -> tuple[int, ...]:
+    """Timex's fields in order, state first; raises OSError if the call fails."""
     raw = _CTimex()  # zeroed, so modes = 0: read only
     state = _libc().adjtimex(ctypes.byref(raw))
     if state == -1:
         err = ctypes.get_errno()
         raise OSError(err, f"adjtimex: {os.strerror(err)}")
-    fields = {name: getattr(raw, name) for name in Timex.__dataclass_fields__ if name != "state"}
-    return Timex(state=state, **fields)
+    return (state, *(getattr(raw, name) for name in _FIELDS))
+
+
+def adjtimex() -> Timex:
+    """Read the kernel's clock state; raises OSError if the call fails."""
+    return Timex(*_adjtimex_fields())
 
 
 class TimexCollector:
+    def __init__(self) -> None:
+        # The last fields read and their families: handed out again while the clock state
+        # reads the same (an unsynchronised clock's never changes), skipped at once by the
+        # renderer.
+        self._last: tuple[tuple[int, ...], list[Metric]] | None = None
+
     def collect(self) -> list[Metric]:
-        return timex_families(adjtimex())
+        fields = _adjtimex_fields()
+        if self._last is not None and self._last[0] == fields:
+            return self._last[1]
+        families = timex_families(Timex(*fields))
+        self._last = (fields, families)
+        return families
 
 
 def timex_families(t: Timex) -> list[Metric]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,18 @@ def test_os_support_end_not_a_date_fails_the_run(tree: Path, bad: str) -> None:
     (tree / "root/etc/os-release").write_text(f"ID=x\nSUPPORT_END={bad}\n")
     with pytest.raises(ValueError):
         collector(tree).collect()
+
+
+def test_unchanged_readings_hand_out_the_same_families() -> None:
+    """uname and os read the same tick after tick: their collectors hand out the very same
+    families (the renderer skips them at once); the time part always reads a new clock."""
+    for part in ("uname", "os"):
+        parts = SystemCollector(SYSTEM / "proc", SYSTEM / "sys", SYSTEM / "root",
+                                frozenset({part}))
+        first = parts.collect()
+        assert first and parts.collect() is first
+    clock = SystemCollector(SYSTEM / "proc", SYSTEM / "sys", SYSTEM / "root",
+                            frozenset({"time"}))
+    first = clock.collect()
+    time.sleep(0.01)
+    assert clock.collect() is not first

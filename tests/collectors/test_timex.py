@@ -106,3 +106,21 @@ def test_failed_call_raises_with_errno(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(timex, "_libc", Refusing)
     with pytest.raises(PermissionError, match="adjtimex"):
         adjtimex()
+
+
+def test_the_same_clock_state_hands_out_the_same_families(monkeypatch) -> None:
+    """An unchanged reading gives the very families of the previous collect (the renderer
+    skips them at once); a changed one, families equal to a fresh build."""
+    readings = [dataclasses.astuple(UNSYNCED), dataclasses.astuple(UNSYNCED),
+                dataclasses.astuple(SYNCED)]
+    monkeypatch.setattr(timex, "_adjtimex_fields", lambda: readings.pop(0))
+    collector = TimexCollector()
+    first = collector.collect()
+    assert first == timex_families(UNSYNCED)
+    assert collector.collect() is first
+    assert collector.collect() == timex_families(SYNCED)
+
+
+def test_the_fields_read_are_timex_in_order() -> None:
+    assert timex._adjtimex_fields()[0] == adjtimex().state
+    assert Timex(*timex._adjtimex_fields()).tick == adjtimex().tick
