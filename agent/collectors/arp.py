@@ -54,8 +54,16 @@ def netlink_arp() -> dict[str, int]:
     # Only IPv4 neighbours count: the kernel leaves the others out of the dump.
     request = rtnetlink.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0)
     by_index = count_neighbours(rtnetlink.dump(rtnetlink.RTM_GETNEIGH, request))
-    names = rtnetlink.link_names() if by_index else {}
-    return {names[index]: n for index, n in by_index.items() if index in names}
+    # The name of each interface that has neighbours, now (one ioctl each, where a link
+    # dump would list every interface with all its attributes and statistics); one gone
+    # since the neighbour dump is left out.
+    out = {}
+    for index, count in by_index.items():
+        try:
+            out[socket.if_indextoname(index)] = count
+        except OSError:
+            continue
+    return out
 
 
 class ArpCollector:

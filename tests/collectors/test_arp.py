@@ -74,3 +74,17 @@ def test_netlink_mode_agrees_with_proc_net_arp_on_this_host() -> None:
     proc = parse_arp(Path("/proc/net/arp").read_text())
     assert netlink_arp() == proc
     assert counts(ArpCollector(PROC, None, None, netlink=True).collect()) == proc
+
+
+def test_netlink_names_only_the_interfaces_with_neighbours(monkeypatch) -> None:
+    """Each interface with neighbours is named by its index alone (no dump of every link
+    with its statistics); an index gone since the neighbour dump is left out."""
+    messages = [(rtnetlink.RTM_NEWNEIGH, rtnetlink.NDMSG.pack(socket.AF_INET, index, 0x02, 0, 0))
+                for index in (1, 1, 999_999)]
+    monkeypatch.setattr(rtnetlink, "dump", lambda *args, **kwargs: messages)
+
+    def no_link_dump() -> dict[int, str]:
+        raise AssertionError("every link dumped")
+
+    monkeypatch.setattr(rtnetlink, "link_names", no_link_dump)
+    assert netlink_arp() == {socket.if_indextoname(1): 2}
