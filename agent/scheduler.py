@@ -155,6 +155,8 @@ class Scheduler:
         self._tasks: dict[float, asyncio.Task[None]] = {}  # one per interval
         self._kicks: set[asyncio.Task[None]] = set()  # first runs of collectors added live
         self._abandoned: dict[str, Future[None]] = {}  # stuck calls of removed collectors
+        # Snapshots of outcomes taken in one turn of run_batch, published together.
+        self._published: list[Snapshot] | None = None
         self._running = False
         self._origin: float | None = None
         self._seed = random.random()
@@ -289,35 +291,41 @@ class Scheduler:
         while True:
             now = time.monotonic()
             wake = now + grace
-            for batch in list(batches):
-                finished = batch.future.done()  # before progress(): no outcome is missed
-                outcomes, current, started, waiting = batch.progress()
-                for state, job, outcome in outcomes:
-                    if state in unresolved:
+            self._published = []  # what this turn's outcomes publish, as one change
+            try:
+                for batch in list(batches):
+                    finished = batch.future.done()  # before progress(): no outcome is missed
+                    outcomes, current, started, waiting = batch.progress()
+                    for state, job, outcome in outcomes:
+                        if state in unresolved:
+                            unresolved.discard(state)
+                            self._finish(state, job, outcome, batch.future)
+                    late = [s for s in waiting if tick + s.job.timeout <= now]
+                    for state, _ in batch.take(late):
                         unresolved.discard(state)
-                        self._finish(state, job, outcome, batch.future)
-                late = [s for s in waiting if tick + s.job.timeout <= now]
-                for state, _ in batch.take(late):
-                    unresolved.discard(state)
-                    self._not_started(state, batch.future)
-                waiting = [s for s in waiting if s not in late]
-                if current is not None and current in unresolved:
-                    if now - started >= current.job.timeout:
-                        unresolved.discard(current)
-                        self._timed_out(current)
-                    else:
-                        wake = min(wake, started + current.job.timeout)
-                    if waiting and now - started >= grace:
-                        # Waiting behind a slow one: the rest go on in another worker.
-                        batches.append(self._submit(batch.take()))
-                        waiting = []
-                    elif waiting:
-                        wake = min(wake, started + grace)
-                elif current is None and not waiting and not finished:
-                    batch.future.cancel()  # all withdrawn before it started: drop it
-                wake = min([wake, *(tick + s.job.timeout for s in waiting)])
-                if finished or not (waiting or (current is not None and current in unresolved)):
-                    batches.remove(batch)
+                        self._not_started(state, batch.future)
+                    waiting = [s for s in waiting if s not in late]
+                    if current is not None and current in unresolved:
+                        if now - started >= current.job.timeout:
+                            unresolved.discard(current)
+                            self._timed_out(current)
+                        else:
+                            wake = min(wake, started + current.job.timeout)
+                        if waiting and now - started >= grace:
+                            # Waiting behind a slow one: the rest go on in another worker.
+                            batches.append(self._submit(batch.take()))
+                            waiting = []
+                        elif waiting:
+                            wake = min(wake, started + grace)
+                    elif current is None and not waiting and not finished:
+                        batch.future.cancel()  # all withdrawn before it started: drop it
+                    wake = min([wake, *(tick + s.job.timeout for s in waiting)])
+                    if finished or not (waiting or (current is not None and current in unresolved)):
+                        batches.remove(batch)
+            finally:
+                published, self._published = self._published, None
+                if published:
+                    self._registry.publish_all(published)
             if not unresolved:
                 return
             await asyncio.wait([batch.waiter for batch in batches],
@@ -367,7 +375,10 @@ class Scheduler:
         state.last_error = error
         if snapshot is not None:
             state.last_success_time = time.time()
-            self._registry.publish(snapshot)
+            if self._published is not None:
+                self._published.append(snapshot)
+            else:
+                self._registry.publish(snapshot)
         else:
             # Like node_exporter: a failed collector's series are absent, not stale copies.
             self._registry.remove(name)

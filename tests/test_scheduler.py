@@ -337,3 +337,14 @@ async def test_each_tick_reports_how_late_its_timer_fired(pool: DaemonThreadPool
     await asyncio.sleep(0.12)
     await scheduler.stop()
     assert late and max(late) >= 0.1, late
+
+
+async def test_a_batch_ending_together_is_one_registry_change(pool) -> None:
+    """Collectors of one batch that are done by the time the loop looks are published as one
+    change (one copy of the registry's mapping, one wake of the renderer), not one each."""
+    jobs = [Job(f"c{i}", Fake(metric=f"m{i}"), 15, 5) for i in range(6)]
+    scheduler, registry = make(pool, *jobs)
+    before = registry.generation
+    await scheduler.run_all_once()
+    assert sorted(registry.snapshots) == [f"c{i}" for i in range(6)]
+    assert registry.generation - before <= 2, registry.generation - before

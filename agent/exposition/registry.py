@@ -84,6 +84,12 @@ class Registry:
         self._snapshots = MappingProxyType({**self._snapshots, snapshot.name: snapshot})
         self.touch()
 
+    def publish_all(self, snapshots: Iterable[Snapshot]) -> None:
+        """Several snapshots as one change (a batch of collectors ending together)."""
+        self._snapshots = MappingProxyType(
+            {**self._snapshots, **{snapshot.name: snapshot for snapshot in snapshots}})
+        self.touch()
+
     def remove(self, name: str) -> None:
         if name in self._snapshots:
             self._snapshots = MappingProxyType(
