@@ -28,6 +28,9 @@ from tests.sshd import SshLab
 from tests.test_ssh_web import agent_config, get, wait_for
 from tests.test_web import running
 
+# A login round every second: the tests see results sooner.
+QUICK = {"login": {"interval": 1}}
+
 
 def gone(pid: int) -> bool:
     try:
@@ -55,7 +58,8 @@ async def test_connections_and_rounds_belong_to_the_worker_process(
     flag = tmp_path / "release"
     # The round's check holds until the test lets it go: the test looks while it runs.
     held = {"name": "held", "command": f"while [ ! -e {flag} ]; do sleep 0.05; done"}
-    agent = Agent(Config.model_validate(agent_config(ssh_lab, [name], checks=[held])))
+    data = agent_config(ssh_lab, [name], checks=[held], modules=QUICK)
+    agent = Agent(Config.model_validate(data))
     async with running(agent) as base, aiohttp.ClientSession() as session:
         child = agent.ssh.pid
         assert child is not None and child != os.getpid()
@@ -105,7 +109,7 @@ STARTED = textwrap.dedent("""
 def test_the_agent_process_never_loads_asyncssh(ssh_lab: SshLab, tmp_path: Path) -> None:
     sshd = ssh_lab.server()
     data = agent_config(ssh_lab, [f"127.0.0.1:{sshd.ports[0]}"],
-                        insecure_ignore_host_keys=True)
+                        insecure_ignore_host_keys=True, modules=QUICK)
     path = tmp_path / "hostagent.yml"
     path.write_text(yaml.safe_dump(data))
     done = subprocess.run([sys.executable, "-c", STARTED, str(path)], capture_output=True,
@@ -145,7 +149,7 @@ async def test_a_reload_switches_targets_whole(ssh_lab: SshLab, tmp_path: Path) 
     sshd = ssh_lab.server(ports=2)
     first, second = (f"127.0.0.1:{port}" for port in sshd.ports)
     path = tmp_path / "hostagent.yml"
-    data = agent_config(ssh_lab, [first])
+    data = agent_config(ssh_lab, [first], modules=QUICK)
     path.write_text(yaml.safe_dump(data))
     agent = Agent(Config.model_validate(data), source=ConfigSource(path))
     async with running(agent) as base, aiohttp.ClientSession() as session:
@@ -198,7 +202,7 @@ async def test_a_worker_task_that_dies_is_named_in_health(ssh_lab: SshLab) -> No
 async def test_a_killed_worker_process_is_seen_and_started_again(ssh_lab: SshLab) -> None:
     sshd = ssh_lab.server()
     name = f"127.0.0.1:{sshd.ports[0]}"
-    agent = Agent(Config.model_validate(agent_config(ssh_lab, [name])))
+    agent = Agent(Config.model_validate(agent_config(ssh_lab, [name], modules=QUICK)))
     async with running(agent) as base, aiohttp.ClientSession() as session:
         async def up() -> bool:
             return agent.ssh.status() == (1, 1) and name in agent.registry.targets
@@ -256,3 +260,4 @@ def test_the_worker_process_loads_no_settings_models() -> None:
     done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+

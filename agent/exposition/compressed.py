@@ -5,8 +5,8 @@ As prometheus_client objects a host's node series are ~480 Metric/Sample objects
 label dicts (~90 KiB, freed piecemeal each round, which fragments the heap); compressed they are one
 bytes object of a few KiB. The bytes are a pickle: it round-trips every field
 exactly (value types, label order, timestamps), so what is encoded from the unpacked families
-is byte-identical to what the originals gave. Only this process makes and reads them, from
-families it built itself.
+is byte-identical to what the originals gave. Only the agent's processes make and read them
+(the SSH worker's process sends every target's families this way), from families they built.
 """
 
 from __future__ import annotations
