@@ -250,13 +250,9 @@ async def test_a_stopped_worker_process_is_seen(ssh_lab: SshLab) -> None:
 def test_the_worker_process_loads_no_settings_models() -> None:
     """Its memory: the configuration and collector settings models (pydantic) and aiohttp stay
     in the agent; what the worker needs of the settings crosses as plain values."""
-    from agent.ssh.process import PRELUDE
-
-    code = PRELUDE + (
-        "import agent.ssh.child; "
-        "print(sorted(m for m, module in sys.modules.items() if module is not None and ("
-        "m.split('.')[0] in ('pydantic', 'aiohttp') "
-        "or m in ('agent.config', 'agent.collectors.catalog'))))")
+    code = ("import sys, agent.ssh.child; print(sorted(m for m in sys.modules if m in ("
+            "'pydantic', 'pydantic_core', 'aiohttp.web', 'agent.config', "
+            "'agent.collectors.catalog')))")
     done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]"

@@ -1,5 +1,5 @@
-"""The SSH worker's process: main(FD, PARENT_PID, LEVEL, FORMAT), started by the agent
-(agent.ssh.process.COMMAND) with FD one end of a socketpair.
+"""The SSH worker's process: `python -P -m agent.ssh.child FD PARENT_PID LEVEL FORMAT`, started
+by the agent (agent.ssh.process) with FD one end of a socketpair.
 
 asyncssh does its per-packet work (framing, cipher calls, one send() per packet) in the
 process that owns the connection. In the agent's process, even on an event loop of its own,

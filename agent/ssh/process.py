@@ -29,13 +29,7 @@ from agent.ssh.targets import Change, Target
 
 log = logging.getLogger("hostagent.ssh")
 
-# The agent package's __init__ loads aiohttp.web (agent.deferred: so that aiohttp's own
-# __init__ never runs); the worker needs nothing of aiohttp, and aiohttp marked absent skips
-# that (~7 MB of the worker's RSS).
-PRELUDE = "import sys; sys.modules['aiohttp'] = None\n"
-BOOT = ("# hostagent SSH worker\n" + PRELUDE
-        + "from agent.ssh.child import main; sys.exit(main(sys.argv[1:]))")
-COMMAND = (sys.executable, "-P", "-c", BOOT)
+COMMAND = (sys.executable, "-P", "-m", "agent.ssh.child")
 START_SECONDS = 60.0  # for the child's imports (asyncssh, cryptography) on a busy host
 STOP_SECONDS = 10.0  # for it to close its connections once asked to stop
 
