@@ -311,14 +311,19 @@ def start_servers(directory: Path, count: int, user: str) -> tuple[list[Sshd], d
     key = user_key(directory)
     ports = free_ports(count)
     servers: list[Sshd] = []
-    for index in range(0, len(ports), MAX_PORTS):
-        sshd = Sshd(directory / f"sshd{index // MAX_PORTS}", [key.public],
-                    ports[index:index + MAX_PORTS], user=user,
-                    max_startups=f"{count * 2}:30:{count * 4}")
-        sshd.directory.chmod(0o755)
-        (sshd.directory / "authorized_keys").chmod(0o644)
-        servers.append(sshd)
-        sshd.start()
+    try:
+        for index in range(0, len(ports), MAX_PORTS):
+            sshd = Sshd(directory / f"sshd{index // MAX_PORTS}", [key.public],
+                        ports[index:index + MAX_PORTS], user=user,
+                        max_startups=f"{count * 2}:30:{count * 4}")
+            sshd.directory.chmod(0o755)
+            (sshd.directory / "authorized_keys").chmod(0o644)
+            servers.append(sshd)
+            sshd.start()
+    except BaseException:  # a port taken meanwhile: the servers started so far go too
+        for sshd in servers:
+            sshd.kill()
+        raise
     known_hosts = directory / "known_hosts"
     known_hosts.write_text("".join(line + "\n" for s in servers
                                    for line in s.known_hosts_lines()))
