@@ -10,7 +10,10 @@
    then 200 keep-alive connections with wrk against the agent and against the floor app
    (bare aiohttp + uvloop serving the same bytes): p50, p99, max.
 
-usage: python bench/cost.py [--window SECONDS] [--quick]
+usage: python bench/cost.py [--window SECONDS] [--quick] [--baseline CHECKOUT]
+
+--baseline runs a second default agent from another checkout (e.g. `git worktree add /tmp/old
+COMMIT`) in the same window and scrape cycle, and prints this tree's CPU against it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import http.client
+import os
 import re
 import subprocess
 import sys
@@ -127,6 +131,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--window", type=float, default=60.0, help="CPU window, seconds")
     parser.add_argument("--quick", action="store_true", help="smoke run: short windows")
+    parser.add_argument("--baseline", type=Path, help="another checkout's agent, same window")
     args = parser.parse_args()
     window, wrk_seconds = (16.0, 2) if args.quick else (args.window, 10)
     procs: list[subprocess.Popen[bytes]] = []
@@ -136,10 +141,21 @@ def main() -> int:
         node_exporter = start(node_exporter_command(ne_port, None, own_defaults=True))
         one = start(hostagent_command(one_port, ["cpu"]))
         procs += [agent, node_exporter, one]
+        scraped = [agent_port, ne_port]
+        baseline = None
+        if args.baseline is not None:
+            baseline_port = free_port()
+            baseline = subprocess.Popen(
+                hostagent_command(baseline_port, None), cwd=args.baseline,
+                env={**os.environ, "PYTHONPATH": str(args.baseline)},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(baseline)
+            wait_http(baseline_port, "/-/ready")
+            scraped.append(baseline_port)
         wait_http(agent_port, "/-/ready")
         wait_http(one_port, "/-/ready")
         wait_http(ne_port, "/metrics")
-        for port in (agent_port, ne_port):  # the first scrape warms caches on both sides
+        for port in scraped:  # the first scrape warms caches on every side
             scrape(port)
         time.sleep(2)
         idle_rss = rss_mb(agent.pid)
@@ -147,7 +163,7 @@ def main() -> int:
         stop, failures = threading.Event(), []
         begin = {p.pid: run_ns(p.pid) for p in procs}
         started = time.monotonic()
-        thread = threading.Thread(target=scraper, args=([agent_port, ne_port], stop, failures))
+        thread = threading.Thread(target=scraper, args=(scraped, stop, failures))
         thread.start()
         time.sleep(window)
         elapsed = time.monotonic() - started
@@ -163,7 +179,7 @@ def main() -> int:
         response = conn.getresponse()
         gz_body, content_type = response.read(), response.getheader("Content-Type", "")
         conn.close()
-        for proc in (node_exporter, one):
+        for proc in (node_exporter, one, *([baseline] if baseline else [])):
             proc.terminate()
             proc.wait(timeout=10)
 
@@ -188,6 +204,10 @@ def main() -> int:
         print(f"  {label:34s} {value:8.3f} {value * 3.6:11.2f}")
     print(f"  ratio hostagent / node_exporter     {agent_ms / ne_ms:8.2f}   (target <= 1)")
     print(f"  hostagent, one collector idle       {one_ms:8.3f}   ms/s (target < 1)")
+    if baseline is not None:
+        base_ms = used[baseline.pid]
+        print(f"  hostagent at {args.baseline}, defaults: {base_ms:.3f} ms/s; this tree / it "
+              f"{agent_ms / base_ms:.2f}, its ratio to node_exporter {base_ms / ne_ms:.2f}")
     print(f"idle RSS {idle_rss:.1f} MB (target <= 50), after the window {agent_rss_after:.1f} MB")
     print(f"cold burst of 200 right after ready: {dict(sorted(burst_statuses.items()))} "
           "(target: no 503)")
