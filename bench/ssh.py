@@ -193,8 +193,25 @@ def measure(client: str, spec_path: Path) -> dict[str, Any]:
     return result
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The agent's SSH worker process (none with SSH off)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"agent.ssh.child" in command:
+            found.append(int(entry.name))
+    return found
+
+
 def agent_rss(spec: dict[str, Any], directory: Path, ssh: bool) -> tuple[float, float]:
-    """(RSS in MB once every target is up, seconds until then) of a real agent process."""
+    """(RSS in MB once every target is up, seconds until then) of a real agent: its process
+    and its SSH worker process together."""
     port = free_port()
     config = directory / f"agent-{ssh}.yml"
     config.write_text(json.dumps({
@@ -219,7 +236,8 @@ def agent_rss(spec: dict[str, Any], directory: Path, ssh: bool) -> tuple[float, 
                 if up >= want and ready:
                     elapsed = time.perf_counter() - start
                     time.sleep(2)  # let the last snapshots settle
-                    return rss_mb(proc.pid), elapsed
+                    pids = [proc.pid, *worker_pids(proc.pid)]
+                    return sum(rss_mb(pid) for pid in pids), elapsed
             except OSError:
                 pass
             time.sleep(0.2)
@@ -227,6 +245,32 @@ def agent_rss(spec: dict[str, Any], directory: Path, ssh: bool) -> tuple[float, 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def start_servers(directory: Path, count: int, user: str) -> tuple[list[Sshd], dict[str, Any]]:
+    """sshd processes (MAX_PORTS ports each) for count targets, their known_hosts, and the
+    targets as the clients read them; a server that fails to start ends those started."""
+    key = user_key(directory)
+    ports = free_ports(count)
+    servers: list[Sshd] = []
+    try:
+        for index in range(0, len(ports), MAX_PORTS):
+            sshd = Sshd(directory / f"sshd{index // MAX_PORTS}", [key.public],
+                        ports[index:index + MAX_PORTS], user=user,
+                        max_startups=f"{count * 2}:30:{count * 4}")
+            sshd.directory.chmod(0o755)
+            (sshd.directory / "authorized_keys").chmod(0o644)
+            servers.append(sshd)
+            sshd.start()
+    except BaseException:  # a port taken meanwhile: the servers started so far go too
+        for sshd in servers:
+            sshd.kill()
+        raise
+    known_hosts = directory / "known_hosts"
+    known_hosts.write_text("".join(line + "\n" for s in servers
+                                   for line in s.known_hosts_lines()))
+    return servers, {"targets": [f"127.0.0.1:{port}" for port in ports], "user": user,
+                     "key": str(key.path), "known_hosts": str(known_hosts)}
 
 
 def main() -> int:
@@ -249,22 +293,8 @@ def main() -> int:
     directory.chmod(0o755)  # sshd reads authorized_keys as the login user
     servers: list[Sshd] = []
     try:
-        key = user_key(directory)
-        ports = free_ports(args.targets)
-        for index in range(0, len(ports), MAX_PORTS):
-            sshd = Sshd(directory / f"sshd{index // MAX_PORTS}", [key.public],
-                        ports[index:index + MAX_PORTS], user=user,
-                        max_startups=f"{args.targets * 2}:30:{args.targets * 4}")
-            sshd.directory.chmod(0o755)
-            (sshd.directory / "authorized_keys").chmod(0o644)
-            sshd.start()
-            servers.append(sshd)
-        known_hosts = directory / "known_hosts"
-        known_hosts.write_text("".join(line + "\n" for s in servers
-                                       for line in s.known_hosts_lines()))
-        spec = {"targets": [f"127.0.0.1:{port}" for port in ports], "user": user,
-                "key": str(key.path), "known_hosts": str(known_hosts), "jobs": args.jobs,
-                "rounds": args.rounds}
+        servers, spec = start_servers(directory, args.targets, user)
+        spec.update(jobs=args.jobs, rounds=args.rounds)
         spec_path = directory / "spec.json"
         spec_path.write_text(json.dumps(spec))
         print(f"{args.targets} targets on {len(servers)} sshd processes, {args.jobs} in "
@@ -294,8 +324,9 @@ def main() -> int:
 
         idle, _ = agent_rss(spec, directory, ssh=False)
         loaded, took = agent_rss(spec, directory, ssh=True)
-        print(f"agent RSS: {idle:.1f} MB with SSH off, {loaded:.1f} MB with all "
-              f"{args.targets} connections open (every target up after {took:.1f} s)")
+        print(f"agent RSS (with its SSH worker process): {idle:.1f} MB with SSH off, "
+              f"{loaded:.1f} MB with all {args.targets} connections open (every target up "
+              f"after {took:.1f} s)")
     finally:
         for sshd in servers:
             sshd.kill()

@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import cpu_seconds, free_port, rss_mb, wait_http  # noqa: E402
-from ssh import bench_user  # noqa: E402
+from ssh import bench_user, start_servers, worker_pids  # noqa: E402
 
-from tests.sshd import MAX_PORTS, Sshd, free_ports, user_key  # noqa: E402
+from tests.sshd import Sshd  # noqa: E402
 
 CHECKS = [{"name": "loadavg", "command": "cat /proc/loadavg"},
           {"name": "uptime", "command": "cat /proc/uptime", "regex": r"^\d"}]
@@ -84,22 +84,6 @@ def count_up(body: bytes, targets: int) -> int:
         elif line.startswith("hostagent_ssh_check_success{"):
             checks += ok
     return min(up, checks // len(CHECKS), targets)
-
-
-def worker_pids(pid: int) -> list[int]:
-    """The agent's SSH worker process (none with SSH off)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid and b"agent.ssh.child" in command:
-            found.append(int(entry.name))
-    return found
 
 
 def pss_mb(pid: int) -> float:
@@ -305,30 +289,6 @@ def where(spec: dict[str, Any], count: int) -> None:
         return 0
 
     runloop.run(run())
-
-
-def start_servers(directory: Path, count: int, user: str) -> tuple[list[Sshd], dict[str, Any]]:
-    key = user_key(directory)
-    ports = free_ports(count)
-    servers: list[Sshd] = []
-    try:
-        for index in range(0, len(ports), MAX_PORTS):
-            sshd = Sshd(directory / f"sshd{index // MAX_PORTS}", [key.public],
-                        ports[index:index + MAX_PORTS], user=user,
-                        max_startups=f"{count * 2}:30:{count * 4}")
-            sshd.directory.chmod(0o755)
-            (sshd.directory / "authorized_keys").chmod(0o644)
-            servers.append(sshd)
-            sshd.start()
-    except BaseException:  # a port taken meanwhile: the servers started so far go too
-        for sshd in servers:
-            sshd.kill()
-        raise
-    known_hosts = directory / "known_hosts"
-    known_hosts.write_text("".join(line + "\n" for s in servers
-                                   for line in s.known_hosts_lines()))
-    return servers, {"targets": [f"127.0.0.1:{port}" for port in ports], "user": user,
-                     "key": str(key.path), "known_hosts": str(known_hosts)}
 
 
 def main() -> int:
