@@ -348,7 +348,7 @@ class Agent:
             self._reload_failed()
             raise
         new = self._keep_restart_only(new)
-        jobs = built = None
+        jobs = built = ssh = None
         try:
             jobs = build_jobs(new, self._jobs, self.config, self.probes,
                               self._collector_state)
@@ -358,6 +358,8 @@ class Agent:
         except BaseException as exc:
             for job in built or []:
                 _close_unused(job)
+            if ssh is not None:
+                ssh.discard()  # a worker process started for it ends
             if not isinstance(exc, Exception):
                 raise
             # Not a config problem: report it as a failed reload rather than lose it.
@@ -467,19 +469,18 @@ class Agent:
                 last = line
 
     async def _watchdog(self, interval: float, watched: list[asyncio.Task[None]]) -> None:
-        """Ping only while the loop turns (this task runs), the scheduler makes progress,
-        the other background tasks (the renderer above all) are still running and the SSH
-        worker's loop turns."""
+        """Ping only while the loop turns (this task runs), the scheduler makes progress and
+        the other background tasks (the renderer above all) are still running. The SSH
+        worker's process is not the watchdog's: the supervisor kills one that stops answering
+        and starts another, where a restart of the agent would drop every collector too."""
         withheld = False
         while True:
             await asyncio.sleep(interval)
-            if self.scheduler.alive() and not any(task.done() for task in watched) \
-                    and await self.ssh.responsive(interval / 2):
+            if self.scheduler.alive() and not any(task.done() for task in watched):
                 self.notifier.watchdog()
                 withheld = False
             elif not withheld:
-                log.error("scheduler, renderer or SSH worker stalled, withholding the "
-                          "watchdog ping")
+                log.error("scheduler or renderer stalled, withholding the watchdog ping")
                 withheld = True
 
 

@@ -210,18 +210,6 @@ def test_same_name_with_another_type_or_help_is_dropped_and_counted() -> None:
     assert sorted((s.labels["collector"], s.value) for s in dropped) == [("b", 1.0), ("c", 1.0)]
 
 
-def test_virtual_memory_limit(tmp_path) -> None:
-    from agent.exposition.selfmetrics import UNLIMITED, virtual_memory_limit
-
-    limits = tmp_path / "limits"
-    limits.write_text("Limit  Soft Limit  Hard Limit  Units\n"
-                      "Max address space         unlimited            unlimited            bytes\n")
-    assert virtual_memory_limit(limits) == UNLIMITED == 1.8446744073709552e19
-    limits.write_text("Max address space         4294967296           unlimited            bytes\n")
-    assert virtual_memory_limit(limits) == 4294967296
-    assert virtual_memory_limit(tmp_path / "absent") is None
-
-
 def test_runtime_families_equal_prometheus_clients_collectors(tmp_path) -> None:
     """The process_*, python_gc_* and python_info families are prometheus_client's own (same
     names, help, types, values and order), read from one stat and one limits read."""

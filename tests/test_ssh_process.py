@@ -20,6 +20,7 @@ import aiohttp
 import psutil
 import yaml
 
+import agent.ssh
 from agent.agent import Agent
 from agent.config import Config, ConfigSource
 from agent.exposition.registry import Registry
@@ -229,22 +230,41 @@ async def test_a_killed_worker_process_is_seen_and_started_again(ssh_lab: SshLab
     assert second is not None and gone(second)
 
 
-async def test_a_stopped_worker_process_is_seen(ssh_lab: SshLab) -> None:
-    ssh = SshSupervisor(Registry())
+async def test_a_stopped_worker_process_is_killed_and_started_again(
+        ssh_lab: SshLab, monkeypatch: Any) -> None:
+    """A worker process that does not answer pings is killed, named as such and replaced;
+    nothing is withheld from the agent meanwhile (its watchdog is not the worker's)."""
+    monkeypatch.setattr(agent.ssh, "PING_SECONDS", 0.2)
+    monkeypatch.setattr(agent.ssh, "STUCK_SECONDS", 0.5)
+    monkeypatch.setattr(agent.ssh, "RESTART_SECONDS", 0.1)
+    deaths: list[tuple[str, str]] = []
+    recovered: list[str] = []
+
+    def watch(task: asyncio.Task[Any]) -> None:
+        task.add_done_callback(lambda done: done.cancelled() or deaths.append(
+            (done.get_name(), str(done.exception()))))
+
+    ssh = SshSupervisor(Registry(), watch, recovered.append)
     await ssh.apply(ssh_lab.config(["127.0.0.1:1"]))
-    pid = ssh.pid
-    assert pid is not None
+    first = ssh.pid
+    assert first is not None
     try:
-        assert await ssh.responsive(10)
-        os.kill(pid, signal.SIGSTOP)
-        assert not await ssh.responsive(0.2)
-        os.kill(pid, signal.SIGCONT)
-        assert await ssh.responsive(10)
+        os.kill(first, signal.SIGSTOP)
+
+        async def replaced() -> bool:
+            return ssh.pid not in (None, first)
+
+        await wait_for(replaced, "a new worker process")
+        assert gone(first)
+        assert deaths == [("ssh-worker", "the SSH worker process did not answer for 0.5 s "
+                                         "and was killed")]
+        assert recovered == ["ssh-worker"]
+        second = ssh.pid
     finally:
-        os.kill(pid, signal.SIGCONT)
+        if not gone(first):
+            os.kill(first, signal.SIGCONT)
         await ssh.stop()
-    assert gone(pid) and ssh.pid is None
-    assert await ssh.responsive(0.2), "no worker: nothing to wait for"
+    assert ssh.pid is None and second is not None and gone(second)
 
 
 def test_the_worker_process_loads_no_settings_models() -> None:
@@ -257,3 +277,40 @@ def test_the_worker_process_loads_no_settings_models() -> None:
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]"
 
+
+
+async def test_a_worker_process_whose_start_is_cancelled_is_killed(ssh_lab: SshLab) -> None:
+    """A stop or reload cancelling a start leaves no process behind (it never says hello)."""
+    from agent.ssh.process import WorkerProcess, WorkerView
+
+    silent = (sys.executable, "-c", "import time; time.sleep(60)")
+    view = WorkerView(ssh_lab.config(["127.0.0.1:1"]))
+    process = WorkerProcess(Registry(), view, lambda *died: None, silent)
+    start = asyncio.create_task(process.started(timeout=60))
+    await asyncio.sleep(0.2)
+    start.cancel()
+    await asyncio.gather(start, return_exceptions=True)
+
+    async def ended() -> bool:
+        return gone(process.pid)
+
+    await wait_for(ended, "the cancelled worker process's end")
+
+
+def test_a_worker_task_end_is_reported_whatever_its_exception() -> None:
+    """An exception type that is not made from one message (UnicodeDecodeError) is reported
+    by name rather than breaking the supervisor."""
+    deaths: list[str] = []
+
+    async def main() -> None:
+        def watch(task: asyncio.Task[Any]) -> None:
+            task.add_done_callback(lambda done: deaths.append(repr(done.exception())))
+
+        ssh = SshSupervisor(Registry(), watch)
+        ssh._relay("ssh-refresh", "UnicodeDecodeError", "bad byte", "Traceback ...")
+        ssh._relay("ssh-round", "KeyError", "'db1'", "Traceback ...")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert deaths == ["RuntimeError('UnicodeDecodeError: bad byte')", 'KeyError("\'db1\'")']

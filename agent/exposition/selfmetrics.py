@@ -7,7 +7,6 @@ import gc
 import os
 import platform
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
@@ -244,13 +243,3 @@ def _limit(limits: str, name: str) -> str | None:
 
 
 UNLIMITED = float(2**64 - 1)  # how Go's process collector reports "unlimited"
-
-
-def virtual_memory_limit(limits: Path) -> float | None:
-    """The soft 'Max address space' of /proc/self/limits, as node_exporter's Go runtime
-    exports it (process_virtual_memory_max_bytes, charted by common node dashboards)."""
-    try:
-        soft = _limit(limits.read_text(), "Max address space")
-    except OSError:
-        return None
-    return None if soft is None else UNLIMITED if soft == "unlimited" else float(soft)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import gc
 import logging
 from collections.abc import Awaitable, Callable
@@ -145,6 +146,7 @@ class SshSupervisor:
         if keeper is None:
             return None
         keeper.cancel()
+        self._recovered(DEATH)  # an end it was recovering from is no reason to be degraded
 
         async def retire() -> None:
             await asyncio.gather(keeper, return_exceptions=True)
@@ -200,8 +202,10 @@ class SshSupervisor:
         ended = asyncio.ensure_future(process.ended())
         while not ended.done():
             await asyncio.wait({ended}, timeout=PING_SECONDS)
-            if not ended.done() and not await process.responsive(STUCK_SECONDS) \
-                    and not ended.done():
+            # A ping fails at once when the socket ended: the process is exiting then, and
+            # its end (with the reason) comes within STOP_SECONDS without a kill.
+            if not ended.done() and process.connected \
+                    and not await process.responsive(STUCK_SECONDS) and process.connected:
                 process.kill()
                 await ended
                 return f"did not answer for {STUCK_SECONDS:g} s and was killed"
@@ -214,8 +218,10 @@ class SshSupervisor:
             exc = RuntimeError("returned")
         else:
             cls = getattr(builtins, kind, None)
-            exc = cls(message) if isinstance(cls, type) and issubclass(cls, Exception) \
-                else RuntimeError(f"{kind}: {message}")
+            exc = RuntimeError(f"{kind}: {message}")
+            if isinstance(cls, type) and issubclass(cls, Exception):
+                with contextlib.suppress(Exception):  # not every one is made from a message
+                    exc = cls(message)
             exc.__cause__ = RemoteTraceback(trace)
         self._report(exc, name)
 
@@ -240,11 +246,6 @@ class SshSupervisor:
     def check_success(self, target: str, check: str) -> bool | None:
         """The last result of a check on a target; None before the first or when unknown."""
         return self.worker.check_success(target, check) if self.worker is not None else None
-
-    async def responsive(self, timeout: float) -> bool:
-        """False while the worker process does not answer (for the watchdog); True while none
-        runs, or one is being started again."""
-        return self._process is None or await self._process.responsive(timeout)
 
     @property
     def pid(self) -> int | None:

@@ -141,42 +141,47 @@ class WorkerProcess:
 
     async def started(self, timeout: float = START_SECONDS) -> None:
         """Waits for the child's hello; kills it and raises RuntimeError when none comes."""
-        reader, self._writer = await asyncio.open_unix_connection(sock=self._socket)
         try:
+            reader, self._writer = await asyncio.open_unix_connection(sock=self._socket)
             kind, _ = await asyncio.wait_for(wire.receive(reader), timeout)
             if kind != "hello":
                 raise RuntimeError(f"unexpected first message {kind!r}")
-        except (TimeoutError, EOFError, RuntimeError, ValueError) as exc:
-            self._writer.close()
-            self.kill()
+        except Exception as exc:
+            self._abandon()
             code = await asyncio.to_thread(self.process.wait)
             why = "no answer" if isinstance(exc, TimeoutError) else describe(code)
             raise RuntimeError(f"the SSH worker process did not start: {why}") from None
+        except BaseException:  # cancelled (a stop or reload meanwhile): it goes all the same
+            self._abandon()
+            asyncio.get_running_loop().run_in_executor(None, self.process.wait)  # reaped
+            raise
         self._reader = asyncio.create_task(self._read(reader), name="ssh-worker-reader")
+
+    def _abandon(self) -> None:
+        """Closes the socket and kills the process (not started, or no longer trusted)."""
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self._socket.close()
+        self.kill()
+
+    @property
+    def connected(self) -> bool:
+        """False once its socket ended (the process is exiting, or has)."""
+        return self._writer is not None and not self._writer.is_closing()
 
     async def _read(self, reader: asyncio.StreamReader) -> int:
         try:
             while True:
                 try:
-                    message = await wire.receive(reader)
+                    self._handle(await wire.receive(reader))
                 except EOFError:
                     break
-                kind = message[0]
-                if kind == "batch":
-                    _, batch, targets, generation = message
-                    self.view.apply(batch, targets, generation)
-                    self._registry.update_targets([(name, snapshot)
-                                                   for name, snapshot, _ in batch])
-                elif kind == "reply":
-                    _, seq, ok, value = message
-                    future = self._calls.pop(seq, None)
-                    if future is not None and not future.done():
-                        if ok:
-                            future.set_result(value)
-                        else:
-                            future.set_exception(RuntimeError(value))
-                elif kind == "died":
-                    self._died(*message[1:])
+                except Exception as exc:  # what it sent cannot be read or applied
+                    log.error("the SSH worker process sent what the agent cannot apply; "
+                              "killing it", extra={"kv": {"err": type(exc).__name__}})
+                    self.kill()
+                    break
         finally:
             for future in self._calls.values():
                 if not future.done():
@@ -191,6 +196,23 @@ class WorkerProcess:
         except TimeoutError:
             self.kill()
             return await asyncio.to_thread(self.process.wait)
+
+    def _handle(self, message: Any) -> None:
+        kind = message[0]
+        if kind == "batch":
+            _, batch, targets, generation = message
+            self.view.apply(batch, targets, generation)
+            self._registry.update_targets([(name, snapshot) for name, snapshot, _ in batch])
+        elif kind == "reply":
+            _, seq, ok, value = message
+            future = self._calls.pop(seq, None)
+            if future is not None and not future.done():
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(RuntimeError(value))
+        elif kind == "died":
+            self._died(*message[1:])
 
     async def ended(self) -> int:
         """The child's exit status (negative: the signal that ended it)."""
