@@ -549,3 +549,18 @@ def test_renders_with_a_kept_cache_equal_fresh_ones_as_values_and_names_change()
         assert families["node_textfile_scrape_error"].samples[0].value == 1
         assert {s.value for s in families["node_load1"].samples} == {load}
         assert extra in families
+
+
+def test_an_unchanged_body_keeps_its_gzip_and_a_changed_one_is_compressed_again() -> None:
+    cache = Cache()
+    runtime = RuntimeFamilies(False)  # no process_* series, which move between renders
+    first = render(1, sample_snapshots(), [], runtime, BOTH, cache=cache)
+    again = render(2, sample_snapshots(), [], runtime, BOTH, cache=cache)
+    changed = sample_snapshots()
+    changed["a"] = Snapshot.of("a", [CounterMetricFamily("demo_events", "Events seen.", 4)])
+    later = render(3, changed, [], runtime, BOTH, cache=cache)
+    for fmt in BOTH:
+        assert again.bodies[fmt].plain == first.bodies[fmt].plain
+        assert again.bodies[fmt].gzipped is first.bodies[fmt].gzipped
+        assert later.bodies[fmt].plain != first.bodies[fmt].plain
+        assert gzip.decompress(later.bodies[fmt].gzipped) == later.bodies[fmt].plain

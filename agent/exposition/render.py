@@ -28,7 +28,6 @@ from agent import memory
 from agent.exposition import policy
 from agent.exposition.encoding import Encoded, FamilyEncoder, labelled
 from agent.exposition.formats import CONTENT_TYPES, OPENMETRICS, OPENMETRICS_EOF, Demand, encode
-from agent.exposition.gzipruns import RunGzip, starts_run
 from agent.exposition.registry import Registry, Snapshot, TargetSnapshot
 from agent.exposition.selfmetrics import CollectorFamilies, RuntimeFamilies
 from agent.exposition.status import CollectorStatus
@@ -47,6 +46,10 @@ RENDER_PACE = 3.0
 MAX_PACE_SECONDS = 1.0
 OWN = "hostagent"  # the agent's own families, as a source of the clash check
 TARGET_PREFIX = "ssh:"
+
+
+def gzip_bytes(plain: bytes) -> bytes:
+    return gzip.compress(plain, GZIP_LEVEL, mtime=0)
 
 
 class Body:
@@ -72,7 +75,7 @@ class Body:
         """Blocking; concurrent callers share one compression."""
         with self._lock:
             if self._gzipped is None:
-                self._gzipped = gzip.compress(self.plain, GZIP_LEVEL, mtime=0)
+                self._gzipped = gzip_bytes(self.plain)
             return self._gzipped
 
     @property
@@ -95,7 +98,7 @@ class Cache:
     def __init__(self) -> None:
         self._encoders: dict[str, FamilyEncoder] = {}
         self.arranger = policy.Arranger()
-        self._gzips: dict[str, RunGzip] = {}
+        self._gzipped: dict[str, tuple[bytes, bytes]] = {}  # format -> (plain, its gzip)
         self.collector_families = CollectorFamilies()
         # Target -> (the snapshot and modules its labelled copies were made from, copies).
         self._labelled: dict[str, tuple[TargetSnapshot, frozenset[str], list[Metric]]] = {}
@@ -109,8 +112,17 @@ class Cache:
             del self._encoders[key]
         return encoded
 
-    def gzip(self, fmt: str) -> RunGzip:
-        return self._gzips.setdefault(fmt, RunGzip(GZIP_LEVEL))
+    def gzip(self, fmt: str, plain: bytes) -> bytes:
+        """The body's gzip: the previous one again when the body is the same (nothing
+        changed, as on an idle fixture host), else one compression of the whole (on a live
+        host the changed families are spread over all of it: compressing pieces apart, to
+        reuse the unchanged ones, cost more than the whole)."""
+        previous = self._gzipped.get(fmt)
+        if previous is not None and previous[0] == plain:
+            return previous[1]
+        gzipped = gzip_bytes(plain)
+        self._gzipped[fmt] = (plain, gzipped)
+        return gzipped
 
     def target_families(self, target: TargetSnapshot, modules: frozenset[str]) -> list[Metric]:
         cached = self._labelled.get(target.name)
@@ -163,19 +175,15 @@ def render(
     encoded = cache.encode(plan, formats)
     bodies = {}
     for fmt in formats:
-        runs: list[tuple[object, list[bytes | memoryview]]] = []
+        parts: list[bytes | memoryview] = []
         for key, name in headed:
-            if not runs or starts_run(name):
-                runs.append(((key, name), []))
-            parts = runs[-1][1]
             parts.append(encoded[key][name][fmt].whole)
             for other in plan.joined.get((key, name), ()):
                 parts.append(encoded[other][name][fmt].samples)
         if fmt == OPENMETRICS:
-            runs.append((OPENMETRICS_EOF, [OPENMETRICS_EOF]))
-        plain = b"".join([part for _, parts in runs for part in parts])
-        gzipped = (cache.gzip(fmt).compress(runs, plain) if len(plain) <= EAGER_GZIP_BYTES
-                   else None)
+            parts.append(OPENMETRICS_EOF)
+        plain = b"".join(parts)
+        gzipped = cache.gzip(fmt, plain) if len(plain) <= EAGER_GZIP_BYTES else None
         bodies[fmt] = Body(CONTENT_TYPES[fmt], plain, gzipped=gzipped)
     complete = all(status.completed_once for status in statuses)
     return Exposition(generation, complete, bodies, dict(plan.dropped))
