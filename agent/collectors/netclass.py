@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.collectors.common import Unchanged
+from agent.collectors.common import Unchanged, open_dir
+from agent.collectors.heldfiles import HeldFile, available, kernel_generated
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -53,6 +54,8 @@ UNREADABLE = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EINVAL, e
 READ_SIZE = 128
 
 Interfaces = dict[str, dict[str, str]]  # device -> {attribute: trimmed value}
+# device -> (its directory's (st_dev, st_ino), its attributes present then, held)
+Held = dict[str, tuple[tuple[int, int], list[tuple[str, HeldFile]]]]
 
 
 def _sysfs_read(path: str | Path, dir_fd: int | None = None) -> bytes:
@@ -75,9 +78,11 @@ def read_attribute(path: str | Path, dir_fd: int | None = None) -> str | None:
     return data.decode(errors="replace").strip()
 
 
-def read_interfaces(class_net: Path, ignored: re.Pattern[str]) -> Interfaces:
+def read_interfaces(class_net: Path, ignored: re.Pattern[str], held: Held | None = None
+                    ) -> Interfaces:
     """The attributes of every device not matching ignored (unanchored); a missing or
-    unreadable class/net directory gives no device, as node_exporter's ErrNoData."""
+    unreadable class/net directory gives no device, as node_exporter's ErrNoData. With held
+    (on sysfs only), devices' attribute files are kept open there between calls."""
     try:
         with os.scandir(class_net) as entries:  # regular files, e.g. bonding_masters, skipped
             devices = sorted(e.name for e in entries if not e.is_file(follow_symlinks=False))
@@ -87,8 +92,14 @@ def read_interfaces(class_net: Path, ignored: re.Pattern[str]) -> Interfaces:
     for device in devices:
         if ignored.search(device):
             continue
+        path = os.path.join(class_net, device)
+        if held is not None:
+            held_values = _read_held(path, device, held)
+            if held_values is not None:
+                interfaces[device] = held_values
+                continue
         try:
-            dir_fd = os.open(os.path.join(class_net, device), os.O_RDONLY | os.O_DIRECTORY)
+            dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:  # the device went away since the listing
             continue
         try:
@@ -97,7 +108,53 @@ def read_interfaces(class_net: Path, ignored: re.Pattern[str]) -> Interfaces:
         finally:
             os.close(dir_fd)
         interfaces[device] = {name: value for name, value in values.items() if value is not None}
+    if held is not None:
+        for device in held.keys() - interfaces.keys():
+            del held[device]  # their files close as they are dropped
     return interfaces
+
+
+def _read_held(path: str, device: str, held: Held) -> dict[str, str] | None:
+    """The device's attributes through its held files, opened first if the path now names
+    another directory than the one held (a device renamed, or removed and added again:
+    sysfs gives every directory its own inode). None to read it the plain way: no room to
+    hold its files, or it went away."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        held.pop(device, None)
+        return None
+    entry = held.get(device)
+    if entry is None or entry[0] != (status.st_dev, status.st_ino):
+        held.pop(device, None)
+        if available() < len(ATTRIBUTES):
+            return None
+        try:
+            dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            return None
+        try:
+            opened = os.fstat(dir_fd)
+            files = []
+            for name in sorted(ATTRIBUTES.intersection(os.listdir(dir_fd))):
+                try:
+                    fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
+                except OSError:  # tried by its path again on each read
+                    files.append((name, HeldFile(os.path.join(path, name), READ_SIZE)))
+                else:
+                    files.append((name, HeldFile.adopt(os.path.join(path, name), fd,
+                                                       READ_SIZE)))
+        finally:
+            os.close(dir_fd)
+        entry = held[device] = ((opened.st_dev, opened.st_ino), files)
+    values: dict[str, str] = {}
+    for name, file in entry[1]:
+        try:
+            values[name] = file.read().decode(errors="replace").strip()
+        except OSError as exc:
+            if exc.errno not in UNREADABLE:
+                raise
+    return values
 
 
 def parse_int(text: str) -> int | None:
@@ -124,13 +181,24 @@ class NetclassCollector:
         self._netlink = netlink
         self._netlink_with_stats = netlink_with_stats
         self._unchanged: Unchanged[list[Metric]] = Unchanged()
+        self._held: Held = {}
+        self._on_sysfs: bool | None = None  # whether class/net is, once it could be opened
+
+    def _holding(self) -> Held | None:
+        if self._on_sysfs is None:
+            try:
+                with open_dir(self._class_net) as fd:
+                    self._on_sysfs = kernel_generated(fd)
+            except OSError:
+                return None
+        return self._held if self._on_sysfs else None
 
     def collect(self) -> list[Metric]:
         if self._netlink:
             from agent.collectors.netclass_netlink import collect_netlink
             return collect_netlink(self._class_net, self._ignored, self._netlink_with_stats,
                                    read_attribute)
-        interfaces = read_interfaces(self._class_net, self._ignored)
+        interfaces = read_interfaces(self._class_net, self._ignored, self._holding())
         raw = tuple((device, tuple(values.items())) for device, values in interfaces.items())
         return self._unchanged.get(
             raw, lambda: netclass_families(interfaces, self._ignore_invalid_speed))
