@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import gauge, read_file_bytes
+from agent.collectors.common import gauge
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -53,22 +54,24 @@ class ConntrackCollector:
         self._count = str(netfilter / "nf_conntrack_count")
         self._max = str(netfilter / "nf_conntrack_max")
         self._stat = str(procfs / "net" / "stat" / "nf_conntrack")
+        self._files = HeldFiles()
+
+    def _read(self, path: str) -> str | None:
+        try:
+            return self._files.read(path).decode()
+        except FileNotFoundError:
+            return None
 
     def collect(self) -> list[Metric]:
-        count = _read(self._count)
+        count = self._read(self._count)
         if count is None:
             return []
-        limit = _read(self._max)
-        stat = _read(self._stat) if limit is not None else None
+        limit = self._read(self._max)
+        stat = self._read(self._stat) if limit is not None else None
         return conntrack_families(int(count), None if limit is None else int(limit),
                                   None if stat is None else parse_conntrack_stat(stat))
 
 
-def _read(path: str) -> str | None:
-    try:
-        return read_file_bytes(path).decode()
-    except FileNotFoundError:
-        return None
 
 
 def conntrack_families(entries: int, limit: int | None,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from agent.collectors.common import family, parse_int, read_file_bytes, read_text, sample
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -62,7 +63,8 @@ class CpuCollector:
     def __init__(self, procfs: Path, sysfs: Path | None = None, guest: bool = True,
                  info: bool = False, flags_include: str | None = None,
                  bugs_include: str | None = None) -> None:
-        self._stat = procfs / "stat"
+        self._stat = str(procfs / "stat")
+        self._files = HeldFiles()
         self._cpuinfo = procfs / "cpuinfo"
         self._cpus = None if sysfs is None else str(sysfs / "devices/system/cpu")
         self._user_hz = float(os.sysconf("SC_CLK_TCK"))
@@ -80,7 +82,8 @@ class CpuCollector:
         if self._info:
             families += cpuinfo_families(parse_cpuinfo(_read(self._cpuinfo)),
                                          self._flags, self._bugs)
-        parsed = parse_stat_cpus(_read(self._stat), self._user_hz)
+        parsed = parse_stat_cpus(self._files.read(self._stat).decode(errors="replace"),
+                                 self._user_hz)
         self._last = {cpu: keep_monotonic(self._last.get(cpu), times)
                       for cpu, times in parsed.items()}
         families += cpu_families(self._last, guest_enabled=self._guest)

@@ -19,6 +19,7 @@ from agent.collectors.common import (
     read_text,
     sample,
 )
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -141,7 +142,8 @@ class DiskstatsCollector:
         device_exclude: str | None,
         udev_data: Path = Path("/run/udev/data"),
     ) -> None:
-        self._diskstats = procfs / "diskstats"
+        self._diskstats = str(procfs / "diskstats")
+        self._files = HeldFiles()  # /proc/diskstats and rotational attributes
         self._block = sysfs / "block"
         self._udev_data = udev_data
         self._filter = DeviceFilter(device_include, device_exclude)
@@ -150,12 +152,13 @@ class DiskstatsCollector:
         # udev database file -> (its stamp, its properties).
         self._udev_cache: dict[str, tuple[tuple[int, int, int], dict[str, str]]] = {}
         self._unchanged: Unchanged[list[Metric]] = Unchanged()
+        self._rotational_read: dict[str, str] = {}  # device -> its rotational attribute's path
 
     def ignored(self, device: str) -> bool:
         return self._filter.ignored(device)
 
     def collect(self) -> list[Metric]:
-        data = read_file_bytes(self._diskstats)
+        data = self._files.read(self._diskstats)
         text = data.decode(errors="replace")
         devices = [(device, major, minor) for device, major, minor in _devices(text)
                    if not self.ignored(device)]
@@ -175,6 +178,8 @@ class DiskstatsCollector:
         present = set(devices)
         for gone in [key for key in self._queue_complete if key not in present]:
             del self._queue_complete[gone]
+        for device in self._rotational_read.keys() - rotation.keys():
+            self._files.discard(self._rotational_read.pop(device))
         paths = {f"{self._udev_data}/b{major}:{minor}" for _, major, minor in devices}
         for stale in [path for path in self._udev_cache if path not in paths]:
             del self._udev_cache[stale]
@@ -187,7 +192,13 @@ class DiskstatsCollector:
         is there), the other attributes checked once per device: which of
         them a device has is fixed by its kernel and driver, where rotational is writable."""
         queue = f"{self._block}/{device}/queue"
-        value = _uint(read_text(f"{queue}/rotational"))
+        path = self._rotational_read.get(device)
+        if path is None:
+            path = self._rotational_read[device] = f"{queue}/rotational"
+        try:
+            value = _uint(self._files.read(path).decode(errors="replace").strip())
+        except OSError:
+            value = None
         if not value:
             return "0"
         key = (device, major, minor)

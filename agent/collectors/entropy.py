@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import gauge, read_file_bytes
+from agent.collectors.common import gauge
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -18,10 +19,11 @@ class EntropyCollector:
         random = procfs / "sys" / "kernel" / "random"
         self._available = str(random / "entropy_avail")
         self._pool_size = str(random / "poolsize")
+        self._files = HeldFiles()
 
     def collect(self) -> list[Metric]:
-        available = int(read_file_bytes(self._available).decode())
-        pool_size = int(read_file_bytes(self._pool_size).decode())
+        available = int(self._files.read(self._available).decode())
+        pool_size = int(self._files.read(self._pool_size).decode())
         return entropy_families(available, pool_size)
 
 

@@ -151,3 +151,25 @@ class HeldFile:
     def __del__(self) -> None:
         with contextlib.suppress(OSError):
             self.close()
+
+
+class HeldFiles:
+    """HeldFile by path, for a collector's fixed files: procfs files, and sysfs files of
+    objects that are never renamed (a path whose object is removed answers ENODEV and is
+    opened again)."""
+
+    __slots__ = ("_files",)
+
+    def __init__(self) -> None:
+        self._files: dict[str, HeldFile] = {}
+
+    def read(self, path: str) -> bytes:
+        file = self._files.get(path)
+        if file is None:
+            file = self._files[path] = HeldFile(path)
+        return file.read()
+
+    def discard(self, path: str) -> None:
+        file = self._files.pop(path, None)
+        if file is not None:
+            file.close()

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import gauge, read_file_bytes
+from agent.collectors.common import gauge
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -27,9 +28,10 @@ def parse_loadavg(text: str) -> tuple[float, float, float]:
 class LoadCollector:
     def __init__(self, procfs: Path) -> None:
         self._loadavg = str(procfs / "loadavg")
+        self._files = HeldFiles()
 
     def collect(self) -> list[Metric]:
-        return load_families(parse_loadavg(read_file_bytes(self._loadavg).decode()))
+        return load_families(parse_loadavg(self._files.read(self._loadavg).decode()))
 
 
 def load_families(loads: tuple[float, float, float]) -> list[Metric]:

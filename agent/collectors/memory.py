@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import gauge, read_file_bytes
+from agent.collectors.common import gauge
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -65,10 +66,11 @@ def parse_meminfo(text: str, names: dict[str, str] | None = None) -> dict[str, f
 class MemoryCollector:
     def __init__(self, procfs: Path) -> None:
         self._meminfo = str(procfs / "meminfo")
+        self._files = HeldFiles()
         self._names: dict[str, str] = {}
 
     def collect(self) -> list[Metric]:
-        text = read_file_bytes(self._meminfo).decode()
+        text = self._files.read(self._meminfo).decode()
         return memory_families(parse_meminfo(text, self._names))
 
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import family, read_file_bytes, sample
+from agent.collectors.common import family, sample
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -56,6 +57,7 @@ _SNMP6_LINE = re.compile(r"^[^\S\n]*(\S+)[^\S\n]+(\S+)", re.MULTILINE)
 class NetstatCollector:
     def __init__(self, procfs: Path, fields: str) -> None:
         self._net = procfs / "net"
+        self._files = HeldFiles()
         self._fields = re.compile(fields)
         # (protocol, its field names) -> the wanted fields' (position, metric name, help)
         self._selections: dict[tuple[str, tuple[str, ...]], list[tuple[int, str, str]]] = {}
@@ -65,16 +67,19 @@ class NetstatCollector:
         self._snmp6_plans: dict[tuple[str, ...], tuple[
             list[int], list[tuple[str, list[tuple[int, str, str]]]]]] = {}
 
+    def _read(self, path: str) -> str:
+        return self._files.read(path).decode(errors="replace")
+
     def collect(self) -> list[Metric]:
         """What parse_netstat and parse_snmp6 give, the same checks (every value must parse),
         but only the wanted fields converted and no dict built per protocol."""
         # protocol -> its values as written, and which of them are wanted (a protocol seen
         # again replaces the earlier one, as in parse_netstat's dicts).
         stats: dict[str, tuple[list[str], list[tuple[int, str, str]]]] = {}
-        self._pairs(_read(f"{self._net}/netstat"), stats)
-        self._pairs(_read(f"{self._net}/snmp"), stats)
+        self._pairs(self._read(f"{self._net}/netstat"), stats)
+        self._pairs(self._read(f"{self._net}/snmp"), stats)
         with contextlib.suppress(FileNotFoundError):  # no snmp6 when IPv6 is disabled
-            self._snmp6(_read(f"{self._net}/snmp6"), stats)
+            self._snmp6(self._read(f"{self._net}/snmp6"), stats)
         families: dict[str, Metric] = {}
         for values, selection in stats.values():
             for index, full, help_text in selection:
@@ -159,8 +164,6 @@ class NetstatCollector:
         return selection
 
 
-def _read(path: str) -> str:
-    return read_file_bytes(path).decode(errors="replace")
 
 
 def create(context: Context, settings: Any) -> NetstatCollector:

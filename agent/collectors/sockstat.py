@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import gauge, read_file_bytes
+from agent.collectors.common import gauge
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -41,6 +42,7 @@ def parse_sockstat(text: str) -> Sockstat:
 class SockstatCollector:
     def __init__(self, procfs: Path, page_size: int | None = None) -> None:
         self._paths = {name: str(procfs / "net" / name) for name in ("sockstat", "sockstat6")}
+        self._files = HeldFiles()
         self._page_size = page_size if page_size is not None else os.sysconf("SC_PAGE_SIZE")
 
     def collect(self) -> list[Metric]:
@@ -48,7 +50,7 @@ class SockstatCollector:
 
     def _read(self, name: str) -> Sockstat | None:
         try:
-            return parse_sockstat(read_file_bytes(self._paths[name]).decode())
+            return parse_sockstat(self._files.read(self._paths[name]).decode())
         except FileNotFoundError:  # that IP version is disabled
             return None
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import family, read_file_bytes, sample
+from agent.collectors.common import family, sample
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -65,9 +66,10 @@ def parse_softnet(text: str) -> list[Softnet]:
 class SoftnetCollector:
     def __init__(self, procfs: Path) -> None:
         self._softnet_stat = str(procfs / "net" / "softnet_stat")
+        self._files = HeldFiles()
 
     def collect(self) -> list[Metric]:
-        return softnet_families(parse_softnet(read_file_bytes(self._softnet_stat).decode()))
+        return softnet_families(parse_softnet(self._files.read(self._softnet_stat).decode()))
 
 
 # (Softnet field, metric name, help, type), in the order of the metric names.

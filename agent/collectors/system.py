@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client.metrics_core import Metric
 
 from agent.collectors.common import counter, family, gauge, list_dir, read_file_bytes, sample
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -149,9 +150,10 @@ class SystemReadings:
     softirq: dict[str, float] | None = None  # with the stat collector's softirq option
 
 
-def _optional(path: str, parse: Callable[[str], T]) -> T | None:
+def _optional(path: str, parse: Callable[[str], T],
+              read: Callable[[str], bytes] = read_file_bytes) -> T | None:
     try:
-        return parse(read_file_bytes(path).decode())
+        return parse(read(path).decode())
     except (OSError, ValueError, KeyError) as exc:
         log.debug("optional source unavailable: %s: %s", path, exc)
         return None
@@ -162,6 +164,7 @@ class SystemCollector:
                  parts: frozenset[str] = PARTS, softirq: bool = False) -> None:
         self._parts = parts
         self._softirq = softirq
+        self._files = HeldFiles()
         # Paths joined once, not every cycle.
         self._stat = str(procfs / "stat")
         self._pressure = {resource: str(procfs / "pressure" / resource)
@@ -187,12 +190,13 @@ class SystemCollector:
     def read(self) -> SystemReadings:
         """Reads the sources of this collector's parts only."""
         parts = self._parts
-        stat_text = read_file_bytes(self._stat).decode() if "stat" in parts else ""
+        read = self._files.read
+        stat_text = read(self._stat).decode() if "stat" in parts else ""
         stat = parse_stat(stat_text)
         # The clock and zone only for the time part (the others would never read the same).
         now = time.time() if "time" in parts else 0.0
         local = time.localtime(now) if "time" in parts else None
-        pressure = {resource: _optional(path, parse_pressure)
+        pressure = {resource: _optional(path, parse_pressure, read)
                     for resource, path in self._pressure.items()} if "pressure" in parts else {}
         return SystemReadings(
             stat=stat,
@@ -201,7 +205,7 @@ class SystemCollector:
             clocksources=self._clocksources() if "time" in parts else [],
             uname=self._uname() if "uname" in parts else {},
             os_release=self._os_release() if "os" in parts else None,
-            filefd=_optional(self._file_nr, parse_file_nr) if "filefd" in parts else None,
+            filefd=_optional(self._file_nr, parse_file_nr, read) if "filefd" in parts else None,
             pressure={resource: lines for resource, lines in pressure.items() if lines},
             softirq=parse_softirq(stat_text) if self._softirq else None,
         )
@@ -214,15 +218,15 @@ class SystemCollector:
             device = f"{self._clocksource_dir}/{name}"
             try:
                 found.append(parse_clocksource(
-                    read_file_bytes(f"{device}/available_clocksource").decode(),
-                    read_file_bytes(f"{device}/current_clocksource").decode()))
+                    self._files.read(f"{device}/available_clocksource").decode(),
+                    self._files.read(f"{device}/current_clocksource").decode()))
             except OSError as exc:
                 log.debug("clocksource unreadable: %s: %s", device, exc)
         return found
 
     def _uname(self) -> dict[str, str]:
         uts = os.uname()
-        domain = _optional(self._domainname, str.strip)
+        domain = _optional(self._domainname, str.strip, self._files.read)
         return {"domainname": domain or "(none)", "machine": uts.machine,
                 "nodename": uts.nodename, "release": uts.release, "sysname": uts.sysname,
                 "version": uts.version}

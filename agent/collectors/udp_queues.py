@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import family, read_file_bytes, sample
+from agent.collectors.common import family, sample
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -34,12 +35,13 @@ def parse_udp_queues(text: str) -> tuple[int, int]:
 class UdpQueuesCollector:
     def __init__(self, procfs: Path) -> None:
         self._files = {"v4": str(procfs / "net" / "udp"), "v6": str(procfs / "net" / "udp6")}
+        self._held = HeldFiles()
 
     def collect(self) -> list[Metric]:
         queues = {}
         for ip, path in self._files.items():
             try:
-                queues[ip] = parse_udp_queues(read_file_bytes(path).decode())
+                queues[ip] = parse_udp_queues(self._held.read(path).decode())
             except FileNotFoundError:  # that IP version is disabled
                 continue
         if not queues:

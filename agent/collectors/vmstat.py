@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import family, read_file_bytes, sample
+from agent.collectors.common import family, sample
+from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -28,6 +29,7 @@ def parse_vmstat(text: str) -> dict[str, float]:
 class VmstatCollector:
     def __init__(self, procfs: Path, fields: str) -> None:
         self._vmstat = str(procfs / "vmstat")
+        self._files = HeldFiles()
         self._fields = re.compile(fields)
         # The kernel's field names, and the selected ones' (key, metric name, help) in
         # output order: the names are the same every read, so the regex runs once per name.
@@ -35,7 +37,7 @@ class VmstatCollector:
         self._selected: list[tuple[str, str, str]] = []
 
     def collect(self) -> list[Metric]:
-        stats = parse_vmstat(read_file_bytes(self._vmstat).decode())
+        stats = parse_vmstat(self._files.read(self._vmstat).decode())
         keys = tuple(stats)
         if keys != self._keys:
             self._keys = keys
