@@ -3,6 +3,7 @@ readers with node_exporter's read semantics, sorted metric families."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Hashable, Iterable
@@ -255,6 +256,36 @@ class Unchanged(Generic[T]):
 
 
 _NOTHING = object()
+
+
+class Singles:
+    """A collector's single-sample, label-less families, each handed out again as the same
+    object while its value stays the same: building one costs more than comparing its value,
+    and the renderer skips a family it has seen at once. Values compare exactly (same type,
+    same sign of zero; NaN never equal). Call done() after each collection: families not
+    asked for since are forgotten."""
+
+    __slots__ = ("_last", "_next")
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, Metric]] = {}
+        self._next: dict[str, tuple[float, Metric]] = {}
+
+    def get(self, name: str, help_text: str, typ: str, value: float) -> Metric:
+        """family(name, help_text, typ, [sample(name, {}, value)]); a counter's name is
+        given with its _total (the sample's), the family's is without it."""
+        old = self._last.get(name)
+        if (old is not None and old[0] == value and type(old[0]) is type(value)
+                and (value or math.copysign(1.0, value) == math.copysign(1.0, old[0]))):
+            metric = old[1]
+        else:
+            metric = family(name.removesuffix("_total") if typ == "counter" else name,
+                            help_text, typ, [sample(name, {}, value)])
+        self._next[name] = (value, metric)
+        return metric
+
+    def done(self) -> None:
+        self._last, self._next = self._next, {}
 
 
 _new_metric = Metric.__new__

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import gauge
+from agent.collectors.common import Singles, gauge
 from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
@@ -68,10 +68,19 @@ class MemoryCollector:
         self._meminfo = str(procfs / "meminfo")
         self._files = HeldFiles()
         self._names: dict[str, str] = {}
+        self._singles = Singles()
 
     def collect(self) -> list[Metric]:
         text = self._files.read(self._meminfo).decode()
-        return memory_families(parse_meminfo(text, self._names))
+        fields = parse_meminfo(text, self._names)
+        singles = self._singles
+        families = []
+        for key, value in sorted(fields.items()):
+            names = _FAMILIES.get(key)
+            if names is not None:
+                families.append(singles.get(names[0], names[1], "gauge", value))
+        singles.done()
+        return families
 
 
 def memory_families(fields: dict[str, float]) -> list[Metric]:

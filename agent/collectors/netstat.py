@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import family, sample
+from agent.collectors.common import Singles
 from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ class NetstatCollector:
     def __init__(self, procfs: Path, fields: str) -> None:
         self._net = procfs / "net"
         self._files = HeldFiles()
+        self._singles = Singles()
         self._fields = re.compile(fields)
         # (protocol, its field names) -> the wanted fields' (position, metric name, help)
         self._selections: dict[tuple[str, tuple[str, ...]], list[tuple[int, str, str]]] = {}
@@ -81,10 +82,11 @@ class NetstatCollector:
         with contextlib.suppress(FileNotFoundError):  # no snmp6 when IPv6 is disabled
             self._snmp6(self._read(f"{self._net}/snmp6"), stats)
         families: dict[str, Metric] = {}
+        single = self._singles.get
         for values, selection in stats.values():
             for index, full, help_text in selection:
-                families[full] = family(full, help_text, "unknown",
-                                        [sample(full, {}, float(values[index]))])
+                families[full] = single(full, help_text, "unknown", float(values[index]))
+        self._singles.done()
         return [families[name] for name in sorted(families)]
 
     def _pairs(self, text: str, stats: dict[str, tuple[list[str], list[tuple[int, str, str]]]]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import family, sample
+from agent.collectors.common import Singles
 from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ class VmstatCollector:
     def __init__(self, procfs: Path, fields: str) -> None:
         self._vmstat = str(procfs / "vmstat")
         self._files = HeldFiles()
+        self._singles = Singles()
         self._fields = re.compile(fields)
         # The kernel's field names, and the selected ones' (key, metric name, help) in
         # output order: the names are the same every read, so the regex runs once per name.
@@ -42,8 +43,11 @@ class VmstatCollector:
         if keys != self._keys:
             self._keys = keys
             self._selected = _selection(k for k in stats if self._fields.search(k))
-        return [family(name, help_text, "unknown", [sample(name, {}, stats[key])])
-                for key, name, help_text in self._selected]
+        single = self._singles.get
+        families = [single(name, help_text, "unknown", stats[key])
+                    for key, name, help_text in self._selected]
+        self._singles.done()
+        return families
 
 
 def _selection(keys: Iterable[str]) -> list[tuple[str, str, str]]:

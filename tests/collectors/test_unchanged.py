@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.agent import build_collector
-from agent.collectors.common import Unchanged
+from agent.collectors.common import Singles, Unchanged
 from agent.config import Config
 from tests.golden import FIXTURES
 
@@ -54,6 +54,9 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
      b"4631917", b"4631918"),
     ("ipvs", "ipvs", "proc/net/ip_vs_stats", b" 16AA370 E33656E5", b" 16AA371 E33656E5"),
     ("mdadm", "mdadm", "sys/block/md0/md/degraded", b"0", b"1"),
+    ("meminfo", "meminfo", "proc/meminfo", b"MemFree:         1853516",
+     b"MemFree:         1853517"),
+    ("netstat", "netstat", "proc/net/snmp", b"Ip: 1 64", b"Ip: 2 64"),
     ("netclass", "netclass", "sys/class/net/eth0/mtu", b"9000", b"1500"),
     ("nfs", "nfs", "proc/net/rpc/nfs", b"rpc 1223890122", b"rpc 1223890123"),
     ("nfsd", "nfsd", "proc/net/rpc/nfsd", b"th 8 0", b"th 9 0"),
@@ -64,6 +67,7 @@ CHANGES: list[tuple[str, str, str, bytes, bytes]] = [
      b"240422366267", b"240422366268"),
     ("thermal_zone", "thermal_zone", "sys/class/thermal/thermal_zone0/temp", b"12376",
      b"12377"),
+    ("vmstat", "vmstat", "proc/vmstat", b"pgfault 9876543210", b"pgfault 9876543211"),
     ("watchdog", "watchdog", "sys/class/watchdog/watchdog0/timeleft", b"300", b"299"),
     ("xfs", "xfs", "sys/fs/xfs/sda1/stats/stats", b"rw 28 2", b"rw 29 2"),
     ("zfs", "zfs", "proc/spl/kstat/zfs/arcstats", b"4    8772612", b"4    8772613"),
@@ -95,3 +99,21 @@ def test_reused_output_follows_a_changed_file(tmp_path: Path, name: str, tree: s
     after = collector.collect()
     assert after != before, f"changing {path} did not change {name}'s output"
     assert after == build_collector(name, _config(tmp_path)).collect()
+
+
+def test_singles_hand_out_a_family_again_only_for_the_very_same_value() -> None:
+    singles = Singles()
+    first = singles.get("node_a", "A.", "gauge", 1.0)
+    zero = singles.get("node_z", "Z.", "counter", 0.0)
+    assert (zero.name, zero.samples[0].name) == ("node_z", "node_z")
+    singles.done()
+    assert singles.get("node_a", "A.", "gauge", 1.0) is first
+    assert singles.get("node_z", "Z.", "counter", -0.0) is not zero  # written as -0
+    singles.done()
+    assert singles.get("node_a", "A.", "gauge", 1) is not first  # written as 1, not 1.0
+    singles.done()
+    singles.done()  # node_a not asked for in a collection: forgotten
+    assert singles.get("node_a", "A.", "gauge", 1) is not first
+    nan = singles.get("node_n", "N.", "gauge", float("nan"))
+    singles.done()
+    assert singles.get("node_n", "N.", "gauge", float("nan")) is not nan
