@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from agent.collectors.common import DeviceFilter, Unchanged
+from agent.collectors.heldfiles import HeldFiles
 from agent.logs import kv
 from agent.pool import DaemonThreadPool
 
@@ -160,6 +161,8 @@ class FilesystemCollector:
         # Mounts parsed again only when mountinfo reads differently; families built again
         # only when a mount or a statvfs answer differs.
         self._mounts: Unchanged[list[tuple[Mount, str]]] = Unchanged()
+        self._mountinfo = (str(procfs / "1" / "mountinfo"), str(procfs / "self" / "mountinfo"))
+        self._files = HeldFiles()
         self._families: Unchanged[list[Metric]] = Unchanged()
 
     def mounts(self) -> list[Mount]:
@@ -171,9 +174,11 @@ class FilesystemCollector:
     def _mounts_and_paths(self) -> list[tuple[Mount, str]]:
         """The mounts, each with the path statvfs is called on."""
         try:
-            text = (self._procfs / "1" / "mountinfo").read_text(errors="replace")
+            raw = self._files.read(self._mountinfo[0])
         except FileNotFoundError:
-            text = (self._procfs / "self" / "mountinfo").read_text(errors="replace")
+            raw = self._files.read(self._mountinfo[1])
+        # As node_exporter reads it: bytes as they are (a \r in a mount point stays one).
+        text = raw.decode(errors="replace")
         return self._mounts.get(text, lambda: self._parse_mounts(text))
 
     def _parse_mounts(self, text: str) -> list[tuple[Mount, str]]:
