@@ -50,10 +50,15 @@ def count_neighbours(messages: list[tuple[int, bytes]]) -> dict[int, int]:
     return dict(counts)
 
 
-def netlink_arp() -> dict[str, int]:
-    # Only IPv4 neighbours count: the kernel leaves the others out of the dump.
-    request = rtnetlink.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0)
-    by_index = count_neighbours(rtnetlink.dump(rtnetlink.RTM_GETNEIGH, request))
+# Only IPv4 neighbours count: the kernel leaves the others out of the dump.
+_GETNEIGH = rtnetlink.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+
+
+def netlink_arp(sock: rtnetlink.Socket | None = None) -> dict[str, int]:
+    """With sock, the dump is asked on it (else on a socket of its own)."""
+    by_index = count_neighbours(rtnetlink.dump(rtnetlink.RTM_GETNEIGH, _GETNEIGH)
+                                if sock is None else
+                                sock.dump(rtnetlink.RTM_GETNEIGH, _GETNEIGH))
     # The name of each interface that has neighbours, now (one ioctl each, where a link
     # dump would list every interface with all its attributes and statistics); one gone
     # since the neighbour dump is left out.
@@ -72,10 +77,14 @@ class ArpCollector:
         self._arp = procfs / "net" / "arp"
         self._filter = DeviceFilter(device_include, device_exclude)
         self._netlink = netlink
+        self._socket = rtnetlink.Socket()
 
     def collect(self) -> list[Metric]:
-        counts = netlink_arp() if self._netlink else parse_arp(self._arp.read_text())
+        counts = netlink_arp(self._socket) if self._netlink else parse_arp(self._arp.read_text())
         return arp_families({d: n for d, n in counts.items() if not self._filter.ignored(d)})
+
+    def close(self) -> None:
+        self._socket.close()
 
 
 def arp_families(counts: dict[str, int]) -> list[Metric]:

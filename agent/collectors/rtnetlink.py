@@ -9,7 +9,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Container, Iterator
+from collections.abc import Collection, Iterator
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
@@ -47,13 +47,14 @@ def attributes(data: bytes) -> Iterator[tuple[int, bytes]]:
         offset += (length + 3) & ~3
 
 
-def attribute_map(data: bytes, kinds: Container[int] | None = None) -> dict[int, bytes]:
+def attribute_map(data: bytes, kinds: Collection[int] | None = None) -> dict[int, bytes]:
     """The attributes by type (with kinds, only those types: the others' values are not
-    copied); a repeated type keeps its first value. attributes() as one loop: a link has
-    dozens, read every cycle."""
+    copied, and the attributes after the last of them are not read); a repeated type keeps
+    its first value. attributes() as one loop: a link has dozens, read every cycle."""
     found: dict[int, bytes] = {}
     offset, end = 0, len(data)
     unpack = _RTATTR.unpack_from
+    wanted = -1 if kinds is None else len(kinds)
     while offset + 4 <= end:  # _RTATTR.size
         length, kind = unpack(data, offset)
         if length < 4 or offset + length > end:
@@ -61,6 +62,8 @@ def attribute_map(data: bytes, kinds: Container[int] | None = None) -> dict[int,
         kind &= NLA_TYPE_MASK
         if kind not in found and (kinds is None or kind in kinds):
             found[kind] = data[offset + 4:offset + length]
+            if len(found) == wanted:
+                break
         offset += (length + 3) & ~3
     return found
 
@@ -69,41 +72,122 @@ def c_string(value: bytes) -> str:
     return value.split(b"\0", 1)[0].decode(errors="replace")
 
 
-def messages(chunk: bytes) -> Iterator[tuple[int, bytes]]:
+def messages(chunk: bytes, sequence: int | None = None) -> Iterator[tuple[int, bytes]]:
     """(type, payload) of each netlink message in one datagram; NLMSG_ERROR with an error
-    raises it as OSError."""
+    raises it as OSError. With sequence, messages answering another request are skipped."""
     offset = 0
     while offset + HEADER.size <= len(chunk):
-        length, kind, _, _, _ = HEADER.unpack_from(chunk, offset)
+        length, kind, _, seq, _ = HEADER.unpack_from(chunk, offset)
         if length < HEADER.size or offset + length > len(chunk):
             raise ValueError("malformed netlink message")
-        payload = chunk[offset + HEADER.size:offset + length]
-        if kind == NLMSG_ERROR:
-            errno = -struct.unpack_from("=i", payload)[0]
-            if errno:
-                raise OSError(errno, os.strerror(errno))
-        else:
-            yield kind, payload
+        if sequence is None or seq == sequence:
+            payload = chunk[offset + HEADER.size:offset + length]
+            if kind == NLMSG_ERROR:
+                errno = -struct.unpack_from("=i", payload)[0]
+                if errno:
+                    raise OSError(errno, os.strerror(errno))
+            else:
+                yield kind, payload
         offset += (length + 3) & ~3
+
+
+# The kernel fills a dump's datagrams up to 32 KiB (less its overhead) whatever larger buffer
+# the reader offers; only a single larger message (a link with many VFs) comes bigger, and
+# the dump is then asked again with a buffer of its size.
+BUFFER_SIZE = 32768
+
+
+class Socket:
+    """A netlink socket for one request after another, kept open between them: opening,
+    binding and closing one costs as much as a small dump. Each request has its own sequence
+    number and replies to any other are skipped; on any error or interruption the socket is
+    closed, so a request left half-read never leaves its replies to the next one (which opens
+    a new socket); an error on a socket kept from before is asked again on a new one. One
+    caller at a time."""
+
+    __slots__ = ("_buffer", "_protocol", "_sequence", "_socket", "_timeout")
+
+    def __init__(self, protocol: int = socket.NETLINK_ROUTE, timeout: float = 5.0) -> None:
+        self._protocol = protocol
+        self._timeout = timeout
+        self._socket: socket.socket | None = None
+        self._sequence = 0
+        self._buffer = bytearray(0)  # allocated at first use
+
+    def dump(self, request_type: int, request: bytes,
+             flags: int = NLM_F_REQUEST | NLM_F_DUMP) -> list[tuple[int, bytes]]:
+        """Send one request and return every (type, payload) until NLMSG_DONE (without
+        NLM_F_DUMP: the first datagram's)."""
+        for attempt in range(3):
+            reused = self._socket is not None
+            try:
+                return self._request(request_type, request, flags)
+            except BaseException as exc:
+                self.close()  # whatever is left unread goes with it
+                # A kept socket's error is asked again on a new one, whose answer counts
+                # (a dump left running on it answers EBUSY); a larger buffer is asked with.
+                if attempt == 2 or not (isinstance(exc, _Truncated) or (reused and isinstance(
+                        exc, OSError) and not isinstance(exc, TimeoutError))):
+                    if isinstance(exc, _Truncated):
+                        raise OSError("netlink datagrams kept outgrowing the buffer") from None
+                    raise
+        raise AssertionError("unreachable")
+
+    def _request(self, request_type: int, request: bytes, flags: int) -> list[tuple[int, bytes]]:
+        sock = self._socket
+        if sock is None:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, self._protocol)
+            try:
+                sock.settimeout(self._timeout)
+                sock.bind((0, 0))
+            except BaseException:
+                sock.close()
+                raise
+            self._socket = sock
+        if not self._buffer:
+            self._buffer = bytearray(BUFFER_SIZE)
+        sequence = self._sequence = self._sequence % 0xFFFFFFFF + 1
+        sock.send(HEADER.pack(HEADER.size + len(request), request_type, flags, sequence, 0)
+                  + request)
+        buffer, view = self._buffer, memoryview(self._buffer)
+        replies: list[tuple[int, bytes]] = []
+        with view:
+            for _ in range(MAX_DATAGRAMS):
+                # MSG_TRUNC: the datagram's whole length, even beyond the buffer.
+                size = sock.recv_into(buffer, 0, socket.MSG_TRUNC)
+                if size > len(buffer):
+                    self._buffer = bytearray(size)
+                    raise _Truncated
+                for kind, payload in messages(view[:size].tobytes(), sequence):
+                    if kind == NLMSG_DONE:
+                        return replies
+                    replies.append((kind, payload))
+                if not flags & NLM_F_DUMP and replies:
+                    return replies
+        raise OSError(f"netlink dump of message type {request_type} did not end")
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class _Truncated(Exception):
+    """A datagram was larger than the buffer."""
 
 
 def dump(request_type: int, request: bytes, protocol: int = socket.NETLINK_ROUTE,
          flags: int = NLM_F_REQUEST | NLM_F_DUMP, timeout: float = 5.0) -> list[tuple[int, bytes]]:
-    """Send one dump request and return every (type, payload) until NLMSG_DONE."""
-    header = HEADER.pack(HEADER.size + len(request), request_type, flags, 1, 0)
-    replies: list[tuple[int, bytes]] = []
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol) as sock:
-        sock.settimeout(timeout)
-        sock.bind((0, 0))
-        sock.send(header + request)
-        for _ in range(MAX_DATAGRAMS):
-            for kind, payload in messages(sock.recv(1 << 20)):
-                if kind == NLMSG_DONE:
-                    return replies
-                replies.append((kind, payload))
-            if not flags & NLM_F_DUMP and replies:
-                return replies
-    raise OSError(f"netlink dump of message type {request_type} did not end")
+    """Send one dump request on a socket of its own and return every (type, payload) until
+    NLMSG_DONE."""
+    sock = Socket(protocol, timeout)
+    try:
+        return sock.dump(request_type, request, flags)
+    finally:
+        sock.close()
 
 
 def link_names() -> dict[int, str]:
