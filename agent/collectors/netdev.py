@@ -17,6 +17,7 @@ import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,12 @@ _LINK_ATTRIBUTES = frozenset({rtnetlink.IFLA_IFNAME, IFLA_STATS64})
 
 def parse_link_stats(replies: list[tuple[int, bytes]]) -> dict[str, dict[str, float]]:
     """RTM_GETLINK dump -> {device: counters under netlink names}."""
+    return {device: link_counters(raw) for device, raw in raw_link_stats(replies).items()}
+
+
+def raw_link_stats(replies: list[tuple[int, bytes]]) -> dict[str, bytes]:
+    """RTM_GETLINK dump -> {device: its rtnl_link_stats64 as sent}, devices without it left
+    out."""
     stats = {}
     for kind, payload in replies:
         if kind != rtnetlink.RTM_NEWLINK or len(payload) < rtnetlink.IFINFOMSG.size:
@@ -103,15 +110,20 @@ def parse_link_stats(replies: list[tuple[int, bytes]]) -> dict[str, dict[str, fl
         name, raw = attributes.get(rtnetlink.IFLA_IFNAME), attributes.get(IFLA_STATS64)
         if name is None or raw is None or len(raw) < _STATS64.size:
             continue
-        stats[rtnetlink.c_string(name)] = dict(zip(NETLINK_STATS.values(),
-                                                   map(float, _STATS64.unpack_from(raw)),
-                                                   strict=True))
+        stats[rtnetlink.c_string(name)] = raw
     return stats
 
 
+def link_counters(raw: bytes) -> dict[str, float]:
+    """rtnl_link_stats64 -> counters under netlink names."""
+    return dict(zip(NETLINK_STATS.values(), map(float, _STATS64.unpack_from(raw)), strict=True))
+
+
+_GETLINK = rtnetlink.IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+
+
 def dump_link_stats() -> dict[str, dict[str, float]]:
-    return parse_link_stats(rtnetlink.dump(
-        rtnetlink.RTM_GETLINK, rtnetlink.IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)))
+    return parse_link_stats(rtnetlink.dump(rtnetlink.RTM_GETLINK, _GETLINK))
 
 
 def read_link_stats(statistics: Path | str) -> dict[str, float] | None:
@@ -168,12 +180,27 @@ class NetdevCollector:
         self._detailed = detailed
         self._address_info = address_info
         self._label_ifalias = label_ifalias
+        # The host's netlink mode: its socket, each device's last rtnl_link_stats64 and
+        # counters, the last stats and their families by counter.
+        self._socket = rtnetlink.Socket()
+        self._links: dict[str, tuple[bytes, dict[str, float] | None]] = {}
+        self._previous: NetStats = {}
+        self._built: dict[str, Metric] = {}
 
     def collect(self) -> list[Metric]:
+        if self._netlink and self._host and not self._label_ifalias:
+            families = self._host_families()
+        else:
+            families = netdev_families(self._stats(),
+                                       self._aliases() if self._label_ifalias else None)
+        if self._address_info:
+            families += address_info_families(dump_addresses())
+        return families
+
+    def _stats(self) -> NetStats:
         if self._netlink and self._host:
-            stats = {dev: counters if self._detailed else legacy_names(counters)
-                     for dev, counters in sorted(dump_link_stats().items())
-                     if not self._filter.ignored(dev)}
+            stats = {dev: counters for dev, counters in self._host_stats().items()
+                     if counters is not None}
         elif self._netlink and self._sysfs_net is not None and self._sysfs_net.is_dir():
             stats = self._link_stats()
         else:
@@ -183,11 +210,57 @@ class NetdevCollector:
             if self._detailed:
                 stats = {dev: {DETAILED_PROC.get(k, k): v for k, v in counters.items()}
                          for dev, counters in stats.items()}
-        aliases = self._aliases() if self._label_ifalias else None
-        families = netdev_families(stats, aliases)
-        if self._address_info:
-            families += address_info_families(dump_addresses())
-        return families
+        return stats
+
+    def _host_stats(self) -> dict[str, dict[str, float] | None]:
+        """The host's devices by name, sorted, each with its counters (None: filtered out).
+        A device whose rtnl_link_stats64 reads the same bytes as last time keeps the same
+        counters object: most of a host's interfaces are idle most of the time."""
+        raw = raw_link_stats(self._socket.dump(rtnetlink.RTM_GETLINK, _GETLINK))
+        previous = self._links
+        links: dict[str, tuple[bytes, dict[str, float] | None]] = {}
+        for device in sorted(raw):
+            data = raw[device]
+            known = previous.get(device)
+            if known is None or known[0] != data:
+                ignored = self._filter.ignored(device) if known is None else known[1] is None
+                counters = None
+                if not ignored:
+                    counters = link_counters(data)
+                    if not self._detailed:
+                        counters = legacy_names(counters)
+                known = (data, counters)
+            links[device] = known
+        self._links = links
+        return {device: counters for device, (_, counters) in links.items()}
+
+    def _host_families(self) -> list[Metric]:
+        """netdev_families of the host's devices, each family handed out again as the same
+        object while its samples are all the same (every device here has the same counters,
+        from the same rtnl_link_stats64 fields)."""
+        stats = {dev: counters for dev, counters in self._host_stats().items()
+                 if counters is not None}
+        previous, self._previous = self._previous, stats
+        if not stats:
+            self._built = {}
+            return []
+        keys = sorted(next(iter(stats.values())))
+        built = self._built
+        if list(stats) != list(previous) or not built:
+            changed: Iterable[str] = keys
+            built.clear()
+        else:
+            changed = set()
+            for device, counters in stats.items():
+                before = previous[device]
+                if counters is not before:
+                    changed.update(key for key, value in counters.items() if before[key] != value)
+        for key in changed:
+            built[key] = counter_family(key, stats)
+        return [built[key] for key in keys]
+
+    def close(self) -> None:
+        self._socket.close()
 
     def _link_stats(self) -> NetStats:
         assert self._sysfs_net is not None
@@ -238,6 +311,15 @@ def netdev_families(stats: NetStats, aliases: dict[str, str] | None = None) -> l
             own = pairs.copy() if names is labels else dict(zip(names, values, strict=False))
             metric.samples.append(sample(sample_name, own, value))
     return [families[key][0] for key in sorted(families)]
+
+
+def counter_family(key: str, stats: NetStats) -> Metric:
+    """netdev_families' family of one counter, for devices that all have it."""
+    name = f"node_network_{key}".removesuffix("_total")
+    total = name + "_total"
+    return family(name, f"Network device statistic {key}.", "counter",
+                  [sample(total, {"device": device}, counters[key])
+                   for device, counters in stats.items()])
 
 
 # --- node_network_address_info (--collector.netdev.address-info) -------------------------------

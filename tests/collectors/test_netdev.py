@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics_core import Metric
 
+from agent.collectors import rtnetlink
 from agent.collectors.netdev import (
+    IFLA_STATS64,
     NETLINK_STATS,
     NetdevCollector,
     address_info_families,
     address_scope,
     dump_link_stats,
     legacy_names,
+    netdev_families,
     parse_address,
     parse_link_stats,
     parse_net_dev,
@@ -246,3 +249,66 @@ def test_the_hosts_interfaces_over_netlink_match_their_sysfs_counters() -> None:
         assert all(counters[name] >= value for name, value in (sysfs[device] or {}).items())
     collector = NetdevCollector(PROC, None, None, sysfs=Path("/sys"))
     assert set(samples(collector.collect(), "node_network_receive_bytes_total")) == set(netlink)
+
+
+class ScriptedLinks:
+    """Stands in for the collector's netlink socket: answers the RTM_GETLINK dump with the
+    links set here (the kernel's counters cannot be set by a test)."""
+
+    def __init__(self) -> None:
+        self.links: dict[bytes, tuple[int, ...]] = {}
+
+    def dump(self, request_type: int, request: bytes) -> list[tuple[int, bytes]]:
+        assert request_type == rtnetlink.RTM_GETLINK
+        replies = []
+        for name, stats in self.links.items():
+            body = (rtnetlink.encode_attribute(rtnetlink.IFLA_IFNAME, name + b"\0")
+                    + rtnetlink.encode_attribute(IFLA_STATS64,
+                                                 struct.pack(f"={len(stats)}Q", *stats)))
+            replies.append((rtnetlink.RTM_NEWLINK, rtnetlink.IFINFOMSG.pack(0, 1, 2, 0, 0) + body))
+        return replies
+
+    def close(self) -> None:
+        pass
+
+
+def expected(links: ScriptedLinks, detailed: bool, ignored: str | None) -> list[Metric]:
+    stats = parse_link_stats(links.dump(rtnetlink.RTM_GETLINK, b""))
+    return netdev_families({dev: counters if detailed else legacy_names(counters)
+                            for dev, counters in sorted(stats.items())
+                            if ignored is None or dev != ignored})
+
+
+@pytest.mark.parametrize("detailed", [False, True])
+def test_host_families_are_handed_out_again_only_while_unchanged(detailed: bool) -> None:
+    links = ScriptedLinks()
+    collector = NetdevCollector(PROC, None, "^veth", sysfs=Path("/sys"), detailed=detailed)
+    collector._socket = links  # type: ignore[assignment]
+    base = tuple(range(1, len(NETLINK_STATS) + 1))
+    links.links = {b"lo": base, b"eth0": tuple(10 * v for v in base), b"veth1": base}
+    first = collector.collect()
+    assert first == expected(links, detailed, "veth1")
+    # Nothing changed: the same family objects.
+    again = collector.collect()
+    assert [id(f) for f in again] == [id(f) for f in first]
+    # One counter of one device: its family alone is built again, with the new value.
+    links.links[b"eth0"] = (base[0] * 10 + 5, *links.links[b"eth0"][1:])
+    changed = collector.collect()
+    assert changed == expected(links, detailed, "veth1")
+    assert [f.name for f, g in zip(changed, first, strict=True) if f is not g] == [
+        "node_network_receive_packets"]
+    # A folded addend (rx_missed_errors) changes the folded family's value.
+    missed = list(NETLINK_STATS).index("rx_missed_errors")
+    links.links[b"lo"] = (*base[:missed], 1000, *base[missed + 1:])
+    assert collector.collect() == expected(links, detailed, "veth1")
+    # A filtered-out device's counters, a device more, one gone.
+    links.links[b"veth1"] = tuple(v + 1 for v in base)
+    assert collector.collect() == expected(links, detailed, "veth1")
+    links.links[b"eth1"] = base
+    assert collector.collect() == expected(links, detailed, "veth1")
+    del links.links[b"eth0"]
+    assert collector.collect() == expected(links, detailed, "veth1")
+    links.links = {}
+    assert collector.collect() == []
+    links.links = {b"lo": base}
+    assert collector.collect() == expected(links, detailed, "veth1")
