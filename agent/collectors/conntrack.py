@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import gauge
+from agent.collectors.common import Singles, Unchanged, gauge
 from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
@@ -55,10 +55,14 @@ class ConntrackCollector:
         self._max = str(netfilter / "nf_conntrack_max")
         self._stat = str(procfs / "net" / "stat" / "nf_conntrack")
         self._files = HeldFiles()
+        # The same bytes: the same families; a family whose value did not change is the
+        # same object.
+        self._families: Unchanged[list[Metric]] = Unchanged()
+        self._singles = Singles()
 
-    def _read(self, path: str) -> str | None:
+    def _read(self, path: str) -> bytes | None:
         try:
-            return self._files.read(path).decode()
+            return self._files.read(path)
         except FileNotFoundError:
             return None
 
@@ -68,22 +72,34 @@ class ConntrackCollector:
             return []
         limit = self._read(self._max)
         stat = self._read(self._stat) if limit is not None else None
-        return conntrack_families(int(count), None if limit is None else int(limit),
-                                  None if stat is None else parse_conntrack_stat(stat))
+        raw = (count, limit, stat)
+        return self._families.get(raw, lambda: self._build(*raw))
+
+    def _build(self, count: bytes, limit: bytes | None, stat: bytes | None) -> list[Metric]:
+        families = conntrack_families(
+            int(count.decode()), None if limit is None else int(limit.decode()),
+            None if stat is None else parse_conntrack_stat(stat.decode()), self._singles)
+        self._singles.done()
+        return families
 
 
 
 
-def conntrack_families(entries: int, limit: int | None,
-                       stats: dict[str, int] | None) -> list[Metric]:
-    families: list[Metric] = [gauge(
+def conntrack_families(entries: int, limit: int | None, stats: dict[str, int] | None,
+                       singles: Singles | None = None) -> list[Metric]:
+    def single(name: str, help_text: str, value: float) -> Metric:
+        if singles is None:
+            return gauge(name, help_text, value)
+        return singles.get(name, help_text, "gauge", value)
+
+    families: list[Metric] = [single(
         "node_nf_conntrack_entries",
         "Number of currently allocated flow entries for connection tracking.", float(entries))]
     if limit is not None:
-        families.append(gauge("node_nf_conntrack_entries_limit",
-                              "Maximum size of connection tracking table.", float(limit)))
+        families.append(single("node_nf_conntrack_entries_limit",
+                               "Maximum size of connection tracking table.", float(limit)))
     if stats is not None:
-        families += [gauge(name, help_text, float(stats[key]))
+        families += [single(name, help_text, float(stats[key]))
                      for key, name, help_text in _STAT_FAMILIES]
     return families
 

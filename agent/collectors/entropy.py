@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import gauge
+from agent.collectors.common import Unchanged, gauge
 from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
@@ -20,11 +20,12 @@ class EntropyCollector:
         self._available = str(random / "entropy_avail")
         self._pool_size = str(random / "poolsize")
         self._files = HeldFiles()
+        self._families: Unchanged[list[Metric]] = Unchanged()  # both are constant on 5.18+
 
     def collect(self) -> list[Metric]:
-        available = int(self._files.read(self._available).decode())
-        pool_size = int(self._files.read(self._pool_size).decode())
-        return entropy_families(available, pool_size)
+        raw = (self._files.read(self._available), self._files.read(self._pool_size))
+        return self._families.get(raw, lambda: entropy_families(int(raw[0].decode()),
+                                                                int(raw[1].decode())))
 
 
 def entropy_families(available: int, pool_size: int) -> list[Metric]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import gauge
+from agent.collectors.common import Singles, gauge
 from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
@@ -29,12 +29,21 @@ class LoadCollector:
     def __init__(self, procfs: Path) -> None:
         self._loadavg = str(procfs / "loadavg")
         self._files = HeldFiles()
+        self._singles = Singles()  # an idle host's loads stay 0 (the kernel rounds them)
 
     def collect(self) -> list[Metric]:
-        return load_families(parse_loadavg(self._files.read(self._loadavg).decode()))
+        families = load_families(parse_loadavg(self._files.read(self._loadavg).decode()),
+                                 self._singles)
+        self._singles.done()
+        return families
 
 
-def load_families(loads: tuple[float, float, float]) -> list[Metric]:
+def load_families(loads: tuple[float, float, float],
+                  singles: Singles | None = None) -> list[Metric]:
+    if singles is not None:
+        single = singles.get
+        return [single(name, help_text, "gauge", value)
+                for (name, help_text), value in zip(_FAMILIES, loads, strict=True)]
     return [gauge(name, help_text, value)
             for (name, help_text), value in zip(_FAMILIES, loads, strict=True)]
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import gauge
+from agent.collectors.common import Singles, Unchanged, gauge
 from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
@@ -44,19 +44,32 @@ class SockstatCollector:
         self._paths = {name: str(procfs / "net" / name) for name in ("sockstat", "sockstat6")}
         self._files = HeldFiles()
         self._page_size = page_size if page_size is not None else os.sysconf("SC_PAGE_SIZE")
+        # An idle host's sockstat reads the same bytes tick after tick; a family whose value
+        # did not change is the same object.
+        self._families: Unchanged[list[Metric]] = Unchanged()
+        self._singles = Singles()
 
     def collect(self) -> list[Metric]:
-        return sockstat_families(self._read("sockstat"), self._read("sockstat6"), self._page_size)
+        raw = (self._read("sockstat"), self._read("sockstat6"))
+        return self._families.get(raw, lambda: self._build(*raw))
 
-    def _read(self, name: str) -> Sockstat | None:
+    def _build(self, ipv4: bytes | None, ipv6: bytes | None) -> list[Metric]:
+        families = sockstat_families(
+            None if ipv4 is None else parse_sockstat(ipv4.decode()),
+            None if ipv6 is None else parse_sockstat(ipv6.decode()), self._page_size,
+            self._singles)
+        self._singles.done()
+        return families
+
+    def _read(self, name: str) -> bytes | None:
         try:
-            return parse_sockstat(self._files.read(self._paths[name]).decode())
+            return self._files.read(self._paths[name])
         except FileNotFoundError:  # that IP version is disabled
             return None
 
 
 def sockstat_families(ipv4: Sockstat | None, ipv6: Sockstat | None,
-                      page_size: int) -> list[Metric]:
+                      page_size: int, singles: Singles | None = None) -> list[Metric]:
     values: dict[str, tuple[str, float]] = {}  # metric name -> (help, value)
     for stats, is_ipv6 in ((ipv4, False), (ipv6, True)):
         for protocol, pairs in (stats or {}).items():
@@ -72,6 +85,10 @@ def sockstat_families(ipv4: Sockstat | None, ipv6: Sockstat | None,
             for key, value in found.items():
                 values[f"{protocol}_{key}"] = (
                     f"Number of {protocol} sockets in state {key}.", value)
+    if singles is not None:
+        single = singles.get
+        return [single(f"node_sockstat_{name}", help_text, "gauge", value)
+                for name, (help_text, value) in sorted(values.items())]
     return [gauge(f"node_sockstat_{name}", help_text, value)
             for name, (help_text, value) in sorted(values.items())]
 

@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import counter, family, gauge, list_dir, read_file_bytes, sample
+from agent.collectors.common import (
+    Singles,
+    counter,
+    family,
+    gauge,
+    list_dir,
+    read_file_bytes,
+    sample,
+)
 from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
@@ -178,12 +186,15 @@ class SystemCollector:
         # The last readings and their families: uname and os read the same tick after tick,
         # and the same families handed out again are skipped at once by the renderer.
         self._last: tuple[SystemReadings, list[Metric]] | None = None
+        # Otherwise a single-valued family whose value did not change is the same object.
+        self._singles = Singles()
 
     def collect(self) -> list[Metric]:
         readings = self.read()
         if self._last is not None and self._last[0] == readings:
             return self._last[1]
-        families = system_families(readings, self._parts)
+        families = system_families(readings, self._parts, self._singles)
+        self._singles.done()
         self._last = (readings, families)
         return families
 
@@ -248,12 +259,22 @@ class SystemCollector:
         return None
 
 
-def stat_families(stat: dict[str, float]) -> list[Metric]:
+def _single(singles: Singles | None, name: str, help_text: str, is_counter: bool,
+            value: float) -> Metric:
+    """counter() or gauge(), or the family Singles hands out for it."""
+    if singles is None:
+        return (counter if is_counter else gauge)(name, help_text, value)
+    if is_counter:
+        return singles.get(name if name.endswith("_total") else name + "_total", help_text,
+                           "counter", value)
+    return singles.get(name, help_text, "gauge", value)
+
+
+def stat_families(stat: dict[str, float], singles: Singles | None = None) -> list[Metric]:
     families: list[Metric] = []
     for key, (name, help_text, is_counter) in STAT.items():
         if key in stat:
-            build = counter if is_counter else gauge
-            families.append(build(name, help_text, stat[key]))
+            families.append(_single(singles, name, help_text, is_counter, stat[key]))
     return families
 
 
@@ -261,8 +282,9 @@ def time_seconds_family(now: float) -> Metric:
     return gauge("node_time_seconds", "System time in seconds since epoch (1970).", now)
 
 
-def system_families(r: SystemReadings, parts: frozenset[str] = PARTS) -> list[Metric]:
-    families = stat_families(r.stat)
+def system_families(r: SystemReadings, parts: frozenset[str] = PARTS,
+                    singles: Singles | None = None) -> list[Metric]:
+    families = stat_families(r.stat, singles)
     if r.softirq is not None:
         families.append(family("node_softirqs", "Number of softirq calls.", "counter", [
             sample("node_softirqs_total", {"vector": vector}, calls)
@@ -277,12 +299,12 @@ def system_families(r: SystemReadings, parts: frozenset[str] = PARTS) -> list[Me
         families += _os_families(r.os_release)
     if r.filefd is not None:
         for field, value in zip(("allocated", "maximum"), r.filefd, strict=True):
-            families.append(gauge(f"node_filefd_{field}", f"File descriptor statistics: {field}.",
-                                  value))
+            families.append(_single(singles, f"node_filefd_{field}",
+                                    f"File descriptor statistics: {field}.", False, value))
     for resource, line, name, help_text in PRESSURE:
         seconds = r.pressure.get(resource, {}).get(line)
         if seconds is not None:
-            families.append(counter(name, help_text, seconds))
+            families.append(_single(singles, name, help_text, True, seconds))
     return families
 
 
