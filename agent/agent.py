@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from agent import __version__, security
+from agent import __version__, connection, security
 from agent.collectors.base import Collector
 from agent.collectors.catalog import BY_NAME, Context
 from agent.collectors.runtime import RuntimeProbes, grid_delay
@@ -51,7 +51,8 @@ log = logging.getLogger("hostagent")
 
 # Settings that only take effect at start; a reload that changes them logs it and keeps the old.
 RESTART_ONLY = (("web", "listen_address"), ("scheduler", "workers"), ("debug", "enabled"),
-                ("debug", "tracemalloc"), ("web", "read_timeout"), ("web", "max_header_size"),
+                ("debug", "tracemalloc"), ("web", "read_timeout"), ("web", "idle_timeout"),
+                ("web", "max_header_size"),
                 ("web", "telemetry_path"), ("web", "disable_exporter_metrics"),
                 *(("remote_write", name) for name in RemoteWriteConfig.model_fields))
 
@@ -194,14 +195,18 @@ class Agent:
             from agent.profiling.web import DebugRoutes  # only loaded when turned on
 
             DebugRoutes(self.config.debug).add_to(app)
-        runner = web.AppRunner(app, access_log=None,
-                               shutdown_timeout=self.config.web.shutdown_timeout,
-                               **security.limits(self.config.web))
+        handler_args = {"access_log": None, **security.limits(self.config.web)}
+        runner = web.AppRunner(app, shutdown_timeout=self.config.web.shutdown_timeout,
+                               **handler_args)
         await runner.setup()
         self.runner = runner
+        assert runner.server is not None
+        connections = connection.factory(runner.server, self.config.web.read_timeout,
+                                         **handler_args)
         host, port = parse_listen_address(self.config.web.listen_address)
         try:
-            await DrainingSite(runner, host, port, ssl_context=self.endpoint.context).start()
+            await DrainingSite(runner, host, port, ssl_context=self.endpoint.context,
+                               protocol=connections).start()
         except OSError as exc:
             # A resolver error's errno is negative (EAI_*): os.strerror knows none of them.
             reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 \

@@ -58,7 +58,9 @@ class WebConfig(Strict):
     config_file: Path | None = Field(None, description="exporter-toolkit web configuration file")
     auth_exempt_probes: bool = Field(False, description="/-/healthy and /-/ready without auth")
     read_timeout: float = Field(10.0, gt=0, description="deadline for a request's line and "
-                                "headers, and for an idle keep-alive connection")
+                                "headers, from the connection or the request's first byte")
+    idle_timeout: float = Field(300.0, gt=0, description="how long an idle keep-alive "
+                                "connection stays open between requests")
     max_header_size: int = Field(8190, ge=1024, le=1 << 20,
                                  description="longest request line or header field, bytes")
     max_body_size: int = Field(65536, ge=0, description="largest request body, bytes")

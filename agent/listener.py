@@ -13,6 +13,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -39,11 +40,14 @@ class _Listening:
 
 
 class DrainingSite(web.BaseSite):
-    """web.TCPSite's job (host "" or None: every interface) with the accept loop above."""
+    """web.TCPSite's job (host "" or None: every interface) with the accept loop above.
+    protocol makes each connection's handler (by default the runner's server, as aiohttp's)."""
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 protocol: Callable[[], asyncio.Protocol] | None = None) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=LISTEN_BACKLOG)
+        self._protocol = protocol
         self._host = host or None
         self._port = port
         self._sockets: list[socket.socket] = []
@@ -80,7 +84,7 @@ class DrainingSite(web.BaseSite):
     def accept(self, listening: socket.socket) -> None:
         """Takes every connection waiting on listening (up to MAX_ACCEPT)."""
         assert self._loop is not None
-        factory = self._runner.server
+        factory = self._protocol or self._runner.server
         for _ in range(MAX_ACCEPT):
             try:
                 conn, _ = listening.accept()

@@ -257,11 +257,11 @@ class _ClientErrors(logging.Filter):
 
 
 def limits(config: WebConfig) -> dict[str, Any]:
-    """Keyword arguments for web.AppRunner (fixed for the listener's lifetime). aiohttp's keep-alive
-    timer runs from the connection (or the previous response) until a whole request line and
-    headers have arrived; bytes trickling in do not extend it."""
+    """Keyword arguments for web.AppRunner and each connection's handler (fixed for the
+    listener's lifetime). aiohttp's keep-alive timer closes a connection idle idle_timeout after
+    a response; agent.connection pulls it in to read_timeout for a request's line and headers."""
     logger = logging.getLogger("hostagent.http")
     if not any(isinstance(f, _ClientErrors) for f in logger.filters):
         logger.addFilter(_ClientErrors())
-    return {"keepalive_timeout": config.read_timeout, "max_line_size": config.max_header_size,
+    return {"keepalive_timeout": config.idle_timeout, "max_line_size": config.max_header_size,
             "max_field_size": config.max_header_size, "logger": logger}

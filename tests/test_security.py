@@ -500,6 +500,81 @@ async def test_slow_header_client_is_cut_off_while_scrapes_work(pki: CA) -> None
         assert (await get(address))[0] == 200
 
 
+REQUEST = b"GET /-/healthy HTTP/1.1\r\nHost: agent\r\n\r\n"
+
+
+async def response(reader: asyncio.StreamReader) -> bytes:
+    """One whole response (headers and a Content-Length body) read off a kept connection."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    return head + await asyncio.wait_for(reader.readexactly(length), 10)
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Whether the server closes the connection within seconds (sending nothing more)."""
+    try:
+        return await asyncio.wait_for(reader.read(1), seconds) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+@contextlib.asynccontextmanager
+async def connected(address: str) -> AsyncIterator[tuple[asyncio.StreamReader,
+                                                         asyncio.StreamWriter]]:
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+
+
+async def test_idle_keep_alive_connection_outlives_the_read_timeout() -> None:
+    """Prometheus keeps an idle connection for the next scrape: reconnecting for each one
+    costs the agent about as much CPU as answering it."""
+    async with serving(agent_for(None, read_timeout=1)) as address, \
+            connected(address) as (reader, writer):
+        writer.write(REQUEST)
+        assert (await response(reader)).startswith(b"HTTP/1.1 200")
+        assert not await closed_within(reader, 2.5)  # idle well past read_timeout
+        writer.write(REQUEST)  # the same socket answers again
+        assert (await response(reader)).startswith(b"HTTP/1.1 200")
+
+
+async def test_slow_request_on_a_kept_connection_is_cut_off() -> None:
+    """After a response the connection may idle for web.idle_timeout, but once a request's
+    first byte arrives its line and headers must be complete within web.read_timeout."""
+    async with serving(agent_for(None, read_timeout=1)) as address, \
+            connected(address) as (reader, writer):
+        writer.write(REQUEST)
+        assert (await response(reader)).startswith(b"HTTP/1.1 200")
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: agent\r\nX-Slow: ")
+        closed = False
+        for _ in range(60):  # a header byte every 0.25 s, for at most 15 s
+            with contextlib.suppress(ConnectionError):
+                writer.write(b"x")
+            if closed := await closed_within(reader, 0.25):
+                break
+        assert closed, "the slow request was never cut off"
+
+
+async def test_silent_connection_is_closed_after_the_read_timeout() -> None:
+    async with serving(agent_for(None, read_timeout=1)) as address, \
+            connected(address) as (reader, _):
+        assert await closed_within(reader, 10)
+
+
+async def test_idle_connection_is_closed_after_the_idle_timeout() -> None:
+    async with serving(agent_for(None, read_timeout=10, idle_timeout=1)) as address, \
+            connected(address) as (reader, writer):
+        writer.write(REQUEST)
+        assert (await response(reader)).startswith(b"HTTP/1.1 200")
+        assert await closed_within(reader, 5)
+
+
 async def test_oversized_headers_and_bodies_are_refused() -> None:
     async with serving(agent_for(None, max_header_size=1024, max_body_size=100,
                                  enable_lifecycle=True)) as address:
