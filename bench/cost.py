@@ -57,24 +57,29 @@ def run_ns(pid: int) -> int:
     return total
 
 
-def scrape(port: int) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", "/metrics", headers=PROMETHEUS_HEADERS)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
+def scrape(conn: http.client.HTTPConnection) -> int:
+    """One scrape on conn, left open for the next as Prometheus's client does (it keeps an idle
+    connection 5 minutes); if the server closed it while idle, again on a new one."""
+    for attempt in range(2):
+        try:
+            conn.request("GET", "/metrics", headers=PROMETHEUS_HEADERS)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        except ConnectionError:  # RemoteDisconnected among them
+            conn.close()
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
-def scraper(ports: list[int], stop: threading.Event, failures: list[str]) -> None:
-    """Every 15 s, one scrape of each port (a new connection each, as after an idle
-    keep-alive timeout)."""
+def scraper(conns: list[http.client.HTTPConnection], stop: threading.Event,
+            failures: list[str]) -> None:
+    """Every 15 s, one scrape on each connection."""
     while not stop.is_set():
-        for port in ports:
-            if (status := scrape(port)) != 200:
-                failures.append(f"port {port}: {status}")
+        for conn in conns:
+            if (status := scrape(conn)) != 200:
+                failures.append(f"port {conn.port}: {status}")
         stop.wait(SCRAPE_INTERVAL)
 
 
@@ -155,21 +160,24 @@ def main() -> int:
         wait_http(agent_port, "/-/ready")
         wait_http(one_port, "/-/ready")
         wait_http(ne_port, "/metrics")
-        for port in scraped:  # the first scrape warms caches on every side
-            scrape(port)
+        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for port in scraped]
+        for conn in conns:  # the first scrape warms caches on every side
+            scrape(conn)
         time.sleep(2)
         idle_rss = rss_mb(agent.pid)
 
         stop, failures = threading.Event(), []
         begin = {p.pid: run_ns(p.pid) for p in procs}
         started = time.monotonic()
-        thread = threading.Thread(target=scraper, args=(scraped, stop, failures))
+        thread = threading.Thread(target=scraper, args=(conns, stop, failures))
         thread.start()
         time.sleep(window)
         elapsed = time.monotonic() - started
         used = {p.pid: (run_ns(p.pid) - begin[p.pid]) / 1e6 / elapsed for p in procs}
         stop.set()
         thread.join()
+        for conn in conns:
+            conn.close()
         if failures:
             raise RuntimeError(f"scrapes failed: {failures}")
         agent_rss_after = rss_mb(agent.pid)
