@@ -136,6 +136,7 @@ class RuntimeFamilies:
     def __init__(self, exporter_metrics: bool = True, proc: str = "/proc") -> None:
         self._exporter_metrics = exporter_metrics
         self._self = f"{proc}/self"
+        self._real_proc = proc == "/proc"
         self._build_info = build_info()
         self._platform: list[Metric] = []
         self._gc: tuple[tuple[tuple[int, int, int], ...], list[Metric]] | None = None
@@ -190,7 +191,7 @@ class RuntimeFamilies:
         max_fds = None if limits is None else _limit(limits, "Max open files")
         if max_fds is not None:
             try:
-                open_fds = len(os.listdir(f"{self._self}/fd"))
+                open_fds = _open_fds(f"{self._self}/fd", real=self._real_proc)
             except OSError:
                 pass
             else:
@@ -225,6 +226,18 @@ def _read(path: str) -> str:
         return os.read(fd, 1 << 16).decode()
     finally:
         os.close(fd)
+
+
+def _open_fds(fd_dir: str, real: bool) -> int:
+    """How many descriptors the process has open. Since Linux 6.2 the size procfs reports for
+    /proc/PID/fd is that count: one stat instead of listing a directory that the collectors'
+    held files make ~130 entries long (60 us). Elsewhere (an older kernel reports 0, a
+    directory that is not procfs) the entries are counted, the listing's own one included."""
+    if real:
+        size = os.stat(fd_dir).st_size
+        if size > 0:
+            return size
+    return len(os.listdir(fd_dir))
 
 
 def _boot_time(stat: str) -> float:
