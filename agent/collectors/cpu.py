@@ -12,9 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 
-from agent.collectors.common import family, parse_int, read_file_bytes, read_text, sample
-from agent.collectors.heldfiles import HeldFiles
+from agent.collectors.common import (
+    family,
+    open_dir,
+    parse_int,
+    read_file_bytes,
+    read_text,
+    sample,
+)
+from agent.collectors.heldfiles import HeldFiles, kernel_generated
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -59,6 +67,52 @@ def keep_monotonic(old: CpuTimes | None, new: CpuTimes) -> CpuTimes:
     return CpuTimes(*[max(getattr(old, name), getattr(new, name)) for name in _TIMES])
 
 
+_IDLE = _TIMES.index("idle")
+_SECONDS_HELP = "Seconds the CPUs spent in each mode."
+_GUEST_HELP = "Seconds the CPUs spent in guests (VMs) for each mode."
+
+
+def _stat_times(data: bytes, user_hz: float) -> dict[str, tuple[float, ...]]:
+    """parse_stat_cpus's values as tuples (CpuTimes' fields in order, missing ones 0.0)."""
+    cpus = {}
+    padding = (0.0,) * len(_TIMES)
+    for line in data.split(b"\n"):
+        if not line.startswith(b"cpu") or line.startswith(b"cpu "):
+            continue
+        label, *values = line.decode(errors="replace").split()
+        times = tuple([int(v) / user_hz for v in values[:len(_TIMES)]])
+        cpus[label[3:]] = times + padding[len(times):] if len(times) < len(_TIMES) else times
+    return cpus
+
+
+class _CpuSeries:
+    """One CPU's samples of node_cpu_seconds_total (MODES) and node_cpu_guest_seconds_total
+    (user, nice) with the values they were built for: a value that did not move (most
+    modes of most CPUs, every tick) keeps its sample, which the renderer compares at once."""
+
+    __slots__ = ("guest", "seconds", "times")
+
+    def __init__(self, cpu: str) -> None:
+        self.times: tuple[float, ...] = ()
+        self.seconds = [sample("node_cpu_seconds_total", {"cpu": cpu, "mode": mode}, -1.0)
+                        for mode in MODES]
+        self.guest = [sample("node_cpu_guest_seconds_total", {"cpu": cpu, "mode": mode}, -1.0)
+                      for mode in ("user", "nice")]
+
+    def update(self, times: tuple[float, ...]) -> None:
+        """times: kept monotonic, as keep_monotonic does; the samples of those that moved
+        built again."""
+        old = self.times
+        if old and old[_IDLE] - times[_IDLE] < JUMP_BACK_SECONDS:
+            times = tuple(map(max, old, times))  # max keeps old's value when equal
+        self.times = times
+        for samples, offset in ((self.seconds, 0), (self.guest, len(MODES))):
+            for index, current in enumerate(samples):
+                value = times[offset + index]
+                if current.value != value:
+                    samples[index] = sample(current.name, current.labels, value)
+
+
 class CpuCollector:
     def __init__(self, procfs: Path, sysfs: Path | None = None, guest: bool = True,
                  info: bool = False, flags_include: str | None = None,
@@ -68,7 +122,8 @@ class CpuCollector:
         self._cpuinfo = procfs / "cpuinfo"
         self._cpus = None if sysfs is None else str(sysfs / "devices/system/cpu")
         self._user_hz = float(os.sysconf("SC_CLK_TCK"))
-        self._last: dict[str, CpuTimes] = {}
+        self._series: dict[str, _CpuSeries] = {}
+        self._families: list[Metric] = []  # the last seconds and guest families
         self._guest = guest
         self._info = info or bool(flags_include) or bool(bugs_include)
         self._flags = re.compile(flags_include) if flags_include else None
@@ -76,27 +131,51 @@ class CpuCollector:
         # node_exporter reads the isolated list once, at start.
         isolated = None if self._cpus is None else read_text(os.path.join(self._cpus, "isolated"))
         self._isolated = None if isolated is None else parse_cpu_list(isolated)
+        self._isolated_family = family(
+            "node_cpu_isolated",
+            "Whether each core is isolated, information from /sys/devices/system/cpu/isolated.",
+            "gauge", [sample("node_cpu_isolated", {"cpu": str(cpu)}, 1.0)
+                      for cpu in self._isolated or ()])
+        self._sysfs = _CpuFiles(self._cpus, self._files) if self._cpus is not None else None
 
     def collect(self) -> list[Metric]:
         families: list[Metric] = []
         if self._info:
             families += cpuinfo_families(parse_cpuinfo(_read(self._cpuinfo)),
                                          self._flags, self._bugs)
-        parsed = parse_stat_cpus(self._files.read(self._stat).decode(errors="replace"),
-                                 self._user_hz)
-        self._last = {cpu: keep_monotonic(self._last.get(cpu), times)
-                      for cpu, times in parsed.items()}
-        families += cpu_families(self._last, guest_enabled=self._guest)
+        families += self._times()
         if self._isolated:
-            families.append(family(
-                "node_cpu_isolated",
-                "Whether each core is isolated, information from /sys/devices/system/cpu/isolated.",
-                "gauge", [sample("node_cpu_isolated", {"cpu": str(cpu)}, 1.0)
-                          for cpu in self._isolated]))
-        if self._cpus is not None:
-            dirs = _cpu_dirs(self._cpus)
-            families += throttle_families(self._cpus, dirs) + online_families(self._cpus, dirs)
+            families.append(self._isolated_family)
+        if self._sysfs is not None:
+            families += self._sysfs.families()
         return families
+
+    def _times(self) -> list[Metric]:
+        """cpu_families of the kept-monotonic times, as parse_stat_cpus and keep_monotonic
+        give them; a family none of whose samples changed is handed out again."""
+        parsed = _stat_times(self._files.read(self._stat), self._user_hz)
+        known = self._series
+        series = {}
+        for cpu, times in parsed.items():
+            entry = known.get(cpu)
+            if entry is None:
+                entry = _CpuSeries(cpu)
+            entry.update(times)
+            series[cpu] = entry
+        self._series = series  # a CPU gone from /proc/stat starts over when it is back
+        seconds: list[Sample] = []
+        guest: list[Sample] = []
+        for entry in series.values():
+            seconds += entry.seconds
+            guest += entry.guest
+        last = self._families
+        out = [last[0] if last and last[0].samples == seconds
+               else family("node_cpu_seconds", _SECONDS_HELP, "counter", seconds)]
+        if self._guest:
+            out.append(last[1] if len(last) > 1 and last[1].samples == guest
+                       else family("node_cpu_guest_seconds", _GUEST_HELP, "counter", guest))
+        self._families = out
+        return out
 
 
 def _read(path: Path) -> str:
@@ -171,6 +250,115 @@ def online_families(cpus: str, dirs: list[str] | None = None) -> list[Metric]:
         sample("node_cpu_online", {"cpu": os.path.basename(cpu)[3:]},
                1.0 if read_text(f"{cpu}/online") == "1" else 0.0)
         for cpu in dirs])]
+
+
+class _CpuFiles:
+    """throttle_families and online_families, each CPU's files held open (within the
+    collector's share) and families whose values did not change handed out again.
+
+    On sysfs, a file found missing (no thermal_throttle on most virtual machines, no online
+    file for the boot CPU) is not tried again while the online CPUs and the cpu directories
+    stay the same: the kernel adds and removes a CPU's thermal_throttle and topology files
+    as it goes online or offline, and a CPU's online file with its directory. Elsewhere
+    (fixture trees) every file is tried on every call."""
+
+    __slots__ = ("_absent", "_absent_key", "_cpus", "_files", "_kernel", "_online",
+                 "_throttles")
+
+    def __init__(self, cpus: str, files: HeldFiles) -> None:
+        self._cpus = cpus
+        self._files = files
+        self._kernel: bool | None = None  # whether cpus is on sysfs, once it could be opened
+        self._absent: set[str] = set()
+        self._absent_key: tuple[bytes | None, list[str]] | None = None
+        self._throttles: tuple[object, list[Metric]] = ((), [])
+        self._online: tuple[object, list[Metric]] = ((), [])
+
+    def families(self) -> list[Metric]:
+        dirs = _cpu_dirs(self._cpus)
+        if self._kernel is None:
+            try:
+                with open_dir(self._cpus) as fd:
+                    self._kernel = kernel_generated(fd)
+            except OSError:
+                pass
+        if self._kernel:
+            try:
+                mask: bytes | None = self._files.read(f"{self._cpus}/online")
+            except OSError:
+                mask = None
+            if self._absent_key != (mask, dirs):
+                self._absent.clear()
+                self._absent_key = (mask, dirs)
+        else:
+            self._absent.clear()
+        return self._throttle(dirs) + self._online_family(dirs)
+
+    def _read(self, path: str) -> str | None:
+        """read_text(path), or None at once for a file known missing."""
+        if path in self._absent:
+            return None
+        try:
+            return self._files.read(path).decode(errors="replace").strip()
+        except FileNotFoundError:
+            if self._kernel:
+                self._absent.add(path)
+            return None
+        except OSError:
+            return None
+
+    def _uint(self, path: str) -> int | None:
+        text = self._read(path)
+        value = None if text is None else parse_int(text)
+        return value if value is not None and value >= 0 else None
+
+    def _throttle(self, dirs: list[str]) -> list[Metric]:
+        """throttle_families(cpus, dirs)."""
+        cores: dict[tuple[int, int], int | None] = {}
+        packages: dict[int, int | None] = {}
+        uint = self._uint
+        for cpu in dirs:
+            package = uint(f"{cpu}/topology/physical_package_id")
+            core = uint(f"{cpu}/topology/core_id")
+            if package is None or core is None:
+                continue
+            if (package, core) not in cores:
+                cores[(package, core)] = uint(f"{cpu}/thermal_throttle/core_throttle_count")
+            if package not in packages:
+                packages[package] = uint(f"{cpu}/thermal_throttle/package_throttle_count")
+        key = (sorted(cores.items()), sorted(packages.items()))
+        if key != self._throttles[0]:
+            core_family = family(
+                "node_cpu_core_throttles", "Number of times this CPU core has been throttled.",
+                "counter", [sample("node_cpu_core_throttles_total",
+                                   {"package": str(package), "core": str(core)}, float(count))
+                            for (package, core), count in key[0] if count is not None])
+            package_family = family(
+                "node_cpu_package_throttles",
+                "Number of times this CPU package has been throttled.",
+                "counter", [sample("node_cpu_package_throttles_total",
+                                   {"package": str(package)}, float(count))
+                            for package, count in key[1] if count is not None])
+            self._throttles = (key, [f for f in (core_family, package_family) if f.samples])
+        return self._throttles[1]
+
+    def _online_family(self, dirs: list[str]) -> list[Metric]:
+        """online_families(cpus, dirs)."""
+        if not dirs:
+            return []
+        first = f"{dirs[0]}/online"
+        text = self._read(first)
+        if text is None and (first in self._absent or not os.path.exists(first)):
+            return []
+        values = [(os.path.basename(cpu)[3:],
+                   1.0 if (text if cpu is dirs[0] else self._read(f"{cpu}/online")) == "1"
+                   else 0.0)
+                  for cpu in dirs]
+        if values != self._online[0]:
+            self._online = (values, [family(
+                "node_cpu_online", "CPUs that are online and being scheduled.", "gauge",
+                [sample("node_cpu_online", {"cpu": cpu}, value) for cpu, value in values])])
+        return self._online[1]
 
 
 CpuInfo = dict[str, str]  # /proc/cpuinfo key -> value, for one processor

@@ -11,7 +11,10 @@ whose meaning can move to another kernel object (a renamed network device's dire
 their owner's check that the object is still the one held (see netclass).
 
 A held file belongs to one collector, used by one thread at a time. The process holds at
-most HELD_LIMIT descriptors; beyond that, files are opened on every read as before.
+most HELD_LIMIT descriptors, and each owner (a Share: one per HeldFiles, one per collector
+holding files of its own) at most SHARE of them, so that one owner with many files (per-CPU
+attributes of a large host, many network devices) cannot leave the others none; beyond
+either, files are opened on every read as before.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ _CHUNK = 65536
 KERNEL_FILESYSTEMS = frozenset({"proc", "sysfs"})
 # A small share of the descriptors the process may open, which its connections need more.
 HELD_LIMIT = max(0, min(256, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 8))
+# At most this many of them for any one owner: the rest stays for the others.
+SHARE = HELD_LIMIT // 2
 
 # What a held descriptor answers when its file is gone: the path is asked again. Any other
 # error is the file's own answer, which a new open would get as well.
@@ -90,15 +95,32 @@ def available() -> int:
     return HELD_LIMIT - _held
 
 
+class Share:
+    """One owner's part of the held descriptors: at most `limit` (SHARE) of them."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = SHARE if limit is None else limit
+        self.held = 0
+
+    def available(self) -> int:
+        """How many more descriptors this owner may hold."""
+        return max(0, min(self.limit - self.held, HELD_LIMIT - _held))
+
+
 class HeldFile:
     """One file, read whole (or with one read of `size` bytes, as sysfs attributes are) on
-    every call; OSError as opening and reading it would raise."""
+    every call; OSError as opening and reading it would raise. Held within share's part of
+    the budget when one is given, else only within the process's."""
 
-    __slots__ = ("_fd", "_size", "path")
+    __slots__ = ("_fd", "_share", "_size", "path")
 
-    def __init__(self, path: str | os.PathLike[str], size: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], size: int | None = None,
+                 share: Share | None = None) -> None:
         self.path = os.fspath(path)
         self._size = size
+        self._share = share
         self._fd = -1  # -1: not held (yet); -2: not a kernel file, never held
 
     def read(self) -> bytes:
@@ -122,22 +144,26 @@ class HeldFile:
         return data
 
     @classmethod
-    def adopt(cls, path: str, fd: int, size: int | None = None) -> HeldFile:
+    def adopt(cls, path: str, fd: int, size: int | None = None,
+              share: Share | None = None) -> HeldFile:
         """A HeldFile of path from a descriptor its caller opened for it (relative to a
         directory it checked), held or else closed."""
-        held = cls(path, size)
+        held = cls(path, size, share)
         if not held._hold(fd):
             os.close(fd)
         return held
 
     def _hold(self, fd: int) -> bool:
         global _held
-        if _held >= HELD_LIMIT:
+        share = self._share
+        if _held >= HELD_LIMIT or (share is not None and share.held >= share.limit):
             return False
         if not kernel_generated(fd):
             self._fd = -2
             return False
         _held += 1
+        if share is not None:
+            share.held += 1
         self._fd = fd
         return True
 
@@ -146,6 +172,8 @@ class HeldFile:
         if self._fd >= 0:
             os.close(self._fd)
             _held -= 1
+            if self._share is not None:
+                self._share.held -= 1
             self._fd = -1
 
     def __del__(self) -> None:
@@ -156,17 +184,19 @@ class HeldFile:
 class HeldFiles:
     """HeldFile by path, for a collector's fixed files: procfs files, and sysfs files of
     objects that are never renamed (a path whose object is removed answers ENODEV and is
-    opened again)."""
+    opened again). One Share for all of them; size as HeldFile's."""
 
-    __slots__ = ("_files",)
+    __slots__ = ("_files", "_size", "share")
 
-    def __init__(self) -> None:
+    def __init__(self, size: int | None = None, share: Share | None = None) -> None:
         self._files: dict[str, HeldFile] = {}
+        self._size = size
+        self.share = Share() if share is None else share
 
     def read(self, path: str) -> bytes:
         file = self._files.get(path)
         if file is None:
-            file = self._files[path] = HeldFile(path)
+            file = self._files[path] = HeldFile(path, self._size, self.share)
         return file.read()
 
     def discard(self, path: str) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.collectors.common import Unchanged, open_dir
-from agent.collectors.heldfiles import HeldFile, available, kernel_generated
+from agent.collectors.heldfiles import HeldFile, Share, kernel_generated
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -78,23 +78,26 @@ def read_attribute(path: str | Path, dir_fd: int | None = None) -> str | None:
     return data.decode(errors="replace").strip()
 
 
-def read_interfaces(class_net: Path, ignored: re.Pattern[str], held: Held | None = None
-                    ) -> Interfaces:
+def read_interfaces(class_net: Path, ignored: re.Pattern[str], held: Held | None = None,
+                    share: Share | None = None) -> Interfaces:
     """The attributes of every device not matching ignored (unanchored); a missing or
     unreadable class/net directory gives no device, as node_exporter's ErrNoData. With held
-    (on sysfs only), devices' attribute files are kept open there between calls."""
+    (on sysfs only), devices' attribute files are kept open there between calls, within
+    share (the caller's, kept with held)."""
     try:
         with os.scandir(class_net) as entries:  # regular files, e.g. bonding_masters, skipped
             devices = sorted(e.name for e in entries if not e.is_file(follow_symlinks=False))
     except (FileNotFoundError, PermissionError):
         return {}
     interfaces: Interfaces = {}
+    if share is None:
+        share = Share()
     for device in devices:
         if ignored.search(device):
             continue
         path = os.path.join(class_net, device)
         if held is not None:
-            held_values = _read_held(path, device, held)
+            held_values = _read_held(path, device, held, share)
             if held_values is not None:
                 interfaces[device] = held_values
                 continue
@@ -114,7 +117,7 @@ def read_interfaces(class_net: Path, ignored: re.Pattern[str], held: Held | None
     return interfaces
 
 
-def _read_held(path: str, device: str, held: Held) -> dict[str, str] | None:
+def _read_held(path: str, device: str, held: Held, share: Share) -> dict[str, str] | None:
     """The device's attributes through its held files, opened first if the path now names
     another directory than the one held (a device renamed, or removed and added again:
     sysfs gives every directory its own inode). None to read it the plain way: no room to
@@ -127,7 +130,7 @@ def _read_held(path: str, device: str, held: Held) -> dict[str, str] | None:
     entry = held.get(device)
     if entry is None or entry[0] != (status.st_dev, status.st_ino):
         held.pop(device, None)
-        if available() < len(ATTRIBUTES):
+        if share.available() < len(ATTRIBUTES):
             return None
         try:
             dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -140,10 +143,11 @@ def _read_held(path: str, device: str, held: Held) -> dict[str, str] | None:
                 try:
                     fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
                 except OSError:  # tried by its path again on each read
-                    files.append((name, HeldFile(os.path.join(path, name), READ_SIZE)))
+                    files.append((name, HeldFile(os.path.join(path, name), READ_SIZE,
+                                                 share)))
                 else:
                     files.append((name, HeldFile.adopt(os.path.join(path, name), fd,
-                                                       READ_SIZE)))
+                                                       READ_SIZE, share)))
         finally:
             os.close(dir_fd)
         entry = held[device] = ((opened.st_dev, opened.st_ino), files)
@@ -182,6 +186,7 @@ class NetclassCollector:
         self._netlink_with_stats = netlink_with_stats
         self._unchanged: Unchanged[list[Metric]] = Unchanged()
         self._held: Held = {}
+        self._share = Share()
         self._on_sysfs: bool | None = None  # whether class/net is, once it could be opened
 
     def _holding(self) -> Held | None:
@@ -198,7 +203,8 @@ class NetclassCollector:
             from agent.collectors.netclass_netlink import collect_netlink
             return collect_netlink(self._class_net, self._ignored, self._netlink_with_stats,
                                    read_attribute)
-        interfaces = read_interfaces(self._class_net, self._ignored, self._holding())
+        interfaces = read_interfaces(self._class_net, self._ignored, self._holding(),
+                                     self._share)
         raw = tuple((device, tuple(values.items())) for device, values in interfaces.items())
         return self._unchanged.get(
             raw, lambda: netclass_families(interfaces, self._ignore_invalid_speed))

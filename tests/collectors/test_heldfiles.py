@@ -127,3 +127,23 @@ def test_a_held_file_of_several_pages_is_read_whole(
     first, second, fresh = namespace_outputs["dev"]
     assert len(fresh) > 2 * 4096
     assert first == second == fresh
+
+
+def test_an_owner_holds_no_more_than_its_share() -> None:
+    files = heldfiles.HeldFiles(share=heldfiles.Share(limit=2))
+    before = heldfiles.available()
+    paths = ["/proc/loadavg", "/proc/uptime", "/proc/version", "/proc/meminfo"]
+    for path in paths:
+        assert files.read(path)
+    assert files.share.held == 2 and files.share.available() == 0
+    assert heldfiles.available() == before - 2
+    assert files.read("/proc/version") == Path("/proc/version").read_bytes()  # by its path
+    files.discard("/proc/loadavg")
+    assert files.share.held == 1 and heldfiles.available() == before - 1
+    files.discard("/proc/uptime")
+    assert heldfiles.available() == before
+
+
+def test_shares_are_capped_by_what_the_process_may_still_hold() -> None:
+    share = heldfiles.Share(limit=heldfiles.HELD_LIMIT + 10)
+    assert share.available() == heldfiles.available()
