@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import Singles
+from agent.collectors.common import family, sample
 from agent.collectors.heldfiles import HeldFiles
 
 if TYPE_CHECKING:
@@ -52,21 +52,33 @@ def parse_snmp6(text: str) -> NetStats:
 # of the ~400 values when only a few dozen are wanted (anything else is parsed as before).
 _INTEGER_VALUES = re.compile(r"\S+(?: -?\d+)*")
 _SNMP6_LINE = re.compile(r"^[^\S\n]*(\S+)[^\S\n]+(\S+)", re.MULTILINE)
+# The bytes the kernel writes in /proc/net/netstat and snmp: such a file splits the same as
+# bytes as decoded (no other whitespace, nothing to replace), so it is read without decoding.
+_PLAIN = b"".join(bytes([c]) for c in range(128) if chr(c).isalnum() or chr(c) in " :-_\n")
+
+Selection = list[tuple[int, str, str]]
+# protocol -> its values as written, and which of them are wanted
+Stats = dict[str, tuple[list[str] | list[bytes], Selection]]
+Plan = tuple[list[int], list[tuple[str, Selection]]]
 
 
 class NetstatCollector:
     def __init__(self, procfs: Path, fields: str) -> None:
         self._net = procfs / "net"
         self._files = HeldFiles()
-        self._singles = Singles()
         self._fields = re.compile(fields)
+        # metric name -> the value as written and its family, as last handed out
+        self._last: dict[str, tuple[bytes | str, Metric]] = {}
+        self._order: tuple[list[str], list[str]] = ([], [])  # names as found, sorted
+        # a header line's bytes -> its protocol, field count and wanted fields
+        self._byte_headers: dict[bytes, tuple[str, int, Selection]] = {}
         # (protocol, its field names) -> the wanted fields' (position, metric name, help)
         self._selections: dict[tuple[str, tuple[str, ...]], list[tuple[int, str, str]]] = {}
         # a header line -> its protocol, field count and wanted fields
         self._headers: dict[str, tuple[str, int, list[tuple[int, str, str]]]] = {}
         # snmp6's line names -> the lines to check and each protocol's wanted lines
-        self._snmp6_plans: dict[tuple[str, ...], tuple[
-            list[int], list[tuple[str, list[tuple[int, str, str]]]]]] = {}
+        self._snmp6_plans: dict[tuple[str, ...], Plan] = {}
+        self._snmp6_last: tuple[list[str], Plan] = ([], ([], []))  # the last names' plan
 
     def _read(self, path: str) -> str:
         return self._files.read(path).decode(errors="replace")
@@ -76,20 +88,61 @@ class NetstatCollector:
         but only the wanted fields converted and no dict built per protocol."""
         # protocol -> its values as written, and which of them are wanted (a protocol seen
         # again replaces the earlier one, as in parse_netstat's dicts).
-        stats: dict[str, tuple[list[str], list[tuple[int, str, str]]]] = {}
-        self._pairs(self._read(f"{self._net}/netstat"), stats)
-        self._pairs(self._read(f"{self._net}/snmp"), stats)
+        stats: Stats = {}
+        self._pairs_bytes(self._files.read(f"{self._net}/netstat"), stats)
+        self._pairs_bytes(self._files.read(f"{self._net}/snmp"), stats)
         with contextlib.suppress(FileNotFoundError):  # no snmp6 when IPv6 is disabled
             self._snmp6(self._read(f"{self._net}/snmp6"), stats)
+        # Each a family of one untyped sample; one whose value is written as before is
+        # handed out again (the renderer skips it at once).
+        last = self._last
         families: dict[str, Metric] = {}
-        single = self._singles.get
         for values, selection in stats.values():
             for index, full, help_text in selection:
-                families[full] = single(full, help_text, "unknown", float(values[index]))
-        self._singles.done()
-        return [families[name] for name in sorted(families)]
+                written = values[index]
+                old = last.get(full)
+                if old is None or old[0] != written:
+                    old = last[full] = (written, family(
+                        full, help_text, "unknown", [sample(full, {}, float(written))]))
+                families[full] = old[1]
+        names = list(families)
+        if names != self._order[0]:
+            self._order = (names, sorted(names))
+            for gone in last.keys() - families.keys():
+                del last[gone]
+        return [families[name] for name in self._order[1]]
 
-    def _pairs(self, text: str, stats: dict[str, tuple[list[str], list[tuple[int, str, str]]]]
+    def _pairs_bytes(self, data: bytes,
+                     stats: Stats) -> None:
+        """_pairs on the file's bytes when they are the kernel's plain ones (splitting them
+        as bytes is then splitting the text); the text otherwise."""
+        if data.translate(None, _PLAIN):
+            self._pairs(data.decode(errors="replace"), stats)
+            return
+        lines = [line for line in data.split(b"\n") if line.strip()]
+        if len(lines) % 2:
+            raise ValueError("odd number of lines: every header line needs a value line")
+        headers = self._byte_headers
+        for header, line in zip(lines[::2], lines[1::2], strict=True):
+            known = headers.get(header)
+            if known is None:
+                names = header.decode().split()
+                if len(headers) > 64:  # bounded, should the headers keep changing
+                    headers.clear()
+                known = headers[header] = (
+                    names[0], len(names), self._selection(names[0][:-1], names[1:]))
+            first, count, selection = known
+            values = line.split()
+            if not first.endswith(":") or len(values) != count:
+                raise ValueError(f"field count mismatch for {first!r}")
+            if not b"".join(values[1:]).isdigit():
+                # Not all plain unsigned integers: every value must still parse, as
+                # parse_netstat's (this raises the same ValueError on one that does not).
+                for value in values[1:]:
+                    float(value.decode())
+            stats[first[:-1]] = (values, selection)
+
+    def _pairs(self, text: str, stats: Stats
                ) -> None:
         """/proc/net/netstat or /proc/net/snmp, checked as parse_netstat checks it."""
         lines = [line for line in text.splitlines() if line.strip()]
@@ -113,18 +166,27 @@ class NetstatCollector:
                 list(map(float, values[1:]))
             stats[first[:-1]] = (values, selection)
 
-    def _snmp6(self, text: str, stats: dict[str, tuple[list[str], list[tuple[int, str, str]]]]
+    def _snmp6(self, text: str, stats: Stats
                ) -> None:
         """/proc/net/snmp6 as parse_snmp6 reads it."""
-        pairs = _SNMP6_LINE.findall(text)
-        names = tuple(name for name, _ in pairs)
-        plan = self._snmp6_plans.get(names)
-        if plan is None:
-            if len(self._snmp6_plans) > 16:  # bounded, should the names keep changing
-                self._snmp6_plans.clear()
-            plan = self._snmp6_plans[names] = self._snmp6_plan(names)
-        values = [value for _, value in pairs]
-        if not _INTEGER_VALUES.fullmatch(" ".join(["-", *values])):
+        # Each line's first two words, as _SNMP6_LINE finds them, at less cost.
+        rows = [words for words in map(str.split, text.split("\n")) if len(words) >= 2]
+        names = [words[0] for words in rows]
+        if names == self._snmp6_last[0]:
+            plan = self._snmp6_last[1]
+        else:
+            key = tuple(names)
+            known = self._snmp6_plans.get(key)
+            if known is None:
+                if len(self._snmp6_plans) > 16:  # bounded, should the names keep changing
+                    self._snmp6_plans.clear()
+                known = self._snmp6_plans[key] = self._snmp6_plan(key)
+            plan = known
+            self._snmp6_last = (names, plan)
+        values = [words[1] for words in rows]
+        joined = "".join(values)
+        if not (joined.isascii() and joined.isdigit()) and not _INTEGER_VALUES.fullmatch(
+                " ".join(["-", *values])):
             for index in plan[0]:  # every value of a protocol's field must parse
                 float(values[index])
         for protocol, selection in plan[1]:

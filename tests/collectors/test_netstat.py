@@ -113,3 +113,28 @@ def test_every_value_must_parse_wanted_or_not(tmp_path: Path) -> None:
         collector.collect()
     (net / "snmp6").write_text("Ip6InReceives  3\nIp6InOctets 2.5\nIcmpMsg x\n")
     assert values(collector.collect())["Ip6_InOctets"] == 2.5
+
+
+def test_text_other_than_the_kernels_plain_bytes_reads_as_before(tmp_path: Path) -> None:
+    net = tmp_path / "net"
+    net.mkdir()
+    (net / "netstat").write_text("TcpExt:\tSyncookiesSent\tListenDrops\nTcpExt: 4\t\u00a09\n")
+    (net / "snmp").write_text("Tcp: CurrEstab\n\nTcp: 5\n")
+    collector = NetstatCollector(tmp_path, DEFAULT_FIELDS)
+    expected = {"TcpExt_SyncookiesSent": 4, "TcpExt_ListenDrops": 9, "Tcp_CurrEstab": 5}
+    assert values(collector.collect()) == expected
+    (net / "netstat").write_text("TcpExt: SyncookiesSent ListenDrops\nTcpExt: 4 10\n")
+    assert values(collector.collect()) == {**expected, "TcpExt_ListenDrops": 10}
+
+
+def test_unchanged_values_give_the_same_families(tmp_path: Path) -> None:
+    net = tmp_path / "net"
+    net.mkdir()
+    (net / "netstat").write_text("TcpExt: SyncookiesSent ListenDrops\nTcpExt: 4 9\n")
+    (net / "snmp").write_text("Tcp: CurrEstab\nTcp: 5\n")
+    collector = NetstatCollector(tmp_path, DEFAULT_FIELDS)
+    first = collector.collect()
+    (net / "netstat").write_text("TcpExt: SyncookiesSent ListenDrops\nTcpExt: 4 10\n")
+    second = collector.collect()
+    assert [f is g for f, g in zip(first, second, strict=True)] == [False, True, True]
+    assert values(second)["TcpExt_ListenDrops"] == 10
