@@ -5,18 +5,25 @@ node_filesystem_mount_info with the device numbers, read-only from the mount or 
 superblock options (ro, or ext4's emergency_ro).
 
 A statvfs() on a dead network mount can hang for good, and no thread can be interrupted.
-So the calls run in a small private pool and collect() waits for all of them against a
-single deadline; a mount that misses it is reported with device_error 1 and remembered as
-stuck, and it is not asked again until its hung call returns. At most WORKERS threads ever
-exist, however many mounts hang and however often collect() runs.
+So the calls run in a small private pool and collect() waits for them against a single
+deadline; a mount that misses it is reported with device_error 1 and remembered as stuck,
+and it is not asked again until its hung call returns. At most WORKERS threads ever exist,
+however many mounts hang and however often collect() runs.
+
+As a rule one pool call asks every mount in turn (handing each call to a thread and back
+costs far more than the call), recording which mount it is on: when it misses the
+deadline, that mount is the one that hangs and is marked stuck, the call stops after it,
+and the mounts it did not reach are asked one call each against a second deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
@@ -141,7 +148,7 @@ class FilesystemCollector:
         fs_types_exclude: str | None,
         mount_timeout: float,
         statvfs: StatvfsFunc = os.statvfs,
-        stuck: dict[str, Future[os.statvfs_result]] | None = None,
+        stuck: dict[str, Future[Any]] | None = None,
         mount_points_include: str | None = None,
         fs_types_include: str | None = None,
         workers: int = WORKERS,
@@ -154,10 +161,11 @@ class FilesystemCollector:
         self._statvfs = statvfs
         self._workers = max(workers, 1)
         self._pool = DaemonThreadPool(self._workers, name="statvfs")
-        # Path -> the hung call still running for it. Given by the caller to outlive this
+        # Path -> the hung call still running for it (its own, or the one asking mounts in
+        # turn, which stops once that statvfs returns). Given by the caller to outlive this
         # instance: a collector rebuilt on reload must not call statvfs again on a mount
         # whose earlier call still hangs.
-        self._stuck: dict[str, Future[os.statvfs_result]] = {} if stuck is None else stuck
+        self._stuck: dict[str, Future[Any]] = {} if stuck is None else stuck
         # Mounts parsed again only when mountinfo reads differently; families built again
         # only when a mount or a statvfs answer differs.
         self._mounts: Unchanged[list[tuple[Mount, str]]] = Unchanged()
@@ -200,13 +208,39 @@ class FilesystemCollector:
         # Each hung call holds a worker until it returns: grow by one per hung mount, so the
         # healthy mounts always have their workers (bounded: one thread per hung mount).
         self._pool.max_workers = self._workers + len(self._stuck)
-        calls: dict[str, Future[os.statvfs_result]] = {}
-        for _, path in mounts:
-            if path not in self._stuck and path not in calls:
-                calls[path] = self._pool.submit(self._statvfs, path)
-        wait(calls.values(), timeout=self._timeout)
+        paths = list(dict.fromkeys(path for _, path in mounts if path not in self._stuck))
+        results = self._in_turn(paths)
+        if len(results) < len(paths):
+            self._one_each([path for path in paths
+                            if path not in results and path not in self._stuck], results)
+        stats = tuple((mount, results.get(path, TIMEOUT_ERROR)) for mount, path in mounts)
+        return self._families.get(stats, lambda: filesystem_families(stats))
 
-        results: dict[str, os.statvfs_result | str] = {}
+    def _in_turn(self, paths: list[str]) -> dict[str, os.statvfs_result | str]:
+        """statvfs of each path in one pool call; the answers before the deadline. A path
+        the call is still on then is marked stuck; those after it are left out."""
+        if not paths:
+            return {}
+        batch = _Batch(self._statvfs, paths)
+        call = self._pool.submit(batch.run)
+        with contextlib.suppress(TimeoutError):  # futures' TimeoutError is the builtin
+            call.result(timeout=self._timeout)
+        hung = batch.stop()
+        if hung is not None:
+            log.warning("statvfs timed out, mount point marked stuck",
+                        extra=kv(path=hung, timeout=self._timeout))
+            self._stuck[hung] = call  # done once that statvfs returns: the call stops there
+        return batch.results
+
+    def _one_each(self, paths: list[str], results: dict[str, os.statvfs_result | str]
+                  ) -> None:
+        """statvfs of each path in a pool call of its own, all against one deadline; what
+        answered goes into results, what did not is marked stuck (or was never started)."""
+        self._pool.max_workers = self._workers + len(self._stuck)
+        calls: dict[str, Future[os.statvfs_result]] = {}
+        for path in paths:
+            calls[path] = self._pool.submit(self._statvfs, path)
+        wait(calls.values(), timeout=self._timeout)
         for path, call in calls.items():
             if call.done():
                 error = call.exception()
@@ -218,8 +252,6 @@ class FilesystemCollector:
                 log.warning("statvfs timed out, mount point marked stuck",
                             extra=kv(path=path, timeout=self._timeout))
                 self._stuck[path] = call
-        stats = tuple((mount, results.get(path, TIMEOUT_ERROR)) for mount, path in mounts)
-        return self._families.get(stats, lambda: filesystem_families(stats))
 
     def close(self) -> None:
         """Release the idle workers (a hung call's thread ends when its call returns)."""
@@ -227,6 +259,50 @@ class FilesystemCollector:
 
     def _path(self, mount: Mount) -> str:
         return str(self._rootfs / mount.mountpoint.lstrip("/"))
+
+
+class _Batch:
+    """statvfs of paths in turn, in one pool call, until stopped: each path's statvfs
+    result or error text (a call failing otherwise gives neither, as a lost call)."""
+
+    def __init__(self, statvfs: StatvfsFunc, paths: list[str]) -> None:
+        self._statvfs = statvfs
+        self._paths = paths
+        self._lock = threading.Lock()
+        self._current: str | None = None  # the path whose statvfs is running
+        self._stopped = False
+        self.results: dict[str, os.statvfs_result | str] = {}
+
+    def run(self) -> None:
+        statvfs = self._statvfs
+        for path in self._paths:
+            with self._lock:
+                if self._stopped:
+                    return
+                self._current = path
+            answer: os.statvfs_result | str | None
+            try:
+                answer = statvfs(path)
+            except OSError as exc:
+                answer = errno_text(exc)
+            except Exception:  # reported as no answer, as a lost call
+                answer = None
+            with self._lock:
+                if self._stopped:
+                    return  # too late: the caller has taken what there was
+                if answer is not None:
+                    self.results[path] = answer
+                self._current = None
+        with self._lock:
+            self._stopped = True
+
+    def stop(self) -> str | None:
+        """Stop before the next path; the path whose statvfs is still running, if any."""
+        with self._lock:
+            finished = self._stopped
+            self._stopped = True
+            self.results = dict(self.results)  # what the caller takes no longer changes
+            return None if finished else self._current
 
 
 def filesystem_families(stats: Sequence[tuple[Mount, os.statvfs_result | str | None]]

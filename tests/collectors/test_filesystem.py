@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.metrics_core import Metric
@@ -273,3 +274,47 @@ def test_reused_families_follow_mountinfo_and_statvfs(tmp_path: Path) -> None:
     remounted = c.collect()
     assert values(remounted, "node_filesystem_readonly")["/var/log"] == 0.0
     assert remounted == collector(statvfs, procfs=tmp_path).collect()
+
+
+def test_a_hang_is_laid_on_the_mount_it_is_on_and_the_others_answer(
+        hang: threading.Event) -> None:
+    calls: list[str] = []
+
+    def statvfs(path: str) -> os.statvfs_result:
+        calls.append(path)
+        if path == "/boot":
+            hang.wait()
+        return fake_statvfs(path)
+
+    c = collector(statvfs, timeout=0.2)
+    healthy = collector().collect()
+    first = c.collect()
+    assert set(c._stuck) == {"/boot"}
+    errors = values(first, "node_filesystem_device_error")
+    assert errors["/boot"] == 1
+    assert {m: v for m, v in errors.items() if m != "/boot"} == {
+        m: v for m, v in values(healthy, "node_filesystem_device_error").items() if m != "/boot"}
+    assert calls.count("/boot") == 1  # asked once, not again while it hangs
+    calls.clear()
+    assert values(c.collect(), "node_filesystem_device_error")["/boot"] == 1
+    assert "/boot" not in calls and len(calls) == len(set(calls))
+    hang.set()
+    deadline = time.monotonic() + 5
+    while c._stuck and time.monotonic() < deadline:
+        c.collect()
+        time.sleep(0.01)
+    assert c.collect() == healthy
+
+
+def test_one_pool_call_asks_every_mount_in_turn() -> None:
+    c = collector()
+    submitted: list[object] = []
+    submit = c._pool.submit
+
+    def counting(fn: Any, /, *args: Any) -> Any:
+        submitted.append(fn)
+        return submit(fn, *args)
+
+    c._pool.submit = counting  # type: ignore[method-assign]
+    assert c.collect() == collector().collect()
+    assert len(submitted) == 1
