@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import glob
 import shutil
 from pathlib import Path
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.edac import EdacCollector
+from agent.collectors.edac import EdacCollector, numbered
 from tests.collectors.peer import assert_matches_peer
 from tests.golden import FIXTURES, assert_golden
 
@@ -42,3 +43,14 @@ def test_no_edac_is_no_data(tmp_path: Path) -> None:
 def test_matches_node_exporter_on_the_fixture(node_exporter) -> None:
     assert_matches_peer(node_exporter, "edac", [f"--path.sysfs={SYS}"],
                         EdacCollector(SYS).collect(), "node_edac_")
+
+
+def test_numbered_lists_what_glob_finds(tmp_path: Path) -> None:
+    for name in ("mc0", "mc10", "mc2x", "mc", "mcx1", ".mc3", "mc\u0663", "xmc1"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "mc7").write_text("a file matches as well\n")
+    assert numbered(str(tmp_path), "mc") == sorted(glob.glob(f"{tmp_path}/mc[0-9]*"))
+    assert numbered(str(tmp_path), "mc") == [f"{tmp_path}/{n}" for n in
+                                             ("mc0", "mc10", "mc2x", "mc7")]
+    assert numbered(str(tmp_path / "missing"), "mc") == []
+    assert numbered(str(tmp_path / "mc7"), "mc") == []

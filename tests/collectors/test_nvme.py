@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
-from agent.collectors.nvme import NvmeCollector
+from agent.collectors.nvme import NvmeCollector, read_controller
 from tests.collectors.peer import assert_matches_peer
 from tests.golden import FIXTURES, assert_golden
 
@@ -32,3 +33,14 @@ def test_matches_node_exporter_on_the_fixture(node_exporter) -> None:
     for sample in families[0].samples:
         del sample.labels["cntlid"]
     assert_matches_peer(node_exporter, "nvme", [f"--path.sysfs={SYS}"], families, "node_nvme_")
+
+
+def test_namespaces_are_what_glob_finds(tmp_path: Path) -> None:
+    names = ("nvme0c0n1", "nvme0c12n3x", "nvme0n1", "nvmec0n1", "nvme0c0n", "nvme1c1nX",
+             "nvme0c0n\u0661", "nvme0cXc1n2")
+    for name in names:
+        (tmp_path / name).mkdir()
+    found = [name for name, _ in read_controller(str(tmp_path))[1]]
+    pattern = f"{tmp_path}/nvme[0-9]*c[0-9]*n[0-9]*"
+    assert found == [Path(path).name for path in sorted(glob.glob(pattern))]
+    assert found == ["nvme0c0n1", "nvme0c12n3x", "nvme0cXc1n2"]
