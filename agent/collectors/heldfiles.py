@@ -6,7 +6,8 @@ file each time (open and close are most of what reading a small procfs/sysfs fil
 Only files on proc and sysfs mounts are held. Any other file (fixture trees, files replaced
 by rename) is opened on every read, as an open file would keep showing a replaced inode. A
 held file that fails to read is closed and opened again by its path, whose answer counts:
-a removed sysfs node answers ENODEV through the old descriptor, ENOENT by its path. Paths
+a removed sysfs node answers ENODEV through the old descriptor (a removed procfs entry
+EIO), ENOENT by its path. Paths
 whose meaning can move to another kernel object (a renamed network device's directory) need
 their owner's check that the object is still the one held (see netclass).
 
@@ -32,8 +33,11 @@ HELD_LIMIT = max(0, min(256, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 8)
 SHARE = HELD_LIMIT // 2
 
 # What a held descriptor answers when its file is gone: the path is asked again. Any other
-# error is the file's own answer, which a new open would get as well.
-GONE = frozenset({errno.ENODEV, errno.ENOENT, errno.ESTALE})
+# error is the file's own answer, which a new open would get as well. A removed sysfs node
+# answers ENODEV, a removed sysctl ENOENT, a removed procfs entry (a module's
+# /proc/net/stat/nf_conntrack unloaded and loaded again) EIO for good; an EIO that is the
+# file's own answer comes again from the new open.
+GONE = frozenset({errno.ENODEV, errno.ENOENT, errno.ESTALE, errno.EIO})
 
 _held = 0
 # st_dev -> whether that mount is proc or sysfs, from /proc/self/mountinfo.

@@ -83,6 +83,18 @@ out["swapped"] = both()
 run("ip", "link", "del", "w0")
 run("ip", "link", "set", "w1", "mtu", "1200")  # v1 went with its peer
 out["removed"] = both()
+# A procfs entry removed and made again (as a module's, unloaded and loaded again): the
+# held descriptor of the old one answers EIO for good.
+run("ip", "link", "add", "s0", "type", "veth", "peer", "name", "s1")
+snmp6 = HeldFile("/proc/net/dev_snmp6/s0")
+before = snmp6.read().decode()
+run("ip", "link", "del", "s0")
+run("ip", "link", "add", "s0", "type", "veth", "peer", "name", "s1")
+try:
+    again = snmp6.read().decode()
+except OSError as exc:
+    again = repr(exc)
+out["recreated"] = [before, again, open("/proc/net/dev_snmp6/s0").read()]
 # /proc/net/dev of many devices is answered in page-sized pieces.
 for i in range(40):
     run("ip", "link", "add", f"p{i}", "type", "veth", "peer", "name", f"q{i}")
@@ -127,6 +139,13 @@ def test_a_held_file_of_several_pages_is_read_whole(
     first, second, fresh = namespace_outputs["dev"]
     assert len(fresh) > 2 * 4096
     assert first == second == fresh
+
+
+def test_a_held_procfs_entry_made_again_is_read_anew(
+        namespace_outputs: dict[str, list[str]]) -> None:
+    before, held, fresh = namespace_outputs["recreated"]
+    assert held == fresh
+    assert before.split("ifIndex")[1].split()[0] != fresh.split("ifIndex")[1].split()[0]
 
 
 def test_an_owner_holds_no_more_than_its_share() -> None:

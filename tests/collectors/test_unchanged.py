@@ -118,10 +118,13 @@ def test_singles_hand_out_a_family_again_only_for_the_very_same_value() -> None:
     assert singles.get("node_a", "A.", "gauge", 1.0) is first
     assert singles.get("node_z", "Z.", "counter", -0.0) is not zero  # written as -0
     singles.done()
-    assert singles.get("node_a", "A.", "gauge", 1) is not first  # written as 1, not 1.0
+    one = singles.get("node_a", "A.", "gauge", 1)
+    assert one is not first  # written as 1, not 1.0
+    singles.done()
+    assert singles.get("node_a", "A.", "gauge", 1) is one
     singles.done()
     singles.done()  # node_a not asked for in a collection: forgotten
-    assert singles.get("node_a", "A.", "gauge", 1) is not first
+    assert singles.get("node_a", "A.", "gauge", 1) is not one
     nan = singles.get("node_n", "N.", "gauge", float("nan"))
     singles.done()
     assert singles.get("node_n", "N.", "gauge", float("nan")) is not nan
