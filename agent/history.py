@@ -21,27 +21,28 @@ POINTS = 360  # an hour and a half at one point per default 15 s collection
 
 
 class Ring:
-    """The last `size` values, oldest first; NaN marks a gap."""
+    """The last `size` values, oldest first; NaN marks a gap. It grows as values arrive (a
+    fresh agent does not hold 90 minutes of empty points per series) and then wraps."""
 
-    __slots__ = ("_count", "_next", "_values")
+    __slots__ = ("_next", "_size", "_values")
 
     def __init__(self, size: int = POINTS) -> None:
-        self._values = array("d", [math.nan]) * size
-        self._next = 0
-        self._count = 0
+        self._size = size
+        self._values = array("d")
+        self._next = 0  # where the next value goes once full (the oldest value)
 
     def append(self, value: float) -> None:
+        if len(self._values) < self._size:
+            self._values.append(value)
+            return
         self._values[self._next] = value
-        self._next = (self._next + 1) % len(self._values)
-        self._count = min(self._count + 1, len(self._values))
+        self._next = (self._next + 1) % self._size
 
     def values(self) -> list[float]:
-        if self._count < len(self._values):  # not wrapped yet: filled from index 0
-            return self._values[:self._count].tolist()
         return (self._values[self._next:] + self._values[:self._next]).tolist()
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._values)
 
 
 @dataclass(frozen=True)
@@ -181,4 +182,5 @@ class History:
 
     def memory_bytes(self) -> int:
         """What the rings hold: 8 bytes a point."""
-        return 8 * self.points * (1 + len(self.host) + len(self.durations))
+        rings = [self.times, *self.host.values(), *self.durations.values()]
+        return 8 * sum(len(ring) for ring in rings)

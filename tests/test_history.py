@@ -70,6 +70,15 @@ def test_a_counter_reset_is_a_gap_not_a_negative_rate() -> None:
     assert values[1] == 10.0 and math.isnan(values[2]) and values[3] == 10.0
 
 
+def test_rings_grow_as_points_arrive() -> None:
+    history = History(points=50)
+    assert history.memory_bytes() == 0
+    for step in range(3):
+        history.sample([memory(1000, step, step)], [status("cpu", 0.001)], step)
+    assert history.memory_bytes() == 8 * 3 * (1 + 6 + 1)
+    assert history.host["memory"].values() == [100.0, 99.9, 99.8]
+
+
 def test_memory_is_bounded_whatever_the_uptime() -> None:
     history = History(points=50)
     for step in range(500):
