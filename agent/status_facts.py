@@ -7,15 +7,16 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from agent.status_page import PageFacts, Rule
-
 if TYPE_CHECKING:
     from agent.agent import Agent
+    from agent.status_page import PageFacts
 
 log = logging.getLogger("hostagent.status")
 
 
 def page_facts(agent: Agent) -> PageFacts:
+    from agent.status_page import PageFacts, Rule  # with the page, on its first visit
+
     series = {name: sum(len(family.samples) for family in snapshot.families)
               for name, snapshot in agent.registry.snapshots.items()}
     counters = agent.remediation_counters

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -14,7 +15,9 @@ from agent.exposition.response import serve
 from agent.health import Health
 from agent.httpmetrics import RequestMetrics
 from agent.lifecycle import Stopping
-from agent.status_page import PageFacts, render_status_page
+
+if TYPE_CHECKING:
+    from agent.status_page import PageFacts
 
 
 class MetricsHandler:
@@ -46,7 +49,7 @@ def build_app(
     disabled_collectors: Callable[[], list[str]] = list,
     ssh_status: Callable[[], tuple[int, int] | None] = lambda: None,
     requests: RequestMetrics | None = None,
-    page_facts: Callable[[], PageFacts] = PageFacts,
+    page_facts: Callable[[], PageFacts] | None = None,
 ) -> web.Application:
     """settings is read per request, so a reload applies limits without a restart.
     ssh_status: (SSH targets up, targets) while the SSH worker runs.
@@ -54,10 +57,14 @@ def build_app(
     page_facts: the status page's host name, addresses, charts and the like."""
 
     async def status_page(request: web.Request) -> web.Response:
+        # Loaded on the first visit: most agents are only ever scraped (~0.1 MB of RSS).
+        from agent.status_page import render_status_page
+
         _, report = health.report()
+        facts = page_facts() if page_facts is not None else None
         # A few ms with a full hour of charts: in a thread, so scrapes do not wait on it.
         page = await asyncio.to_thread(render_status_page, report, disabled_collectors(),
-                                       ssh_status(), page_facts())
+                                       ssh_status(), facts)
         return web.Response(text=page, content_type="text/html")
 
     async def healthy(request: web.Request) -> web.Response:

@@ -49,6 +49,7 @@ OPTIONAL = ("asyncssh", "bcrypt", "regex", "agent.ssh.worker", "agent.ssh.connec
             "agent.ssh.exec_cmd", "agent.ssh.targets", "agent.remediation.engine",
             "agent.remediation.alertmanager", "agent.matching", "agent.remote_write.pusher",
             "agent.relay.server", "agent.relay.delivery", "agent.profiling.web",
+            "agent.status_page",  # loaded on the first visit to the page
             # the dependencies' parts a server never uses (agent.deferred)
             "aiohttp.client", "aiohttp.connector", "prometheus_client.exposition",
             "frozenlist._frozenlist", "pickle", "logging.handlers",

@@ -105,14 +105,16 @@ class Socket:
     a new socket); an error on a socket kept from before is asked again on a new one. One
     caller at a time."""
 
-    __slots__ = ("_buffer", "_protocol", "_sequence", "_socket", "_timeout")
+    __slots__ = ("_buffer_size", "_protocol", "_sequence", "_socket", "_timeout")
 
     def __init__(self, protocol: int = socket.NETLINK_ROUTE, timeout: float = 5.0) -> None:
         self._protocol = protocol
         self._timeout = timeout
         self._socket: socket.socket | None = None
         self._sequence = 0
-        self._buffer = bytearray(0)  # allocated at first use
+        # Each request reads into a buffer of its own (a few us to make), not one kept with
+        # the socket: 32 KiB per collector for the agent's whole life.
+        self._buffer_size = BUFFER_SIZE
 
     def dump(self, request_type: int, request: bytes,
              flags: int = NLM_F_REQUEST | NLM_F_DUMP) -> list[tuple[int, bytes]]:
@@ -144,19 +146,18 @@ class Socket:
                 sock.close()
                 raise
             self._socket = sock
-        if not self._buffer:
-            self._buffer = bytearray(BUFFER_SIZE)
         sequence = self._sequence = self._sequence % 0xFFFFFFFF + 1
         sock.send(HEADER.pack(HEADER.size + len(request), request_type, flags, sequence, 0)
                   + request)
-        buffer, view = self._buffer, memoryview(self._buffer)
+        buffer = bytearray(self._buffer_size)
+        view = memoryview(buffer)
         replies: list[tuple[int, bytes]] = []
         with view:
             for _ in range(MAX_DATAGRAMS):
                 # MSG_TRUNC: the datagram's whole length, even beyond the buffer.
                 size = sock.recv_into(buffer, 0, socket.MSG_TRUNC)
                 if size > len(buffer):
-                    self._buffer = bytearray(size)
+                    self._buffer_size = size
                     raise _Truncated
                 for kind, payload in messages(view[:size].tobytes(), sequence):
                     if kind == NLMSG_DONE:
