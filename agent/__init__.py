@@ -23,6 +23,7 @@ def _defer_dependency_inits() -> None:
     defer_init("aiohttp", {"__version__": _aiohttp_version})
     defer_init("prometheus_client")
     _skip_pydantic_plugin_discovery()
+    _skip_system_mime_types_for_aiohttp()
 
 
 def _aiohttp_version() -> str:
@@ -50,6 +51,18 @@ def _skip_pydantic_plugin_discovery() -> None:
         loader = types.ModuleType(name)
         loader.get_plugins = lambda: ()  # type: ignore[attr-defined]
         sys.modules[name] = loader
+
+
+def _skip_system_mime_types_for_aiohttp() -> None:
+    """aiohttp's static-file response builds a mimetypes.MimeTypes as it is imported, which
+    first loads the system's tables (/etc/mime.types: ~0.35 MB of RSS of dicts) into the
+    mimetypes module; the agent serves no file. Marked as loaded, MimeTypes() is made from
+    Python's built-in table alone; mimetypes' own functions (guess_type and the like) still
+    load the system's tables on their first use, as they check for that apart."""
+    import mimetypes
+
+    if mimetypes._db is None:  # type: ignore[attr-defined]  # nothing has loaded them yet
+        mimetypes.inited = True
 
 
 _defer_dependency_inits()

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 from agent.agent import Agent
 from agent.config import ConfigSource
@@ -38,7 +39,9 @@ STARTED_MODULES = textwrap.dedent("""
         built = {m.__qualname__ for m in models(BaseModel)
                  if m.__module__.startswith("agent.") and m.__pydantic_complete__}
         loaded = [name for name, module in sys.modules.items() if module is not None]
-        print(json.dumps({"modules": sorted(loaded), "built": sorted(built)}), flush=True)
+        import mimetypes
+        print(json.dumps({"modules": sorted(loaded), "built": sorted(built),
+                          "mime_tables": mimetypes._db is not None}), flush=True)
         self.request_stop()
 
     Agent._start = started
@@ -59,11 +62,11 @@ OPTIONAL = ("asyncssh", "bcrypt", "regex", "agent.ssh.worker", "agent.ssh.connec
 
 
 @functools.cache
-def started_agent() -> dict[str, list[str]]:
+def started_agent() -> dict[str, Any]:
     """What a default agent has loaded and built once started."""
     out = subprocess.run([sys.executable, "-c", STARTED_MODULES], capture_output=True,
                          text=True, timeout=60, check=True)
-    started: dict[str, list[str]] = json.loads(out.stdout.splitlines()[-1])
+    started: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
     return started
 
 
@@ -73,6 +76,17 @@ def test_an_agent_on_its_defaults_loads_no_optional_part() -> None:
     eager = sorted(name for name in loaded
                    if any(name == part or name.startswith(part + ".") for part in OPTIONAL))
     assert not eager, f"loaded on the defaults: {eager}"
+
+
+def test_the_systems_mime_tables_are_not_loaded_for_aiohttps_file_responses() -> None:
+    """aiohttp makes a MimeTypes as it is imported, which would load /etc/mime.types into
+    mimetypes' tables (~0.35 MB); the agent serves no file, and mimetypes' own functions
+    still load them when first used."""
+    assert started_agent()["mime_tables"] is False
+    out = subprocess.run([sys.executable, "-c", "import agent, aiohttp.web, mimetypes; "
+                          "print(mimetypes._db is None, mimetypes.guess_type('a.json')[0])"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["True", "application/json"]
 
 
 def test_only_the_root_configuration_model_builds_a_validator() -> None:
