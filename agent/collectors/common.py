@@ -13,6 +13,8 @@ from typing import Generic, TypeVar
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
+from agent.collectors.heldfiles import read_to_end
+
 T = TypeVar("T")
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -30,9 +32,6 @@ class DeviceFilter:
         if self._exclude is not None and self._exclude.search(device):
             return True
         return self._include is not None and not self._include.search(device)
-
-
-_CHUNK = 65536
 
 
 class DirectoryFd:
@@ -65,13 +64,7 @@ def read_file_bytes(path: Path | str, dir_fd: int | None = None) -> bytes:
     (see open_dir), path is relative to that directory."""
     fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
     try:
-        data = os.read(fd, _CHUNK)
-        if not data:
-            return data
-        chunks = [data]
-        while chunk := os.read(fd, _CHUNK):
-            chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return read_to_end(fd)
     finally:
         os.close(fd)
 

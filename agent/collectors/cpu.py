@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,31 +214,44 @@ def _uint(path: str) -> int | None:
     return value if value is not None and value >= 0 else None
 
 
-def throttle_families(cpus: str, dirs: list[str] | None = None) -> list[Metric]:
-    """Thermal throttle counts, read once per core and once per package."""
+_ThrottleCounts = tuple[list[tuple[tuple[int, int], int | None]], list[tuple[int, int | None]]]
+
+
+def _throttle_counts(dirs: list[str], uint: Callable[[str], int | None]) -> _ThrottleCounts:
+    """(core, count) and (package, count), sorted: each read once per core and package."""
     cores: dict[tuple[int, int], int | None] = {}
     packages: dict[int, int | None] = {}
-    for cpu in _cpu_dirs(cpus) if dirs is None else dirs:
+    for cpu in dirs:
         # cpu has no trailing slash: f-strings join as os.path.join would, at less cost.
-        package = _uint(f"{cpu}/topology/physical_package_id")
-        core = _uint(f"{cpu}/topology/core_id")
+        package = uint(f"{cpu}/topology/physical_package_id")
+        core = uint(f"{cpu}/topology/core_id")
         if package is None or core is None:
             continue
         if (package, core) not in cores:
-            cores[(package, core)] = _uint(f"{cpu}/thermal_throttle/core_throttle_count")
+            cores[(package, core)] = uint(f"{cpu}/thermal_throttle/core_throttle_count")
         if package not in packages:
-            packages[package] = _uint(f"{cpu}/thermal_throttle/package_throttle_count")
-    package_family = family(
-        "node_cpu_package_throttles", "Number of times this CPU package has been throttled.",
-        "counter", [sample("node_cpu_package_throttles_total", {"package": str(package)},
-                           float(count))
-                    for package, count in sorted(packages.items()) if count is not None])
+            packages[package] = uint(f"{cpu}/thermal_throttle/package_throttle_count")
+    return sorted(cores.items()), sorted(packages.items())
+
+
+def _throttle_families(counts: _ThrottleCounts) -> list[Metric]:
+    cores, packages = counts
     core_family = family(
         "node_cpu_core_throttles", "Number of times this CPU core has been throttled.",
         "counter", [sample("node_cpu_core_throttles_total",
                            {"package": str(package), "core": str(core)}, float(count))
-                    for (package, core), count in sorted(cores.items()) if count is not None])
+                    for (package, core), count in cores if count is not None])
+    package_family = family(
+        "node_cpu_package_throttles", "Number of times this CPU package has been throttled.",
+        "counter", [sample("node_cpu_package_throttles_total", {"package": str(package)},
+                           float(count))
+                    for package, count in packages if count is not None])
     return [f for f in (core_family, package_family) if f.samples]
+
+
+def throttle_families(cpus: str, dirs: list[str] | None = None) -> list[Metric]:
+    """Thermal throttle counts, read once per core and once per package."""
+    return _throttle_families(_throttle_counts(_cpu_dirs(cpus) if dirs is None else dirs, _uint))
 
 
 def online_families(cpus: str, dirs: list[str] | None = None) -> list[Metric]:
@@ -313,33 +327,10 @@ class _CpuFiles:
         return value if value is not None and value >= 0 else None
 
     def _throttle(self, dirs: list[str]) -> list[Metric]:
-        """throttle_families(cpus, dirs)."""
-        cores: dict[tuple[int, int], int | None] = {}
-        packages: dict[int, int | None] = {}
-        uint = self._uint
-        for cpu in dirs:
-            package = uint(f"{cpu}/topology/physical_package_id")
-            core = uint(f"{cpu}/topology/core_id")
-            if package is None or core is None:
-                continue
-            if (package, core) not in cores:
-                cores[(package, core)] = uint(f"{cpu}/thermal_throttle/core_throttle_count")
-            if package not in packages:
-                packages[package] = uint(f"{cpu}/thermal_throttle/package_throttle_count")
-        key = (sorted(cores.items()), sorted(packages.items()))
+        """throttle_families(cpus, dirs), the same families again while the counts are."""
+        key = _throttle_counts(dirs, self._uint)
         if key != self._throttles[0]:
-            core_family = family(
-                "node_cpu_core_throttles", "Number of times this CPU core has been throttled.",
-                "counter", [sample("node_cpu_core_throttles_total",
-                                   {"package": str(package), "core": str(core)}, float(count))
-                            for (package, core), count in key[0] if count is not None])
-            package_family = family(
-                "node_cpu_package_throttles",
-                "Number of times this CPU package has been throttled.",
-                "counter", [sample("node_cpu_package_throttles_total",
-                                   {"package": str(package)}, float(count))
-                            for package, count in key[1] if count is not None])
-            self._throttles = (key, [f for f in (core_family, package_family) if f.samples])
+            self._throttles = (key, _throttle_families(key))
         return self._throttles[1]
 
     def _online_family(self, dirs: list[str]) -> list[Metric]:

@@ -72,25 +72,14 @@ def kernel_generated(fd: int) -> bool:
     return known
 
 
-def _read_all(fd: int, offset: int | None) -> bytes:
+def read_to_end(fd: int, offset: int | None = None) -> bytes:
     """To end of file from offset 0 (pread) or from the file's position (read); until a read
     answers nothing, as seq_file answers a large file in page-sized pieces."""
-    if offset is None:
-        data = os.read(fd, _CHUNK)
-        if not data:
-            return data
-        chunks = [data]
-        while chunk := os.read(fd, _CHUNK):
-            chunks.append(chunk)
-    else:
-        data = os.pread(fd, _CHUNK, 0)
-        if not data:
-            return data
-        chunks = [data]
-        position = len(data)
-        while chunk := os.pread(fd, _CHUNK, position):
-            chunks.append(chunk)
-            position += len(chunk)
+    position = 0
+    chunks = []
+    while chunk := (os.read(fd, _CHUNK) if offset is None else os.pread(fd, _CHUNK, position)):
+        chunks.append(chunk)
+        position += len(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -131,14 +120,14 @@ class HeldFile:
         fd = self._fd
         if fd >= 0:
             try:
-                return os.pread(fd, self._size, 0) if self._size else _read_all(fd, 0)
+                return os.pread(fd, self._size, 0) if self._size else read_to_end(fd, 0)
             except OSError as exc:
                 if exc.errno not in GONE:
                     raise
                 self.close()
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            data = os.read(fd, self._size) if self._size else _read_all(fd, None)
+            data = os.read(fd, self._size) if self._size else read_to_end(fd, None)
         except OSError:
             os.close(fd)
             raise
