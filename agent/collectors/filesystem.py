@@ -11,9 +11,10 @@ and it is not asked again until its hung call returns. At most WORKERS threads e
 however many mounts hang and however often collect() runs.
 
 As a rule one pool call asks every mount in turn (handing each call to a thread and back
-costs far more than the call), recording which mount it is on: when it misses the
-deadline, that mount is the one that hangs and is marked stuck, the call stops after it,
-and the mounts it did not reach are asked one call each against a second deadline.
+costs far more than the call), recording which mount it is on. If it has not finished within
+IN_TURN_SECONDS, it stops after that mount, and the mounts it did not reach are asked one call
+each; every call, the one still on its mount included, then has until the one deadline, so
+each mount still has the whole timeout and the collection takes at most that long.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
@@ -46,6 +48,9 @@ WORKERS = 4
 LABELS = ["device", "mountpoint", "fstype", "device_error"]
 MOUNT_INFO_LABELS = ["device", "major", "minor", "mountpoint"]
 TIMEOUT_ERROR = "mountpoint timeout"
+# How long the call asking every mount in turn has before the mounts it has not reached are
+# asked one call each (local mounts answer in microseconds, a slow network one in ms).
+IN_TURN_SECONDS = 0.05
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 # Go's text for the errno values whose glibc text differs by more than the initial capital.
 _GO_ERRNO_TEXT = {errno.ESTALE: "stale NFS file handle"}
@@ -209,49 +214,47 @@ class FilesystemCollector:
         # healthy mounts always have their workers (bounded: one thread per hung mount).
         self._pool.max_workers = self._workers + len(self._stuck)
         paths = list(dict.fromkeys(path for _, path in mounts if path not in self._stuck))
-        results = self._in_turn(paths)
-        if len(results) < len(paths):
-            self._one_each([path for path in paths
-                            if path not in results and path not in self._stuck], results)
+        results = self._statvfs_all(paths, time.monotonic() + self._timeout)
         stats = tuple((mount, results.get(path, TIMEOUT_ERROR)) for mount, path in mounts)
         return self._families.get(stats, lambda: filesystem_families(stats))
 
-    def _in_turn(self, paths: list[str]) -> dict[str, os.statvfs_result | str]:
-        """statvfs of each path in one pool call; the answers before the deadline. A path
-        the call is still on then is marked stuck; those after it are left out."""
+    def _statvfs_all(self, paths: list[str], deadline: float
+                     ) -> dict[str, os.statvfs_result | str]:
+        """Each path's statvfs answer (result or error text) before the deadline; a path
+        whose call is still running then is marked stuck."""
         if not paths:
             return {}
         batch = _Batch(self._statvfs, paths)
-        call = self._pool.submit(batch.run)
+        in_turn = self._pool.submit(batch.run)
         with contextlib.suppress(TimeoutError):  # futures' TimeoutError is the builtin
-            call.result(timeout=self._timeout)
-        hung = batch.stop()
-        if hung is not None:
-            log.warning("statvfs timed out, mount point marked stuck",
-                        extra=kv(path=hung, timeout=self._timeout))
-            self._stuck[hung] = call  # done once that statvfs returns: the call stops there
-        return batch.results
-
-    def _one_each(self, paths: list[str], results: dict[str, os.statvfs_result | str]
-                  ) -> None:
-        """statvfs of each path in a pool call of its own, all against one deadline; what
-        answered goes into results, what did not is marked stuck (or was never started)."""
-        self._pool.max_workers = self._workers + len(self._stuck)
-        calls: dict[str, Future[os.statvfs_result]] = {}
-        for path in paths:
-            calls[path] = self._pool.submit(self._statvfs, path)
-        wait(calls.values(), timeout=self._timeout)
+            in_turn.result(timeout=min(IN_TURN_SECONDS, self._timeout))
+        current = batch.stop()
+        calls: dict[str, Future[Any]] = {} if current is None else {current: in_turn}
+        finished = batch.finished()
+        rest = [path for path in paths if path not in finished and path != current]
+        if rest:
+            # The call still on its mount holds a worker: the others keep theirs.
+            self._pool.max_workers = self._workers + len(self._stuck) + len(calls)
+            calls.update((path, self._pool.submit(self._statvfs, path)) for path in rest)
+        wait(calls.values(), timeout=max(0.0, deadline - time.monotonic()))
+        results = batch.answers()
         for path, call in calls.items():
-            if call.done():
+            if call is in_turn:
+                if call.done():
+                    continue  # its answer, if any, is in the batch's
+            elif call.done():
                 error = call.exception()
                 if error is None:
                     results[path] = call.result()
                 elif isinstance(error, OSError):
                     results[path] = errno_text(error)
-            elif not call.cancel():  # started and still running: hung
-                log.warning("statvfs timed out, mount point marked stuck",
-                            extra=kv(path=path, timeout=self._timeout))
-                self._stuck[path] = call
+                continue
+            elif call.cancel():
+                continue  # never started: all workers were held by hung calls
+            log.warning("statvfs timed out, mount point marked stuck",
+                        extra=kv(path=path, timeout=self._timeout))
+            self._stuck[path] = call  # done once that statvfs returns
+        return results
 
     def close(self) -> None:
         """Release the idle workers (a hung call's thread ends when its call returns)."""
@@ -262,8 +265,9 @@ class FilesystemCollector:
 
 
 class _Batch:
-    """statvfs of paths in turn, in one pool call, until stopped: each path's statvfs
-    result or error text (a call failing otherwise gives neither, as a lost call)."""
+    """statvfs of paths in turn, in one pool call, until stopped (the path it is on then is
+    still answered): each path's statvfs result or error text (a call failing otherwise
+    gives neither, as a lost call)."""
 
     def __init__(self, statvfs: StatvfsFunc, paths: list[str]) -> None:
         self._statvfs = statvfs
@@ -271,7 +275,8 @@ class _Batch:
         self._lock = threading.Lock()
         self._current: str | None = None  # the path whose statvfs is running
         self._stopped = False
-        self.results: dict[str, os.statvfs_result | str] = {}
+        self._results: dict[str, os.statvfs_result | str] = {}
+        self._finished: set[str] = set()  # answered or not (an error other than OSError)
 
     def run(self) -> None:
         statvfs = self._statvfs
@@ -288,21 +293,26 @@ class _Batch:
             except Exception:  # reported as no answer, as a lost call
                 answer = None
             with self._lock:
-                if self._stopped:
-                    return  # too late: the caller has taken what there was
                 if answer is not None:
-                    self.results[path] = answer
+                    self._results[path] = answer
+                self._finished.add(path)
                 self._current = None
         with self._lock:
             self._stopped = True
 
     def stop(self) -> str | None:
-        """Stop before the next path; the path whose statvfs is still running, if any."""
+        """Start no other path; the path whose statvfs is still running, if any."""
         with self._lock:
-            finished = self._stopped
             self._stopped = True
-            self.results = dict(self.results)  # what the caller takes no longer changes
-            return None if finished else self._current
+            return self._current
+
+    def answers(self) -> dict[str, os.statvfs_result | str]:
+        with self._lock:
+            return dict(self._results)
+
+    def finished(self) -> set[str]:
+        with self._lock:
+            return set(self._finished)
 
 
 def filesystem_families(stats: Sequence[tuple[Mount, os.statvfs_result | str | None]]

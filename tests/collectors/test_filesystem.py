@@ -318,3 +318,21 @@ def test_one_pool_call_asks_every_mount_in_turn() -> None:
     c._pool.submit = counting  # type: ignore[method-assign]
     assert c.collect() == collector().collect()
     assert len(submitted) == 1
+
+
+def test_slow_mounts_each_have_the_whole_timeout() -> None:
+    """Mounts asked in turn share one call: two that each answer within the timeout, but not
+    both within it one after the other, are both answered, neither marked stuck."""
+    slow = {"/boot", "/home/shared"}
+
+    def statvfs(path: str) -> os.statvfs_result:
+        if path in slow:
+            time.sleep(0.6)
+        return fake_statvfs(path)
+
+    c = collector(statvfs, timeout=1.0)
+    families = c.collect()
+    assert not c._stuck
+    sizes = values(families, "node_filesystem_size_bytes")
+    assert slow <= set(sizes)
+    assert families == collector().collect()
