@@ -112,6 +112,19 @@ def list_dir(path: Path | str) -> list[str]:
         return []
 
 
+def numbered(directory: str, prefix: str) -> list[str]:
+    """The names glob's prefix[0-9]* matches in directory, sorted (files too); empty when it
+    cannot be listed. One listing and a test of each name: glob's pattern machinery costs far
+    more, several times over when its code is out of the caches, as between ticks."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    start = len(prefix)
+    return sorted(name for name in names
+                  if name.startswith(prefix) and "0" <= name[start:start + 1] <= "9")
+
+
 # node_exporter and procfs read sysfs attributes with one read of this many bytes: a broken
 # driver that answers EAGAIN fails at once instead of being polled, and longer values are cut.
 SYSFS_READ_SIZE = 128

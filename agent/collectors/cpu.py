@@ -17,6 +17,7 @@ from prometheus_client.samples import Sample
 
 from agent.collectors.common import (
     family,
+    numbered,
     open_dir,
     parse_int,
     read_file_bytes,
@@ -50,37 +51,40 @@ class CpuTimes:
 _TIMES = tuple(f.name for f in fields(CpuTimes))
 
 
+_IDLE = _TIMES.index("idle")
+
+
 def parse_stat_cpus(text: str, user_hz: float) -> dict[str, CpuTimes]:
     """Per-CPU lines of /proc/stat ('cpu0 ...'), in seconds; the aggregate 'cpu' line is skipped."""
-    cpus = {}
-    for line in text.splitlines():
-        if not line.startswith("cpu") or line.startswith("cpu "):
-            continue
-        label, *values = line.split()
-        cpus[label[3:]] = CpuTimes(*[int(v) / user_hz for v in values[:len(_TIMES)]])
-    return cpus
+    return {cpu: CpuTimes(*times) for cpu, times in _stat_times(text, user_hz).items()}
 
 
 def keep_monotonic(old: CpuTimes | None, new: CpuTimes) -> CpuTimes:
     """Counters never go backwards (the kernel's can, by a tick): keep the larger value."""
-    if old is None or old.idle - new.idle >= JUMP_BACK_SECONDS:
+    if old is None:
         return new
-    return CpuTimes(*[max(getattr(old, name), getattr(new, name)) for name in _TIMES])
+    return CpuTimes(*_monotonic(tuple(getattr(old, name) for name in _TIMES),
+                                tuple(getattr(new, name) for name in _TIMES)))
 
 
-_IDLE = _TIMES.index("idle")
+def _monotonic(old: tuple[float, ...], new: tuple[float, ...]) -> tuple[float, ...]:
+    """new, each value at least old's, unless idle went back JUMP_BACK_SECONDS or more (the
+    CPU was hot-plugged: it starts over)."""
+    if not old or old[_IDLE] - new[_IDLE] >= JUMP_BACK_SECONDS:
+        return new
+    return tuple(map(max, old, new))  # max keeps old's value when equal
 _SECONDS_HELP = "Seconds the CPUs spent in each mode."
 _GUEST_HELP = "Seconds the CPUs spent in guests (VMs) for each mode."
 
 
-def _stat_times(data: bytes, user_hz: float) -> dict[str, tuple[float, ...]]:
-    """parse_stat_cpus's values as tuples (CpuTimes' fields in order, missing ones 0.0)."""
+def _stat_times(text: str, user_hz: float) -> dict[str, tuple[float, ...]]:
+    """Each CPU's times in seconds, CpuTimes' fields in order (missing ones 0.0)."""
     cpus = {}
     padding = (0.0,) * len(_TIMES)
-    for line in data.split(b"\n"):
-        if not line.startswith(b"cpu") or line.startswith(b"cpu "):
+    for line in text.splitlines():
+        if not line.startswith("cpu") or line.startswith("cpu "):
             continue
-        label, *values = line.decode(errors="replace").split()
+        label, *values = line.split()
         times = tuple([int(v) / user_hz for v in values[:len(_TIMES)]])
         cpus[label[3:]] = times + padding[len(times):] if len(times) < len(_TIMES) else times
     return cpus
@@ -103,10 +107,7 @@ class _CpuSeries:
     def update(self, times: tuple[float, ...]) -> None:
         """times: kept monotonic, as keep_monotonic does; the samples of those that moved
         built again."""
-        old = self.times
-        if old and old[_IDLE] - times[_IDLE] < JUMP_BACK_SECONDS:
-            times = tuple(map(max, old, times))  # max keeps old's value when equal
-        self.times = times
+        times = self.times = _monotonic(self.times, times)
         for samples, offset in ((self.seconds, 0), (self.guest, len(MODES))):
             for index, current in enumerate(samples):
                 value = times[offset + index]
@@ -154,7 +155,7 @@ class CpuCollector:
     def _times(self) -> list[Metric]:
         """cpu_families of the kept-monotonic times, as parse_stat_cpus and keep_monotonic
         give them; a family none of whose samples changed is handed out again."""
-        parsed = _stat_times(self._files.read(self._stat), self._user_hz)
+        parsed = _stat_times(self._files.read(self._stat).decode(errors="replace"), self._user_hz)
         known = self._series
         series = {}
         for cpu, times in parsed.items():
@@ -200,18 +201,7 @@ def parse_cpu_list(text: str) -> list[int]:
 
 def _cpu_dirs(cpus: str) -> list[str]:
     """cpu[0-9]* under cpus, as glob matches it (directories or not)."""
-    try:
-        names = os.listdir(cpus)
-    except OSError:
-        return []
-    return sorted(f"{cpus}/{name}" for name in names
-                  if name.startswith("cpu") and name[3:4].isascii() and name[3:4].isdigit())
-
-
-def _uint(path: str) -> int | None:
-    text = read_text(path)
-    value = None if text is None else parse_int(text)
-    return value if value is not None and value >= 0 else None
+    return [f"{cpus}/{name}" for name in numbered(cpus, "cpu")]
 
 
 _ThrottleCounts = tuple[list[tuple[tuple[int, int], int | None]], list[tuple[int, int | None]]]
@@ -249,25 +239,10 @@ def _throttle_families(counts: _ThrottleCounts) -> list[Metric]:
     return [f for f in (core_family, package_family) if f.samples]
 
 
-def throttle_families(cpus: str, dirs: list[str] | None = None) -> list[Metric]:
-    """Thermal throttle counts, read once per core and once per package."""
-    return _throttle_families(_throttle_counts(_cpu_dirs(cpus) if dirs is None else dirs, _uint))
-
-
-def online_families(cpus: str, dirs: list[str] | None = None) -> list[Metric]:
-    """node_cpu_online, where the kernel reports it: not at all when cpu0 has no online file
-    (x86 without CPU hot-plug of the boot CPU), as node_exporter."""
-    dirs = _cpu_dirs(cpus) if dirs is None else dirs
-    if not dirs or not os.path.exists(f"{dirs[0]}/online"):
-        return []
-    return [family("node_cpu_online", "CPUs that are online and being scheduled.", "gauge", [
-        sample("node_cpu_online", {"cpu": os.path.basename(cpu)[3:]},
-               1.0 if read_text(f"{cpu}/online") == "1" else 0.0)
-        for cpu in dirs])]
-
-
 class _CpuFiles:
-    """throttle_families and online_families, each CPU's files held open (within the
+    """Thermal throttle counts (read once per core and once per package) and node_cpu_online
+    (where the kernel reports it: not at all when cpu0 has no online file, x86 without CPU
+    hot-plug of the boot CPU, as node_exporter), each CPU's files held open (within the
     collector's share) and families whose values did not change handed out again.
 
     On sysfs, a file found missing (no thermal_throttle on most virtual machines, no online
@@ -327,14 +302,14 @@ class _CpuFiles:
         return value if value is not None and value >= 0 else None
 
     def _throttle(self, dirs: list[str]) -> list[Metric]:
-        """throttle_families(cpus, dirs), the same families again while the counts are."""
+        """The throttle families, the same again while the counts are."""
         key = _throttle_counts(dirs, self._uint)
         if key != self._throttles[0]:
             self._throttles = (key, _throttle_families(key))
         return self._throttles[1]
 
     def _online_family(self, dirs: list[str]) -> list[Metric]:
-        """online_families(cpus, dirs)."""
+        """node_cpu_online, the same family again while the states are."""
         if not dirs:
             return []
         first = f"{dirs[0]}/online"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
-from agent.collectors.common import Unchanged, parse_int, read_text
+from agent.collectors.common import Unchanged, numbered, parse_int, read_text
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -32,21 +32,8 @@ COUNTS = ("ce_count", "ce_noinfo_count", "ue_count", "ue_noinfo_count")
 ControllerRaw = tuple[str, tuple[str | None, ...], tuple[tuple[str, str | None, str | None], ...]]
 
 
-def numbered(directory: str, prefix: str) -> list[str]:
-    """glob(directory/prefix[0-9]*), sorted: one listing and a name test instead of glob's
-    machinery, which costs a scrape far more than the listing (several times over when
-    its code is out of the caches, as between ticks), on hosts without the directory too."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    start = len(prefix)
-    return sorted(f"{directory}/{name}" for name in names
-                  if name.startswith(prefix) and "0" <= name[start:start + 1] <= "9")
-
-
 def read_controller(controller: str) -> ControllerRaw:
-    csrows = numbered(controller, "csrow")
+    csrows = [f"{controller}/{name}" for name in numbered(controller, "csrow")]
     return (os.path.basename(controller)[2:],
             tuple(read_text(os.path.join(controller, name)) for name in COUNTS),
             tuple((os.path.basename(csrow)[5:], read_text(os.path.join(csrow, "ce_count")),
@@ -86,7 +73,7 @@ class EdacCollector:
         self._unchanged: Unchanged[list[Metric]] = Unchanged()
 
     def collect(self) -> list[Metric]:
-        raw = tuple(read_controller(controller) for controller in numbered(self._mc, "mc"))
+        raw = tuple(read_controller(f"{self._mc}/{name}") for name in numbered(self._mc, "mc"))
         return self._unchanged.get(raw, lambda: edac_families(raw))
 
 

@@ -7,13 +7,18 @@ so is a cooling device missing its type or states. No /sys/class/thermal is no d
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.common import Families, Unchanged, parse_int, read_attribute
+from agent.collectors.common import (
+    Families,
+    Unchanged,
+    numbered,
+    parse_int,
+    read_attribute,
+)
 
 if TYPE_CHECKING:
     from agent.collectors.catalog import Context
@@ -30,23 +35,7 @@ def _read_entries(thermal: str, prefix: str, files: tuple[str, ...]
                   ) -> tuple[tuple[str, tuple[str | None, ...]], ...]:
     return tuple((entry.removeprefix(prefix),
                   tuple(read_attribute(f"{thermal}/{entry}/{name}") for name in files))
-                 for entry in _numbered(thermal, prefix))
-
-
-def _numbered(directory: str, prefix: str) -> list[str]:
-    """The names glob's prefix[0-9]* matches in directory, sorted (a listing and a test of
-    each name cost a tenth of glob's pattern machinery, most of this collector's time on a
-    host without thermal zones)."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    start = len(prefix)
-    return sorted(name for name in names
-                  if name.startswith(prefix) and name[start:start + 1] in _DIGITS)
-
-
-_DIGITS = frozenset("0123456789")
+                 for entry in numbered(thermal, prefix))
 
 
 def zone_temperature(files: tuple[str | None, ...]) -> tuple[str, int] | None:

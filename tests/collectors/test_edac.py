@@ -6,7 +6,8 @@ from pathlib import Path
 
 from prometheus_client.metrics_core import Metric
 
-from agent.collectors.edac import EdacCollector, numbered
+from agent.collectors.common import numbered
+from agent.collectors.edac import EdacCollector
 from tests.collectors.peer import assert_matches_peer
 from tests.golden import FIXTURES, assert_golden
 
@@ -49,8 +50,8 @@ def test_numbered_lists_what_glob_finds(tmp_path: Path) -> None:
     for name in ("mc0", "mc10", "mc2x", "mc", "mcx1", ".mc3", "mc\u0663", "xmc1"):
         (tmp_path / name).mkdir()
     (tmp_path / "mc7").write_text("a file matches as well\n")
-    assert numbered(str(tmp_path), "mc") == sorted(glob.glob(f"{tmp_path}/mc[0-9]*"))
-    assert numbered(str(tmp_path), "mc") == [f"{tmp_path}/{n}" for n in
-                                             ("mc0", "mc10", "mc2x", "mc7")]
+    found = numbered(str(tmp_path), "mc")
+    assert [f"{tmp_path}/{n}" for n in found] == sorted(glob.glob(f"{tmp_path}/mc[0-9]*"))
+    assert found == ["mc0", "mc10", "mc2x", "mc7"]
     assert numbered(str(tmp_path / "missing"), "mc") == []
     assert numbered(str(tmp_path / "mc7"), "mc") == []
