@@ -327,13 +327,18 @@ def bare_counter(name: str, help_text: str, value: float) -> Metric:
     return family
 
 
-def gauge(name: str, help_text: str, value: float) -> Metric:
-    """GaugeMetricFamily(name, help_text, value=value), built directly (see family)."""
+def gauge(name: str, help_text: str, value: float, singles: Singles | None = None) -> Metric:
+    """GaugeMetricFamily(name, help_text, value=value), built directly (see family); with
+    singles, the family it hands out (the same object while the value is the same)."""
+    if singles is not None:
+        return singles.get(name, help_text, "gauge", value)
     return family(name, help_text, "gauge", [sample(name, {}, value)])
 
 
-def counter(name: str, help_text: str, value: float) -> Metric:
+def counter(name: str, help_text: str, value: float, singles: Singles | None = None) -> Metric:
     """CounterMetricFamily(name, help_text, value=value), built directly (see family); name
-    with or without its _total."""
+    with or without its _total. singles as for gauge."""
     name = name.removesuffix("_total")
+    if singles is not None:
+        return singles.get(name + "_total", help_text, "counter", value)
     return family(name, help_text, "counter", [sample(name + "_total", {}, value)])

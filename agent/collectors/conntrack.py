@@ -83,23 +83,18 @@ class ConntrackCollector:
         return families
 
 
-
-
 def conntrack_families(entries: int, limit: int | None, stats: dict[str, int] | None,
                        singles: Singles | None = None) -> list[Metric]:
-    def single(name: str, help_text: str, value: float) -> Metric:
-        if singles is None:
-            return gauge(name, help_text, value)
-        return singles.get(name, help_text, "gauge", value)
-
-    families: list[Metric] = [single(
+    families: list[Metric] = [gauge(
         "node_nf_conntrack_entries",
-        "Number of currently allocated flow entries for connection tracking.", float(entries))]
+        "Number of currently allocated flow entries for connection tracking.", float(entries),
+        singles)]
     if limit is not None:
-        families.append(single("node_nf_conntrack_entries_limit",
-                               "Maximum size of connection tracking table.", float(limit)))
+        families.append(gauge("node_nf_conntrack_entries_limit",
+                              "Maximum size of connection tracking table.", float(limit),
+                              singles))
     if stats is not None:
-        families += [single(name, help_text, float(stats[key]))
+        families += [gauge(name, help_text, float(stats[key]), singles)
                      for key, name, help_text in _STAT_FAMILIES]
     return families
 

@@ -40,11 +40,7 @@ class LoadCollector:
 
 def load_families(loads: tuple[float, float, float],
                   singles: Singles | None = None) -> list[Metric]:
-    if singles is not None:
-        single = singles.get
-        return [single(name, help_text, "gauge", value)
-                for (name, help_text), value in zip(_FAMILIES, loads, strict=True)]
-    return [gauge(name, help_text, value)
+    return [gauge(name, help_text, value, singles)
             for (name, help_text), value in zip(_FAMILIES, loads, strict=True)]
 
 

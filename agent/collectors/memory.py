@@ -72,23 +72,17 @@ class MemoryCollector:
 
     def collect(self) -> list[Metric]:
         text = self._files.read(self._meminfo).decode()
-        fields = parse_meminfo(text, self._names)
-        singles = self._singles
-        families = []
-        for key, value in sorted(fields.items()):
-            names = _FAMILIES.get(key)
-            if names is not None:
-                families.append(singles.get(names[0], names[1], "gauge", value))
-        singles.done()
+        families = memory_families(parse_meminfo(text, self._names), self._singles)
+        self._singles.done()
         return families
 
 
-def memory_families(fields: dict[str, float]) -> list[Metric]:
+def memory_families(fields: dict[str, float], singles: Singles | None = None) -> list[Metric]:
     families: list[Metric] = []
     for key, value in sorted(fields.items()):
         names = _FAMILIES.get(key)
         if names is not None:
-            families.append(gauge(names[0], names[1], value))
+            families.append(gauge(names[0], names[1], value, singles))
     return families
 
 

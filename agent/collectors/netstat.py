@@ -228,7 +228,5 @@ class NetstatCollector:
         return selection
 
 
-
-
 def create(context: Context, settings: Any) -> NetstatCollector:
     return NetstatCollector(context.procfs, settings.fields)

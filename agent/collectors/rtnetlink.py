@@ -198,7 +198,6 @@ def link_names() -> dict[int, str]:
     return dict(socket.if_nameindex())
 
 
-
 def encode_attribute(kind: int, value: bytes) -> bytes:
     return _RTATTR.pack(_RTATTR.size + len(value), kind) + value + b"\0" * (-len(value) % 4)
 

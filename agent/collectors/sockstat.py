@@ -85,11 +85,7 @@ def sockstat_families(ipv4: Sockstat | None, ipv6: Sockstat | None,
             for key, value in found.items():
                 values[f"{protocol}_{key}"] = (
                     f"Number of {protocol} sockets in state {key}.", value)
-    if singles is not None:
-        single = singles.get
-        return [single(f"node_sockstat_{name}", help_text, "gauge", value)
-                for name, (help_text, value) in sorted(values.items())]
-    return [gauge(f"node_sockstat_{name}", help_text, value)
+    return [gauge(f"node_sockstat_{name}", help_text, value, singles)
             for name, (help_text, value) in sorted(values.items())]
 
 

@@ -259,22 +259,12 @@ class SystemCollector:
         return None
 
 
-def _single(singles: Singles | None, name: str, help_text: str, is_counter: bool,
-            value: float) -> Metric:
-    """counter() or gauge(), or the family Singles hands out for it."""
-    if singles is None:
-        return (counter if is_counter else gauge)(name, help_text, value)
-    if is_counter:
-        return singles.get(name if name.endswith("_total") else name + "_total", help_text,
-                           "counter", value)
-    return singles.get(name, help_text, "gauge", value)
-
-
 def stat_families(stat: dict[str, float], singles: Singles | None = None) -> list[Metric]:
     families: list[Metric] = []
     for key, (name, help_text, is_counter) in STAT.items():
         if key in stat:
-            families.append(_single(singles, name, help_text, is_counter, stat[key]))
+            build = counter if is_counter else gauge
+            families.append(build(name, help_text, stat[key], singles))
     return families
 
 
@@ -299,12 +289,12 @@ def system_families(r: SystemReadings, parts: frozenset[str] = PARTS,
         families += _os_families(r.os_release)
     if r.filefd is not None:
         for field, value in zip(("allocated", "maximum"), r.filefd, strict=True):
-            families.append(_single(singles, f"node_filefd_{field}",
-                                    f"File descriptor statistics: {field}.", False, value))
+            families.append(gauge(f"node_filefd_{field}", f"File descriptor statistics: {field}.",
+                                  value, singles))
     for resource, line, name, help_text in PRESSURE:
         seconds = r.pressure.get(resource, {}).get(line)
         if seconds is not None:
-            families.append(_single(singles, name, help_text, True, seconds))
+            families.append(counter(name, help_text, seconds, singles))
     return families
 
 
@@ -369,7 +359,6 @@ def _part(name: str) -> Any:
 def create_stat(context: Context, settings: Any) -> SystemCollector:
     return SystemCollector(context.procfs, context.sysfs, context.rootfs, frozenset({"stat"}),
                            softirq=settings.softirq)
-
 
 
 create_time = _part("time")
