@@ -51,7 +51,6 @@ def parse_snmp6(text: str) -> NetStats:
 # A value line of integers, as the kernel writes them: checked at once instead of parsing each
 # of the ~400 values when only a few dozen are wanted (anything else is parsed as before).
 _INTEGER_VALUES = re.compile(r"\S+(?: -?\d+)*")
-_SNMP6_LINE = re.compile(r"^[^\S\n]*(\S+)[^\S\n]+(\S+)", re.MULTILINE)
 # The bytes the kernel writes in /proc/net/netstat and snmp: such a file splits the same as
 # bytes as decoded (no other whitespace, nothing to replace), so it is read without decoding.
 _PLAIN = b"".join(bytes([c]) for c in range(128) if chr(c).isalnum() or chr(c) in " :-_\n")
@@ -70,12 +69,10 @@ class NetstatCollector:
         # metric name -> the value as written and its family, as last handed out
         self._last: dict[str, tuple[bytes | str, Metric]] = {}
         self._order: tuple[list[str], list[str]] = ([], [])  # names as found, sorted
-        # a header line's bytes -> its protocol, field count and wanted fields
-        self._byte_headers: dict[bytes, tuple[str, int, Selection]] = {}
         # (protocol, its field names) -> the wanted fields' (position, metric name, help)
         self._selections: dict[tuple[str, tuple[str, ...]], list[tuple[int, str, str]]] = {}
         # a header line -> its protocol, field count and wanted fields
-        self._headers: dict[str, tuple[str, int, list[tuple[int, str, str]]]] = {}
+        self._headers: dict[bytes, tuple[str, int, Selection]] = {}
         # snmp6's line names -> the lines to check and each protocol's wanted lines
         self._snmp6_plans: dict[tuple[str, ...], Plan] = {}
         self._snmp6_last: tuple[list[str], Plan] = ([], ([], []))  # the last names' plan
@@ -89,8 +86,8 @@ class NetstatCollector:
         # protocol -> its values as written, and which of them are wanted (a protocol seen
         # again replaces the earlier one, as in parse_netstat's dicts).
         stats: Stats = {}
-        self._pairs_bytes(self._files.read(f"{self._net}/netstat"), stats)
-        self._pairs_bytes(self._files.read(f"{self._net}/snmp"), stats)
+        self._pairs(self._files.read(f"{self._net}/netstat"), stats)
+        self._pairs(self._files.read(f"{self._net}/snmp"), stats)
         with contextlib.suppress(FileNotFoundError):  # no snmp6 when IPv6 is disabled
             self._snmp6(self._read(f"{self._net}/snmp6"), stats)
         # Each a family of one untyped sample; one whose value is written as before is
@@ -112,17 +109,18 @@ class NetstatCollector:
                 del last[gone]
         return [families[name] for name in self._order[1]]
 
-    def _pairs_bytes(self, data: bytes,
-                     stats: Stats) -> None:
-        """_pairs on the file's bytes when they are the kernel's plain ones (splitting them
-        as bytes is then splitting the text); the text otherwise."""
+    def _pairs(self, data: bytes, stats: Stats) -> None:
+        """/proc/net/netstat or /proc/net/snmp, checked as parse_netstat checks it. The
+        kernel's plain bytes are split as they are; anything else is read as parse_netstat
+        reads it (decoded, undecodable bytes replaced, split at any whitespace), then split
+        the same way."""
         if data.translate(None, _PLAIN):
-            self._pairs(data.decode(errors="replace"), stats)
-            return
+            data = "\n".join(" ".join(line.split()) for line in
+                             data.decode(errors="replace").splitlines()).encode()
         lines = [line for line in data.split(b"\n") if line.strip()]
         if len(lines) % 2:
             raise ValueError("odd number of lines: every header line needs a value line")
-        headers = self._byte_headers
+        headers = self._headers
         for header, line in zip(lines[::2], lines[1::2], strict=True):
             known = headers.get(header)
             if known is None:
@@ -142,35 +140,11 @@ class NetstatCollector:
                     float(value.decode())
             stats[first[:-1]] = (values, selection)
 
-    def _pairs(self, text: str, stats: Stats
-               ) -> None:
-        """/proc/net/netstat or /proc/net/snmp, checked as parse_netstat checks it."""
-        lines = [line for line in text.splitlines() if line.strip()]
-        if len(lines) % 2:
-            raise ValueError("odd number of lines: every header line needs a value line")
-        for header, line in zip(lines[::2], lines[1::2], strict=True):
-            known = self._headers.get(header)
-            if known is None:
-                names = header.split()
-                if len(self._headers) > 64:  # bounded, should the headers keep changing
-                    self._headers.clear()
-                known = self._headers[header] = (
-                    names[0], len(names), self._selection(names[0][:-1], names[1:]))
-            first, count, selection = known
-            values = line.split()
-            if not first.endswith(":") or len(values) != count:
-                raise ValueError(f"field count mismatch for {first!r}")
-            if not _INTEGER_VALUES.fullmatch(line.strip()):
-                # Not plain integers: every value must still parse, as parse_netstat's
-                # (this raises the same ValueError on one that does not).
-                list(map(float, values[1:]))
-            stats[first[:-1]] = (values, selection)
-
     def _snmp6(self, text: str, stats: Stats
                ) -> None:
         """/proc/net/snmp6 as parse_snmp6 reads it."""
-        # Each line's first two words, as _SNMP6_LINE finds them, at less cost.
-        rows = [words for words in map(str.split, text.split("\n")) if len(words) >= 2]
+        # Each line's words, as parse_snmp6 splits them.
+        rows = [words for words in map(str.split, text.splitlines()) if len(words) >= 2]
         names = [words[0] for words in rows]
         if names == self._snmp6_last[0]:
             plan = self._snmp6_last[1]
