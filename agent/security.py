@@ -258,8 +258,9 @@ class _ClientErrors(logging.Filter):
 
 def limits(config: WebConfig) -> dict[str, Any]:
     """Keyword arguments for web.AppRunner and each connection's handler (fixed for the
-    listener's lifetime). aiohttp's keep-alive timer closes a connection idle idle_timeout after
-    a response; agent.connection pulls it in to read_timeout for a request's line and headers."""
+    listener's lifetime). aiohttp's keep-alive timer closes a connection left idle for
+    idle_timeout after a response; agent.connection pulls it in to read_timeout for a
+    request's line and headers."""
     logger = logging.getLogger("hostagent.http")
     if not any(isinstance(f, _ClientErrors) for f in logger.filters):
         logger.addFilter(_ClientErrors())

@@ -7,9 +7,9 @@ Only files on proc and sysfs mounts are held. Any other file (fixture trees, fil
 by rename) is opened on every read, as an open file would keep showing a replaced inode. A
 held file that fails to read is closed and opened again by its path, whose answer counts:
 a removed sysfs node answers ENODEV through the old descriptor (a removed procfs entry
-EIO), ENOENT by its path. Paths
-whose meaning can move to another kernel object (a renamed network device's directory) need
-their owner's check that the object is still the one held (see netclass).
+EIO), ENOENT by its path. Paths whose meaning can move to another kernel object (a renamed
+network device's directory) need their owner's check that the object is still the one held
+(see netclass).
 
 A held file belongs to one collector, used by one thread at a time. The process holds at
 most HELD_LIMIT descriptors, and each owner (a Share: one per HeldFiles, one per collector
@@ -149,7 +149,7 @@ class HeldFile:
     def _hold(self, fd: int) -> bool:
         global _held
         share = self._share
-        if _held >= HELD_LIMIT or (share is not None and share.held >= share.limit):
+        if (available() if share is None else share.available()) <= 0:
             return False
         if not kernel_generated(fd):
             self._fd = -2
